@@ -1,0 +1,152 @@
+//! The edge's one error type and its JSON shape (`../shared/CONTRACT.md`):
+//! `{"code": <HTTP status>, "message": <text>, "reason": <UPPER_SNAKE>}`.
+//!
+//! Every failure path of the edge ends here: handler errors, gRPC statuses from
+//! the services (mapped like grpc-gateway), body rejections, unknown routes.
+
+use axum::{
+    Json,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use tonic::Code;
+use tonic_types::StatusExt as _;
+
+/// An error answer.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    status: StatusCode,
+    reason: String,
+    message: String,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    code: u16,
+    message: &'a str,
+    reason: &'a str,
+}
+
+impl ApiError {
+    /// An error with an explicit status, machine reason and human message.
+    pub fn new(status: StatusCode, reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+
+    /// 400 with the given reason.
+    pub fn bad_request(reason: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, reason, message)
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The machine-readable reason.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Body {
+            code: self.status.as_u16(),
+            message: &self.message,
+            reason: &self.reason,
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// gRPC code → HTTP status, as `../shared/CONTRACT.md` lists it (grpc-gateway's
+/// mapping for these codes; every other code is a 500).
+pub fn http_status(code: Code) -> StatusCode {
+    match code {
+        Code::Ok => StatusCode::OK,
+        Code::InvalidArgument => StatusCode::BAD_REQUEST,
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::AlreadyExists => StatusCode::CONFLICT,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<tonic::Status> for ApiError {
+    fn from(s: tonic::Status) -> Self {
+        let status = http_status(s.code());
+        // Our services attach google.rpc.ErrorInfo to every error they
+        // produce; its message is written for clients. Without it the status
+        // came from the transport (connection refused, deadline), whose text
+        // names internals, so clients get a fixed message instead.
+        match s.get_details_error_info() {
+            Some(info) => {
+                if status.is_server_error() {
+                    tracing::warn!(grpc.code = ?s.code(), reason = %info.reason, "backend error");
+                }
+                Self::new(status, info.reason, s.message())
+            }
+            None => {
+                let (reason, message) = match s.code() {
+                    Code::Unavailable => (
+                        "BACKEND_UNAVAILABLE",
+                        "a backend service is unavailable; try again later",
+                    ),
+                    Code::DeadlineExceeded => (
+                        "DEADLINE_EXCEEDED",
+                        "a backend service did not answer in time",
+                    ),
+                    Code::Cancelled => ("CANCELLED", "the request was cancelled"),
+                    _ => ("INTERNAL", "internal error"),
+                };
+                tracing::warn!(grpc.code = ?s.code(), grpc.message = %s.message(), "backend call failed");
+                Self::new(status, reason, message)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_codes_map_as_the_contract_says() {
+        let cases = [
+            (Code::InvalidArgument, 400),
+            (Code::Unauthenticated, 401),
+            (Code::PermissionDenied, 403),
+            (Code::NotFound, 404),
+            (Code::AlreadyExists, 409),
+            (Code::ResourceExhausted, 429),
+            (Code::Unavailable, 503),
+            (Code::DeadlineExceeded, 504),
+            (Code::Internal, 500),
+            (Code::Unknown, 500),
+            (Code::DataLoss, 500),
+        ];
+        for (code, http) in cases {
+            assert_eq!(http_status(code).as_u16(), http, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn transport_errors_do_not_leak_internals() {
+        let e = ApiError::from(tonic::Status::unavailable(
+            "tcp connect error: 10.0.0.7:50051 Connection refused",
+        ));
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.reason(), "BACKEND_UNAVAILABLE");
+        assert!(!e.message.contains("10.0.0.7"), "{}", e.message);
+    }
+}

@@ -1,0 +1,48 @@
+//! `GET /health` (liveness) and `GET /ready` (readiness).
+
+use std::time::Duration;
+
+use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
+use serde_json::json;
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+
+use crate::AppState;
+
+/// How long readiness waits for a backend's health answer.
+const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Liveness: the process answers. Exactly `{"status": "OK"}` (homework 1).
+pub async fn health() -> impl IntoResponse {
+    Json(json!({"status": "OK"}))
+}
+
+/// Readiness: 200 when every backend's gRPC health check says SERVING and the
+/// process is not shutting down; otherwise 503 `{"status": "UNAVAILABLE"}`.
+pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    let serving = !state.shutdown.is_cancelled()
+        && backend_serving(&state, otus_proto::users::v1::users_service_server::SERVICE_NAME).await;
+    if serving {
+        (StatusCode::OK, Json(json!({"status": "OK"})))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "UNAVAILABLE"})),
+        )
+    }
+}
+
+async fn backend_serving(state: &AppState, service: &str) -> bool {
+    let mut client = state.users_health.clone();
+    let mut req = tonic::Request::new(HealthCheckRequest {
+        service: service.to_owned(),
+    });
+    req.set_timeout(READY_PROBE_TIMEOUT);
+    match tokio::time::timeout(READY_PROBE_TIMEOUT, client.check(req)).await {
+        Ok(Ok(resp)) => resp.into_inner().status == ServingStatus::Serving as i32,
+        Ok(Err(status)) => {
+            tracing::debug!(%service, code = ?status.code(), "backend not ready");
+            false
+        }
+        Err(_) => false,
+    }
+}

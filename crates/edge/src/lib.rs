@@ -1,0 +1,141 @@
+//! The edge: the public REST/JSON API (`../shared/CONTRACT.md`) on :8000,
+//! translated onto the gRPC services.
+//!
+//! - [`health`]: `/health`, `/health/` (liveness) and `/ready` (backends up).
+//! - [`users`]: the `/user` resource → `otus.users.v1.UsersService`.
+//! - [`body`]: strict JSON body reading (4xx JSON errors, never 500).
+//! - [`error`]: [`ApiError`], the one error shape, and the gRPC→HTTP mapping.
+//! - [`observe`]: request id, access log, metrics by route template, timeout.
+//!
+//! A request flows: `observe` (id, span, metrics) → `timeout` → body limit →
+//! handler → gRPC call with a deadline and the request id in metadata →
+//! response or [`ApiError`].
+
+pub mod body;
+pub mod error;
+pub mod health;
+pub mod observe;
+pub mod users;
+
+use std::{net::SocketAddr, time::Duration};
+
+use anyhow::Context as _;
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, Request},
+    http::{HeaderMap, StatusCode},
+    middleware,
+    routing::get,
+};
+pub use error::ApiError;
+use otus_proto::users::v1::users_service_client::UsersServiceClient;
+use otus_telemetry::{CancellationToken, Metrics};
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::health_client::HealthClient;
+
+/// Edge settings (see the `otus` binary for the environment variables).
+#[derive(Clone, Debug)]
+pub struct EdgeConfig {
+    /// gRPC address of the users service, e.g. `http://users:50051`.
+    pub users_url: String,
+    /// Deadline sent with every gRPC call (`grpc-timeout`).
+    pub grpc_deadline: Duration,
+    /// Upper bound on a whole HTTP request; answers 504 beyond it.
+    pub request_timeout: Duration,
+    /// Largest accepted request body in bytes; larger gets 413.
+    pub body_limit: usize,
+}
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    users: UsersServiceClient<Channel>,
+    users_health: HealthClient<Channel>,
+    grpc_deadline: Duration,
+    shutdown: CancellationToken,
+}
+
+impl AppState {
+    /// A gRPC request carrying the deadline and the HTTP request's id.
+    fn rpc<T>(&self, headers: &HeaderMap, msg: T) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(msg);
+        req.set_timeout(self.grpc_deadline);
+        if let Some(id) = headers.get(observe::REQUEST_ID)
+            && let Ok(v) = id.to_str().unwrap_or_default().parse()
+        {
+            req.metadata_mut().insert(observe::REQUEST_ID, v);
+        }
+        req
+    }
+}
+
+/// A channel that connects on first use, so the edge starts (and answers
+/// `/health`) even while a backend is still down; calls then fail fast with
+/// UNAVAILABLE → 503.
+fn lazy_channel(url: &str) -> anyhow::Result<Channel> {
+    Ok(Endpoint::from_shared(url.to_owned())
+        .with_context(|| format!("invalid gRPC URL {url:?}"))?
+        .connect_timeout(Duration::from_secs(1))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .connect_lazy())
+}
+
+/// The complete edge router.
+pub fn router(cfg: &EdgeConfig, metrics: &Metrics, shutdown: CancellationToken) -> anyhow::Result<Router> {
+    let channel = lazy_channel(&cfg.users_url)?;
+    let state = AppState {
+        users: UsersServiceClient::new(channel.clone()),
+        users_health: HealthClient::new(channel),
+        grpc_deadline: cfg.grpc_deadline,
+        shutdown,
+    };
+    let http_metrics = observe::HttpMetrics::register(metrics.registry())
+        .context("registering HTTP metrics")?;
+    Ok(Router::new()
+        .route("/health", get(health::health))
+        .route("/health/", get(health::health))
+        .route("/ready", get(health::ready))
+        .merge(users::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(cfg.body_limit))
+        .layer(middleware::from_fn_with_state(cfg.request_timeout, observe::timeout))
+        .layer(middleware::from_fn_with_state(http_metrics, observe::observe)))
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        format!("no route for {} {}", req.method(), req.uri().path()),
+    )
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    )
+}
+
+/// Binds the public listener; returns its address and the serving future,
+/// which ends after `shutdown` fires and in-flight requests finish.
+pub async fn serve(
+    addr: SocketAddr,
+    router: Router,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(SocketAddr, impl Future<Output = std::io::Result<()>>)> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the HTTP port {addr}"))?;
+    let local = listener.local_addr()?;
+    let fut = async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+    };
+    Ok((local, fut))
+}

@@ -1,0 +1,25 @@
+//! Database schema migrations for every otus-rs table (sea-orm-migration).
+//!
+//! Migrations run as their own step (`otus migrate`, a Kubernetes Job in the
+//! chart) and are also applied at start-up by the local all-in-one mode. The
+//! same migrations target PostgreSQL and the embedded SQLite default; where
+//! the two differ, the migration branches on the backend and says why.
+//!
+//! [`db`] opens connections (Postgres or the embedded SQLite default) with the
+//! pool settings every service shares.
+
+pub use sea_orm_migration::prelude::*;
+
+pub mod db;
+
+mod m20261124_000001_create_users;
+
+/// Applies every migration in order; `seaql_migrations` records what ran.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261124_000001_create_users::Migration)]
+    }
+}

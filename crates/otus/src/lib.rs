@@ -1,0 +1,151 @@
+//! The `otus` binary's library: process wiring for every subcommand.
+//!
+//! - [`config`]: the command line and environment variables.
+//! - [`grpc`]: how a gRPC service is served (health, reflection, shutdown).
+//! - [`run_all_in_one`], [`run_edge`], [`run_users`], [`migrate`]: one per
+//!   subcommand. `main.rs` only parses arguments and calls one of them.
+//!
+//! Integration tests start [`AllInOne`] on port 0 against a fresh database.
+
+pub mod config;
+pub mod grpc;
+
+use std::net::SocketAddr;
+
+use anyhow::Context as _;
+use otus_migration::{MigratorTrait as _, Migrator, db};
+use otus_telemetry::{CancellationToken, Metrics};
+use sea_orm::DatabaseConnection;
+
+use crate::config::{AllInOneArgs, DbArgs, EdgeArgs, UsersArgs};
+
+/// Connects to the configured database.
+pub async fn connect(args: &DbArgs) -> anyhow::Result<DatabaseConnection> {
+    db::connect(&args.database_url, &args.pool())
+        .await
+        .with_context(|| {
+            format!(
+                "connecting to the database at {}",
+                db::redact_url(&args.database_url)
+            )
+        })
+}
+
+/// Applies pending migrations and reports what it did.
+pub async fn migrate(conn: &DatabaseConnection) -> anyhow::Result<usize> {
+    let pending = Migrator::get_pending_migrations(conn)
+        .await
+        .context("reading the migration table")?;
+    for m in &pending {
+        tracing::info!(migration = m.name(), "applying migration");
+    }
+    Migrator::up(conn, None).await.context("applying migrations")?;
+    tracing::info!(applied = pending.len(), "database schema is up to date");
+    Ok(pending.len())
+}
+
+/// A started all-in-one system: where it listens, and the future that serves
+/// it until the shutdown token fires.
+pub struct AllInOne {
+    /// Public REST address.
+    pub http_addr: SocketAddr,
+    /// Admin (/metrics) address.
+    pub admin_addr: SocketAddr,
+    /// Users service gRPC address.
+    pub users_grpc_addr: SocketAddr,
+    serve: std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>,
+}
+
+impl AllInOne {
+    /// Connects, migrates, and binds every listener (port 0 works).
+    pub async fn start(args: &AllInOneArgs, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        let conn = connect(&args.db).await?;
+        migrate(&conn).await?;
+        let metrics = Metrics::new();
+        let (users_grpc_addr, users) =
+            grpc::serve_users(args.users_grpc_addr, conn, shutdown.clone()).await?;
+        let edge_cfg = args
+            .edge
+            .edge_config(format!("http://{}", loopback(users_grpc_addr)));
+        let router = otus_edge::router(&edge_cfg, &metrics, shutdown.clone())?;
+        let (http_addr, edge) = otus_edge::serve(args.http_addr, router, shutdown.clone()).await?;
+        let (admin_addr, admin) =
+            otus_telemetry::serve_admin(args.admin_addr, metrics, shutdown).await?;
+        let serve = Box::pin(async move {
+            let (u, e, a) = tokio::join!(users, edge, admin);
+            u?;
+            e.context("edge HTTP server")?;
+            a.context("admin server")?;
+            Ok(())
+        });
+        Ok(Self {
+            http_addr,
+            admin_addr,
+            users_grpc_addr,
+            serve,
+        })
+    }
+
+    /// Serves until the shutdown token fires and everything has drained.
+    pub async fn run(self) -> anyhow::Result<()> {
+        self.serve.await
+    }
+}
+
+/// An address to connect to: a wildcard bind address means "this host".
+fn loopback(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    }
+}
+
+/// `otus all-in-one`.
+pub async fn run_all_in_one(args: AllInOneArgs) -> anyhow::Result<()> {
+    let shutdown = otus_telemetry::shutdown_signal();
+    let app = AllInOne::start(&args, shutdown).await?;
+    tracing::info!(
+        "otus all-in-one: REST on http://{} (try /health/), metrics on http://{}/metrics, users gRPC on {}; database {}",
+        app.http_addr,
+        app.admin_addr,
+        app.users_grpc_addr,
+        db::redact_url(&args.db.database_url),
+    );
+    app.run().await
+}
+
+/// `otus edge`.
+pub async fn run_edge(args: EdgeArgs) -> anyhow::Result<()> {
+    let shutdown = otus_telemetry::shutdown_signal();
+    let metrics = Metrics::new();
+    let router = otus_edge::router(
+        &args.tuning.edge_config(args.users_grpc_url.clone()),
+        &metrics,
+        shutdown.clone(),
+    )?;
+    let (http, edge) = otus_edge::serve(args.http_addr, router, shutdown.clone()).await?;
+    let (admin, admin_fut) = otus_telemetry::serve_admin(args.admin_addr, metrics, shutdown).await?;
+    tracing::info!(%http, %admin, users = %args.users_grpc_url, "edge listening");
+    let (e, a) = tokio::join!(edge, admin_fut);
+    e.context("edge HTTP server")?;
+    a.context("admin server")?;
+    Ok(())
+}
+
+/// `otus users`.
+pub async fn run_users(args: UsersArgs) -> anyhow::Result<()> {
+    let shutdown = otus_telemetry::shutdown_signal();
+    let conn = connect(&args.db).await?;
+    if args.migrate_on_start {
+        migrate(&conn).await?;
+    }
+    let metrics = Metrics::new();
+    let (grpc, users) = grpc::serve_users(args.grpc_addr, conn, shutdown.clone()).await?;
+    let (admin, admin_fut) = otus_telemetry::serve_admin(args.admin_addr, metrics, shutdown).await?;
+    tracing::info!(%grpc, %admin, "users service listening");
+    let (u, a) = tokio::join!(users, admin_fut);
+    u?;
+    a.context("admin server")?;
+    Ok(())
+}

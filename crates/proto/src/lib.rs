@@ -1,0 +1,18 @@
+//! Generated protobuf messages and gRPC stubs for every otus-rs service.
+//!
+//! The sources live in `proto/` at the workspace root (linted by `buf lint`).
+//! [`FILE_DESCRIPTOR_SET`] is what each server's reflection service serves.
+
+/// `otus.users.v1`: the users service (profiles).
+pub mod users {
+    /// Version 1 of the users API.
+    pub mod v1 {
+        // Generated code: lints that fire depend on the proto, so `expect` would
+        // itself warn whenever none does.
+        #![allow(clippy::all, clippy::pedantic)]
+        tonic::include_proto!("otus.users.v1");
+    }
+}
+
+/// Encoded `FileDescriptorSet` of every otus proto, for server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("otus_descriptor");

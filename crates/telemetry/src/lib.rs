@@ -1,0 +1,163 @@
+//! Telemetry shared by every otus-rs process.
+//!
+//! - [`init_logging`]: structured logs through `tracing` (text or JSON), filtered
+//!   by `RUST_LOG`.
+//! - [`Metrics`]: the process's Prometheus registry; each component registers its
+//!   own collectors on it.
+//! - [`serve_admin`]: the admin HTTP server with `/metrics`. It listens on its own
+//!   port, which the public ingress never routes, so metrics are not public.
+//! - [`shutdown_signal`]: SIGINT/SIGTERM as a [`CancellationToken`] that every
+//!   server of the process watches, so one signal drains them all.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use anyhow::Context as _;
+use axum::{Router, extract::State, http::header, response::IntoResponse, routing::get};
+use prometheus::{Encoder as _, Registry, TextEncoder};
+pub use tokio_util::sync::CancellationToken;
+use tracing_subscriber::{EnvFilter, layer::SubscriberExt as _, util::SubscriberInitExt as _};
+
+/// Log filter used when `RUST_LOG` is unset: our crates at info, and the SQL
+/// driver quiet (sqlx logs every statement at INFO otherwise).
+pub const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn,sea_orm=warn,h2=warn,tower=warn,hyper=warn";
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable single lines (local development).
+    #[default]
+    Text,
+    /// One JSON object per line (Kubernetes, log shippers).
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            other => Err(format!("unknown log format {other:?} (expected text or json)")),
+        }
+    }
+}
+
+/// Installs the global `tracing` subscriber. Safe to call more than once (tests
+/// do): later calls are ignored.
+pub fn init_logging(format: LogFormat) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
+    let registry = tracing_subscriber::registry().with(filter);
+    // `try_init` fails only when a subscriber is already installed: keep it.
+    let _ = match format {
+        LogFormat::Text => registry
+            .with(tracing_subscriber::fmt::layer().with_target(true))
+            .try_init(),
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false),
+            )
+            .try_init(),
+    };
+}
+
+/// A process's metrics registry. Cheap to clone (shared).
+#[derive(Clone, Default)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+}
+
+impl Metrics {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The registry to register collectors on.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Everything registered, in the Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding into a Vec fails only on an inconsistent collector, which
+        // would be a programming error; an empty page is the safe answer.
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// Histogram buckets (seconds) that resolve sub-millisecond answers as well as
+/// multi-second ones: 0.25 ms … 10 s.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The admin router: `GET /metrics`.
+pub fn admin_router(metrics: Metrics) -> Router {
+    async fn render(State(metrics): State<Metrics>) -> impl IntoResponse {
+        (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            metrics.render(),
+        )
+    }
+    Router::new()
+        .route("/metrics", get(render))
+        .with_state(metrics)
+}
+
+/// Binds the admin server and returns its address and the serving future.
+pub async fn serve_admin(
+    addr: SocketAddr,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(
+    SocketAddr,
+    impl std::future::Future<Output = std::io::Result<()>>,
+)> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the admin (metrics) port {addr}"))?;
+    let local = listener.local_addr()?;
+    let fut = async move {
+        axum::serve(listener, admin_router(metrics))
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+    };
+    Ok((local, fut))
+}
+
+/// A token cancelled at the first SIGINT or SIGTERM.
+pub fn shutdown_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = ctrl_c => {},
+                        _ = term.recv() => {},
+                    }
+                }
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutdown signal received; draining");
+        t.cancel();
+    });
+    token
+}

@@ -1,0 +1,204 @@
+//! The `otus.users.v1.UsersService` implementation.
+
+use chrono::Utc;
+use otus_proto::users::v1::{
+    CreateUserRequest, DeleteUserRequest, GetUserRequest, UpdateUserRequest, User,
+    users_service_server::UsersService,
+};
+use sea_orm::{ActiveModelTrait as _, ActiveValue::Set, DatabaseConnection, EntityTrait as _};
+use tonic::{Request, Response, Status};
+
+use crate::{
+    entity,
+    error::UsersError,
+    validate::{self, Fields},
+};
+
+/// Serves user profiles from the `users` table.
+#[derive(Clone)]
+pub struct UsersApi {
+    db: DatabaseConnection,
+}
+
+impl UsersApi {
+    /// A service over an open (and migrated) database.
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    async fn find(&self, id: i64) -> Result<entity::Model, UsersError> {
+        check_id(id)?;
+        entity::Entity::find_by_id(id)
+            .one(&self.db)
+            .await
+            .map_err(UsersError::from_db)?
+            .ok_or(UsersError::NotFound(id))
+    }
+}
+
+fn check_id(id: i64) -> Result<(), UsersError> {
+    if id <= 0 {
+        return Err(UsersError::BadRequest {
+            reason: "INVALID_ID",
+            message: format!("user id must be a positive integer, got {id}"),
+        });
+    }
+    Ok(())
+}
+
+fn fields(m: &entity::Model) -> Fields<'_> {
+    Fields {
+        username: &m.username,
+        first_name: &m.first_name,
+        last_name: &m.last_name,
+        email: &m.email,
+        phone: &m.phone,
+    }
+}
+
+fn timestamp(t: &sea_orm::prelude::DateTimeWithTimeZone) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        // subsec_nanos() < 2e9 always fits in i32 (leap seconds included).
+        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+fn to_proto(m: entity::Model) -> User {
+    User {
+        create_time: Some(timestamp(&m.created_at)),
+        update_time: Some(timestamp(&m.updated_at)),
+        id: m.id,
+        username: m.username,
+        first_name: m.first_name,
+        last_name: m.last_name,
+        email: m.email,
+        phone: m.phone,
+    }
+}
+
+/// The paths `update_mask` may name.
+const UPDATABLE: &[&str] = &["username", "first_name", "last_name", "email", "phone"];
+
+#[tonic::async_trait]
+impl UsersService for UsersApi {
+    #[tracing::instrument(skip_all, fields(user.id = request.get_ref().id))]
+    async fn get_user(&self, request: Request<GetUserRequest>) -> Result<Response<User>, Status> {
+        let user = self.find(request.into_inner().id).await?;
+        Ok(Response::new(to_proto(user)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn create_user(
+        &self,
+        request: Request<CreateUserRequest>,
+    ) -> Result<Response<User>, Status> {
+        let user = request.into_inner().user.unwrap_or_default();
+        let violations = validate::check(Fields {
+            username: &user.username,
+            first_name: &user.first_name,
+            last_name: &user.last_name,
+            email: &user.email,
+            phone: &user.phone,
+        });
+        if !violations.is_empty() {
+            return Err(UsersError::Invalid(violations).into());
+        }
+        let now = Utc::now().fixed_offset();
+        let model = entity::ActiveModel {
+            username: Set(user.username),
+            first_name: Set(user.first_name),
+            last_name: Set(user.last_name),
+            email: Set(user.email),
+            phone: Set(user.phone),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await
+        .map_err(UsersError::from_db)?;
+        tracing::info!(user.id = model.id, "user created");
+        Ok(Response::new(to_proto(model)))
+    }
+
+    #[tracing::instrument(skip_all, fields(user.id))]
+    async fn update_user(
+        &self,
+        request: Request<UpdateUserRequest>,
+    ) -> Result<Response<User>, Status> {
+        let UpdateUserRequest { user, update_mask } = request.into_inner();
+        let user = user.unwrap_or_default();
+        tracing::Span::current().record("user.id", user.id);
+        let paths = update_mask.map(|m| m.paths).unwrap_or_default();
+        if let Some(bad) = paths.iter().find(|p| !UPDATABLE.contains(&p.as_str())) {
+            return Err(UsersError::BadRequest {
+                reason: "INVALID_UPDATE_MASK",
+                message: format!(
+                    "update_mask path {bad:?} is not updatable; allowed: {}",
+                    UPDATABLE.join(", ")
+                ),
+            }
+            .into());
+        }
+
+        let current = self.find(user.id).await?;
+        if paths.is_empty() {
+            return Ok(Response::new(to_proto(current)));
+        }
+        let mut next = current.clone();
+        for path in &paths {
+            match path.as_str() {
+                "username" => next.username.clone_from(&user.username),
+                "first_name" => next.first_name.clone_from(&user.first_name),
+                "last_name" => next.last_name.clone_from(&user.last_name),
+                "email" => next.email.clone_from(&user.email),
+                "phone" => next.phone.clone_from(&user.phone),
+                // Checked against UPDATABLE above.
+                _ => {}
+            }
+        }
+        // Validate the user as it would be stored, so an update can never
+        // produce a profile that create would have refused.
+        let violations = validate::check(fields(&next));
+        if !violations.is_empty() {
+            return Err(UsersError::Invalid(violations).into());
+        }
+        if next == current {
+            return Ok(Response::new(to_proto(current)));
+        }
+        let mut active: entity::ActiveModel = current.into();
+        active.username = Set(next.username);
+        active.first_name = Set(next.first_name);
+        active.last_name = Set(next.last_name);
+        active.email = Set(next.email);
+        active.phone = Set(next.phone);
+        active.updated_at = Set(Utc::now().fixed_offset());
+        let updated = match active.update(&self.db).await {
+            Ok(m) => m,
+            // Deleted between our read and the write.
+            Err(sea_orm::DbErr::RecordNotUpdated) => return Err(UsersError::NotFound(user.id).into()),
+            Err(e) => return Err(UsersError::from_db(e).into()),
+        };
+        tracing::info!("user updated");
+        Ok(Response::new(to_proto(updated)))
+    }
+
+    #[tracing::instrument(skip_all, fields(user.id = request.get_ref().id))]
+    async fn delete_user(
+        &self,
+        request: Request<DeleteUserRequest>,
+    ) -> Result<Response<()>, Status> {
+        let id = request.into_inner().id;
+        check_id(id)?;
+        let res = entity::Entity::delete_by_id(id)
+            .exec(&self.db)
+            .await
+            .map_err(UsersError::from_db)?;
+        if res.rows_affected == 0 {
+            return Err(UsersError::NotFound(id).into());
+        }
+        tracing::info!("user deleted");
+        Ok(Response::new(()))
+    }
+}

@@ -1,0 +1,266 @@
+//! Field rules for user profiles. The users service is the only place they are
+//! enforced: the edge forwards whatever the client sent and maps the answer.
+
+/// Longest accepted username, in characters (otus55: `maxLength: 256`).
+pub const USERNAME_MAX_CHARS: usize = 256;
+/// Longest accepted first or last name, in characters.
+pub const NAME_MAX_CHARS: usize = 256;
+/// Longest accepted e-mail address (RFC 5321 path limit).
+pub const EMAIL_MAX_CHARS: usize = 254;
+/// Longest accepted phone number as written, separators included.
+pub const PHONE_MAX_CHARS: usize = 32;
+
+/// One field that broke a rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// The field in the API's (proto) naming, e.g. `first_name`.
+    pub field: &'static str,
+    /// Stable machine code, e.g. `INVALID_EMAIL`.
+    pub reason: &'static str,
+    /// What is wrong, for humans.
+    pub description: String,
+}
+
+impl Violation {
+    fn new(field: &'static str, reason: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            field,
+            reason,
+            description: description.into(),
+        }
+    }
+}
+
+/// The writable fields of a user, as they would be stored.
+#[derive(Clone, Copy, Debug)]
+pub struct Fields<'a> {
+    pub username: &'a str,
+    pub first_name: &'a str,
+    pub last_name: &'a str,
+    pub email: &'a str,
+    pub phone: &'a str,
+}
+
+/// Checks every field and returns all violations (empty: valid).
+pub fn check(f: Fields<'_>) -> Vec<Violation> {
+    let mut out = Vec::new();
+    out.extend(username(f.username));
+    out.extend(name("first_name", "INVALID_FIRST_NAME", f.first_name));
+    out.extend(name("last_name", "INVALID_LAST_NAME", f.last_name));
+    out.extend(email(f.email));
+    out.extend(phone(f.phone));
+    out
+}
+
+fn has_control(s: &str) -> bool {
+    s.chars().any(char::is_control)
+}
+
+fn username(v: &str) -> Option<Violation> {
+    const F: &str = "username";
+    const R: &str = "INVALID_USERNAME";
+    if v.is_empty() {
+        return Some(Violation::new(F, R, "username is required"));
+    }
+    if v.chars().count() > USERNAME_MAX_CHARS {
+        return Some(Violation::new(
+            F,
+            R,
+            format!("username must be at most {USERNAME_MAX_CHARS} characters"),
+        ));
+    }
+    if v.trim() != v {
+        return Some(Violation::new(
+            F,
+            R,
+            "username must not start or end with whitespace",
+        ));
+    }
+    if has_control(v) {
+        return Some(Violation::new(
+            F,
+            R,
+            "username must not contain control characters",
+        ));
+    }
+    None
+}
+
+fn name(field: &'static str, reason: &'static str, v: &str) -> Option<Violation> {
+    if v.chars().count() > NAME_MAX_CHARS {
+        return Some(Violation::new(
+            field,
+            reason,
+            format!("{field} must be at most {NAME_MAX_CHARS} characters"),
+        ));
+    }
+    if has_control(v) {
+        return Some(Violation::new(
+            field,
+            reason,
+            format!("{field} must not contain control characters"),
+        ));
+    }
+    None
+}
+
+/// A pragmatic address check: `local@domain.tld`, ASCII, no whitespace, a
+/// dotted domain of letter/digit/hyphen labels. It rejects what is certainly
+/// wrong; it does not try to accept every RFC 5322 oddity (quoted locals, IP
+/// literals), which real sign-up forms do not accept either.
+fn email(v: &str) -> Option<Violation> {
+    const F: &str = "email";
+    const R: &str = "INVALID_EMAIL";
+    if v.is_empty() {
+        return Some(Violation::new(F, R, "email is required"));
+    }
+    if v.chars().count() > EMAIL_MAX_CHARS {
+        return Some(Violation::new(
+            F,
+            R,
+            format!("email must be at most {EMAIL_MAX_CHARS} characters"),
+        ));
+    }
+    let bad = || Some(Violation::new(F, R, "email is not a valid e-mail address"));
+    let Some((local, domain)) = v.split_once('@') else {
+        return bad();
+    };
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c));
+    let labels: Vec<&str> = domain.split('.').collect();
+    let domain_ok = labels.len() >= 2
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+        && labels
+            .last()
+            .is_some_and(|tld| tld.len() >= 2 && tld.chars().all(|c| c.is_ascii_alphabetic()));
+    if local_ok && domain_ok { None } else { bad() }
+}
+
+/// Optional; when given: an optional leading `+`, then digits with spaces,
+/// dashes, dots or parentheses between them, 5 to 20 digits in all. Accepts
+/// the shapes Postman's `{{$randomPhoneNumber}}` produces (`555-123-4567`).
+fn phone(v: &str) -> Option<Violation> {
+    const F: &str = "phone";
+    const R: &str = "INVALID_PHONE";
+    if v.is_empty() {
+        return None;
+    }
+    let bad = || {
+        Some(Violation::new(
+            F,
+            R,
+            "phone must be digits with an optional leading '+' and separators ' -.()', 5 to 20 digits",
+        ))
+    };
+    if v.chars().count() > PHONE_MAX_CHARS {
+        return bad();
+    }
+    let body = v.strip_prefix('+').unwrap_or(v);
+    if !body
+        .chars()
+        .all(|c| c.is_ascii_digit() || " -.()".contains(c))
+    {
+        return bad();
+    }
+    let digits = body.chars().filter(char::is_ascii_digit).count();
+    if !(5..=20).contains(&digits) {
+        return bad();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok() -> Fields<'static> {
+        Fields {
+            username: "Kaylee.Hayes",
+            first_name: "Kaylee",
+            last_name: "Hayes",
+            email: "kaylee.hayes@example.com",
+            phone: "535-652-7183",
+        }
+    }
+
+    fn reasons(f: Fields<'_>) -> Vec<&'static str> {
+        check(f).into_iter().map(|v| v.reason).collect()
+    }
+
+    #[test]
+    fn a_complete_profile_is_valid() {
+        assert!(check(ok()).is_empty());
+        assert!(
+            check(Fields {
+                first_name: "",
+                last_name: "",
+                phone: "",
+                ..ok()
+            })
+            .is_empty(),
+            "names and phone are optional"
+        );
+    }
+
+    #[test]
+    fn username_is_required_and_at_most_256_characters() {
+        assert_eq!(reasons(Fields { username: "", ..ok() }), ["INVALID_USERNAME"]);
+        let max = "ж".repeat(256); // counted in characters, not bytes
+        assert!(check(Fields { username: &max, ..ok() }).is_empty());
+        let over = "a".repeat(257);
+        assert_eq!(reasons(Fields { username: &over, ..ok() }), ["INVALID_USERNAME"]);
+        assert_eq!(reasons(Fields { username: " bob", ..ok() }), ["INVALID_USERNAME"]);
+        assert_eq!(reasons(Fields { username: "bo\nb", ..ok() }), ["INVALID_USERNAME"]);
+    }
+
+    #[test]
+    fn emails_must_look_like_addresses() {
+        for good in ["a@b.co", "first.last+tag@mail.example.org", "x_y@sub-domain.ru"] {
+            assert!(check(Fields { email: good, ..ok() }).is_empty(), "{good}");
+        }
+        for bad in [
+            "", "plain", "@example.com", "a@", "a@b", "a@b.c", "a b@c.com", "a@b..com",
+            "a@-b.com", ".a@b.com", "a..b@c.com", "a@b.com.", "a@@b.com", "a@b.c0m",
+        ] {
+            assert_eq!(reasons(Fields { email: bad, ..ok() }), ["INVALID_EMAIL"], "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn phones_are_digits_with_common_separators() {
+        for good in ["+7 (912) 345-67-89", "555.123.4567", "12345", "1-535-652-7183 "] {
+            let trimmed = good.trim_end();
+            assert!(check(Fields { phone: trimmed, ..ok() }).is_empty(), "{good}");
+        }
+        for bad in ["1234", "call me", "+7+912", "123456789012345678901", "12-34x"] {
+            assert_eq!(reasons(Fields { phone: bad, ..ok() }), ["INVALID_PHONE"], "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn every_violation_is_reported_at_once() {
+        let all_bad = Fields {
+            username: "",
+            first_name: "x\u{7}",
+            last_name: "ok",
+            email: "nope",
+            phone: "abc",
+        };
+        assert_eq!(
+            reasons(all_bad),
+            ["INVALID_USERNAME", "INVALID_FIRST_NAME", "INVALID_EMAIL", "INVALID_PHONE"]
+        );
+    }
+}
