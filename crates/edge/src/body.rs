@@ -100,7 +100,10 @@ impl JsonObject {
                 let names: Vec<&str> = allowed.iter().map(|f| f.json).collect();
                 return Err(ApiError::bad_request(
                     "UNKNOWN_FIELD",
-                    format!("unknown field {key:?}; expected any of {}", names.join(", ")),
+                    format!(
+                        "unknown field {key:?}; expected any of {}",
+                        names.join(", ")
+                    ),
                 ));
             };
             match value {

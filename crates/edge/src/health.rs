@@ -20,7 +20,11 @@ pub async fn health() -> impl IntoResponse {
 /// process is not shutting down; otherwise 503 `{"status": "UNAVAILABLE"}`.
 pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let serving = !state.shutdown.is_cancelled()
-        && backend_serving(&state, otus_proto::users::v1::users_service_server::SERVICE_NAME).await;
+        && backend_serving(
+            &state,
+            otus_proto::users::v1::users_service_server::SERVICE_NAME,
+        )
+        .await;
     if serving {
         (StatusCode::OK, Json(json!({"status": "OK"})))
     } else {

@@ -82,7 +82,11 @@ fn lazy_channel(url: &str) -> anyhow::Result<Channel> {
 }
 
 /// The complete edge router.
-pub fn router(cfg: &EdgeConfig, metrics: &Metrics, shutdown: CancellationToken) -> anyhow::Result<Router> {
+pub fn router(
+    cfg: &EdgeConfig,
+    metrics: &Metrics,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Router> {
     let channel = lazy_channel(&cfg.users_url)?;
     let state = AppState {
         users: UsersServiceClient::new(channel.clone()),
@@ -90,8 +94,8 @@ pub fn router(cfg: &EdgeConfig, metrics: &Metrics, shutdown: CancellationToken) 
         grpc_deadline: cfg.grpc_deadline,
         shutdown,
     };
-    let http_metrics = observe::HttpMetrics::register(metrics.registry())
-        .context("registering HTTP metrics")?;
+    let http_metrics =
+        observe::HttpMetrics::register(metrics.registry()).context("registering HTTP metrics")?;
     Ok(Router::new()
         .route("/health", get(health::health))
         .route("/health/", get(health::health))
@@ -101,8 +105,14 @@ pub fn router(cfg: &EdgeConfig, metrics: &Metrics, shutdown: CancellationToken) 
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .layer(DefaultBodyLimit::max(cfg.body_limit))
-        .layer(middleware::from_fn_with_state(cfg.request_timeout, observe::timeout))
-        .layer(middleware::from_fn_with_state(http_metrics, observe::observe)))
+        .layer(middleware::from_fn_with_state(
+            cfg.request_timeout,
+            observe::timeout,
+        ))
+        .layer(middleware::from_fn_with_state(
+            http_metrics,
+            observe::observe,
+        )))
 }
 
 async fn not_found(req: Request) -> ApiError {

@@ -55,14 +55,32 @@ impl From<User> for UserJson {
     }
 }
 
-const USERNAME: Field = Field { json: "username", proto: "username" };
-const FIRST_NAME: Field = Field { json: "firstName", proto: "first_name" };
-const LAST_NAME: Field = Field { json: "lastName", proto: "last_name" };
-const EMAIL: Field = Field { json: "email", proto: "email" };
-const PHONE: Field = Field { json: "phone", proto: "phone" };
+const USERNAME: Field = Field {
+    json: "username",
+    proto: "username",
+};
+const FIRST_NAME: Field = Field {
+    json: "firstName",
+    proto: "first_name",
+};
+const LAST_NAME: Field = Field {
+    json: "lastName",
+    proto: "last_name",
+};
+const EMAIL: Field = Field {
+    json: "email",
+    proto: "email",
+};
+const PHONE: Field = Field {
+    json: "phone",
+    proto: "phone",
+};
 /// Accepted on create for the registration flow; the auth service (its own
 /// issue) will store it. Until then it is checked for type and dropped.
-const PASSWORD: Field = Field { json: "password", proto: "password" };
+const PASSWORD: Field = Field {
+    json: "password",
+    proto: "password",
+};
 
 /// Fields a client may set on update.
 const UPDATABLE: &[Field] = &[USERNAME, FIRST_NAME, LAST_NAME, EMAIL, PHONE];

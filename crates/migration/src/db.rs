@@ -78,7 +78,10 @@ mod tests {
             redact_url("postgres://app:s3cret@db:5432/otus"),
             "postgres://app:***@db:5432/otus"
         );
-        assert_eq!(redact_url("postgres://app@db/otus"), "postgres://app@db/otus");
+        assert_eq!(
+            redact_url("postgres://app@db/otus"),
+            "postgres://app@db/otus"
+        );
         assert_eq!(redact_url(DEFAULT), DEFAULT);
     }
     const DEFAULT: &str = super::DEFAULT_DATABASE_URL;

@@ -36,38 +36,47 @@ fn reflection_services() -> anyhow::Result<(
     ))
 }
 
+async fn database_status(db: &DatabaseConnection, service: &str) -> ServingStatus {
+    match db.ping().await {
+        Ok(()) => ServingStatus::Serving,
+        Err(e) => {
+            tracing::warn!(error = %e, %service, "database ping failed");
+            ServingStatus::NotServing
+        }
+    }
+}
+
 /// Keeps `service`'s health status in step with the database: NOT_SERVING
 /// while a ping fails, so readiness probes (and the edge's `/ready`) notice.
-fn watch_database(
+/// The first status is set before this returns, so the service never
+/// answers health checks with "unknown service".
+async fn watch_database(
     reporter: HealthReporter,
     service: &'static str,
     db: DatabaseConnection,
     shutdown: CancellationToken,
 ) {
+    let mut last = database_status(&db, service).await;
+    reporter.set_service_status(service, last).await;
     tokio::spawn(async move {
-        let mut last = None;
         loop {
-            let status = match db.ping().await {
-                Ok(()) => ServingStatus::Serving,
-                Err(e) => {
-                    tracing::warn!(error = %e, %service, "database ping failed");
-                    ServingStatus::NotServing
-                }
-            };
-            if last != Some(status) {
-                reporter.set_service_status(service, status).await;
-                last = Some(status);
-            }
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(DB_HEALTH_INTERVAL) => {}
+            }
+            let status = database_status(&db, service).await;
+            if status != last {
+                reporter.set_service_status(service, status).await;
+                last = status;
             }
         }
         // Draining: tell load balancers to stop sending new calls.
         reporter
             .set_service_status(service, ServingStatus::NotServing)
             .await;
-        reporter.set_service_status("", ServingStatus::NotServing).await;
+        reporter
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
     });
 }
 
@@ -83,7 +92,13 @@ pub async fn serve_users(
         .with_context(|| format!("binding the users gRPC port {addr}"))?;
     let local = listener.local_addr()?;
     let (reporter, health) = tonic_health::server::health_reporter();
-    watch_database(reporter, otus_users::SERVICE_NAME, db.clone(), shutdown.clone());
+    watch_database(
+        reporter,
+        otus_users::SERVICE_NAME,
+        db.clone(),
+        shutdown.clone(),
+    )
+    .await;
     let (reflection_v1, reflection_v1alpha) = reflection_services()?;
     let users = UsersServiceServer::new(UsersApi::new(db));
     let fut = async move {

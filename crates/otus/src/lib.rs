@@ -13,7 +13,7 @@ pub mod grpc;
 use std::net::SocketAddr;
 
 use anyhow::Context as _;
-use otus_migration::{MigratorTrait as _, Migrator, db};
+use otus_migration::{Migrator, MigratorTrait as _, db};
 use otus_telemetry::{CancellationToken, Metrics};
 use sea_orm::DatabaseConnection;
 
@@ -39,7 +39,9 @@ pub async fn migrate(conn: &DatabaseConnection) -> anyhow::Result<usize> {
     for m in &pending {
         tracing::info!(migration = m.name(), "applying migration");
     }
-    Migrator::up(conn, None).await.context("applying migrations")?;
+    Migrator::up(conn, None)
+        .await
+        .context("applying migrations")?;
     tracing::info!(applied = pending.len(), "database schema is up to date");
     Ok(pending.len())
 }
@@ -125,7 +127,8 @@ pub async fn run_edge(args: EdgeArgs) -> anyhow::Result<()> {
         shutdown.clone(),
     )?;
     let (http, edge) = otus_edge::serve(args.http_addr, router, shutdown.clone()).await?;
-    let (admin, admin_fut) = otus_telemetry::serve_admin(args.admin_addr, metrics, shutdown).await?;
+    let (admin, admin_fut) =
+        otus_telemetry::serve_admin(args.admin_addr, metrics, shutdown).await?;
     tracing::info!(%http, %admin, users = %args.users_grpc_url, "edge listening");
     let (e, a) = tokio::join!(edge, admin_fut);
     e.context("edge HTTP server")?;
@@ -142,7 +145,8 @@ pub async fn run_users(args: UsersArgs) -> anyhow::Result<()> {
     }
     let metrics = Metrics::new();
     let (grpc, users) = grpc::serve_users(args.grpc_addr, conn, shutdown.clone()).await?;
-    let (admin, admin_fut) = otus_telemetry::serve_admin(args.admin_addr, metrics, shutdown).await?;
+    let (admin, admin_fut) =
+        otus_telemetry::serve_admin(args.admin_addr, metrics, shutdown).await?;
     tracing::info!(%grpc, %admin, "users service listening");
     let (u, a) = tokio::join!(users, admin_fut);
     u?;

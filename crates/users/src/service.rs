@@ -177,7 +177,9 @@ impl UsersService for UsersApi {
         let updated = match active.update(&self.db).await {
             Ok(m) => m,
             // Deleted between our read and the write.
-            Err(sea_orm::DbErr::RecordNotUpdated) => return Err(UsersError::NotFound(user.id).into()),
+            Err(sea_orm::DbErr::RecordNotUpdated) => {
+                return Err(UsersError::NotFound(user.id).into());
+            }
             Err(e) => return Err(UsersError::from_db(e).into()),
         };
         tracing::info!("user updated");

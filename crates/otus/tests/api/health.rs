@@ -1,0 +1,97 @@
+//! Liveness, readiness, and behaviour when a backend is down.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, TestApp, assert_error};
+
+#[tokio::test]
+async fn health_answers_exactly_status_ok_with_and_without_trailing_slash() {
+    let app = TestApp::spawn(Backend::Sqlite).await.expect("sqlite");
+    for path in ["/health/", "/health"] {
+        let resp = app.get(path).await;
+        assert_eq!(resp.status(), 200, "{path}");
+        let body: Value = resp.json().await.expect("json");
+        assert_eq!(body, json!({"status": "OK"}), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn ready_is_ok_when_the_users_service_and_database_answer() {
+    let app = TestApp::spawn(Backend::Sqlite).await.expect("sqlite");
+    let resp = app.get("/ready").await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.json::<Value>().await.expect("json"),
+        json!({"status": "OK"})
+    );
+}
+
+/// An edge whose users service is not running: liveness stays OK, readiness
+/// says 503, and API calls fail fast with a 503 JSON error, not a hang or 500.
+#[tokio::test]
+async fn with_the_users_service_down_the_edge_answers_503_quickly() {
+    // A port that was free a moment ago: nothing listens there.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead_addr = dead.local_addr().expect("addr");
+    drop(dead);
+
+    let shutdown = otus_telemetry::CancellationToken::new();
+    let cfg = otus_edge::EdgeConfig {
+        users_url: format!("http://{dead_addr}"),
+        grpc_deadline: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(10),
+        body_limit: 1024,
+    };
+    let router =
+        otus_edge::router(&cfg, &otus_telemetry::Metrics::new(), shutdown.clone()).expect("router");
+    let (addr, serve) = otus_edge::serve(
+        "127.0.0.1:0".parse().expect("addr"),
+        router,
+        shutdown.clone(),
+    )
+    .await
+    .expect("serve");
+    tokio::spawn(serve);
+    let base = format!("http://{addr}");
+    let client = reqwest::Client::new();
+
+    let live = client
+        .get(format!("{base}/health/"))
+        .send()
+        .await
+        .expect("health");
+    assert_eq!(live.status(), 200);
+
+    let ready = client
+        .get(format!("{base}/ready"))
+        .send()
+        .await
+        .expect("ready");
+    assert_eq!(ready.status(), 503);
+    assert_eq!(
+        ready.json::<Value>().await.expect("json"),
+        json!({"status": "UNAVAILABLE"})
+    );
+
+    let started = Instant::now();
+    let resp = client
+        .get(format!("{base}/user/1"))
+        .send()
+        .await
+        .expect("get");
+    let body = assert_error(resp, 503, "BACKEND_UNAVAILABLE").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "503 must come fast (connection refused), took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        !body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&dead_addr.to_string())
+    );
+    shutdown.cancel();
+}
