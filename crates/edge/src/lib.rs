@@ -56,6 +56,17 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// Clients for every backend (connected lazily).
+    pub fn new(cfg: &EdgeConfig, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        let channel = lazy_channel(&cfg.users_url)?;
+        Ok(Self {
+            users: UsersServiceClient::new(channel.clone()),
+            users_health: HealthClient::new(channel),
+            grpc_deadline: cfg.grpc_deadline,
+            shutdown,
+        })
+    }
+
     /// A gRPC request carrying the deadline and the HTTP request's id.
     fn rpc<T>(&self, headers: &HeaderMap, msg: T) -> tonic::Request<T> {
         let mut req = tonic::Request::new(msg);
@@ -87,13 +98,7 @@ pub fn router(
     metrics: &Metrics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Router> {
-    let channel = lazy_channel(&cfg.users_url)?;
-    let state = AppState {
-        users: UsersServiceClient::new(channel.clone()),
-        users_health: HealthClient::new(channel),
-        grpc_deadline: cfg.grpc_deadline,
-        shutdown,
-    };
+    let state = AppState::new(cfg, shutdown)?;
     let http_metrics =
         observe::HttpMetrics::register(metrics.registry()).context("registering HTTP metrics")?;
     Ok(Router::new()
@@ -148,4 +153,30 @@ pub async fn serve(
             .await
     };
     Ok((local, fut))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn grpc_calls_carry_the_deadline_and_the_request_id() {
+        let cfg = EdgeConfig {
+            users_url: "http://127.0.0.1:1".into(),
+            grpc_deadline: Duration::from_millis(1500),
+            request_timeout: Duration::from_secs(10),
+            body_limit: 1024,
+        };
+        let state = AppState::new(&cfg, CancellationToken::new()).unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(observe::REQUEST_ID, "req-42".parse().unwrap());
+        let req = state.rpc(&headers, ());
+        let timeout = req
+            .metadata()
+            .get("grpc-timeout")
+            .expect("grpc-timeout is set");
+        // gRPC wire format: an integer and a unit; tonic sends microseconds.
+        assert_eq!(timeout.to_str().unwrap(), "1500000u");
+        assert_eq!(req.metadata().get(observe::REQUEST_ID).unwrap(), "req-42");
+    }
 }

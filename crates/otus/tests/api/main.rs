@@ -12,4 +12,5 @@ mod helpers;
 mod grpc;
 mod health;
 mod metrics;
+mod openapi;
 mod users;
