@@ -19,6 +19,8 @@ pub struct ApiError {
     status: StatusCode,
     reason: String,
     message: String,
+    /// Seconds for a `Retry-After` header (429).
+    retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -35,7 +37,17 @@ impl ApiError {
             status,
             reason: reason.into(),
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// 401 for a request without credentials.
+    pub fn missing_credentials() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "MISSING_CREDENTIALS",
+            "log in first: send Authorization: Bearer <token> or the session cookie",
+        )
     }
 
     /// 400 with the given reason.
@@ -61,7 +73,18 @@ impl IntoResponse for ApiError {
             message: &self.message,
             reason: &self.reason,
         };
-        (self.status, Json(body)).into_response()
+        let mut resp = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"otus\""),
+            );
+        }
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        resp
     }
 }
 
@@ -89,12 +112,18 @@ impl From<tonic::Status> for ApiError {
         // produce; its message is written for clients. Without it the status
         // came from the transport (connection refused, deadline), whose text
         // names internals, so clients get a fixed message instead.
-        match s.get_details_error_info() {
+        let details = s.get_error_details();
+        match details.error_info() {
             Some(info) => {
                 if status.is_server_error() {
                     tracing::warn!(grpc.code = ?s.code(), reason = %info.reason, "backend error");
                 }
-                Self::new(status, info.reason, s.message())
+                let mut e = Self::new(status, info.reason.clone(), s.message());
+                e.retry_after = details
+                    .retry_info()
+                    .and_then(|r| r.retry_delay)
+                    .map(|d| d.as_secs().max(1));
+                e
             }
             None => {
                 let (reason, message) = match s.code() {

@@ -16,15 +16,18 @@ pub async fn health() -> impl IntoResponse {
     Json(json!({"status": "OK"}))
 }
 
-/// Readiness: 200 when every backend's gRPC health check says SERVING and the
+/// Readiness: 200 when every backend's gRPC health check (users, auth) says SERVING and the
 /// process is not shutting down; otherwise 503 `{"status": "UNAVAILABLE"}`.
 pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    let checks = state
+        .backends
+        .iter()
+        .map(|(client, service)| backend_serving(client.clone(), service));
     let serving = !state.shutdown.is_cancelled()
-        && backend_serving(
-            &state,
-            otus_proto::users::v1::users_service_server::SERVICE_NAME,
-        )
-        .await;
+        && futures::future::join_all(checks)
+            .await
+            .into_iter()
+            .all(|ok| ok);
     if serving {
         (StatusCode::OK, Json(json!({"status": "OK"})))
     } else {
@@ -35,8 +38,10 @@ pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-async fn backend_serving(state: &AppState, service: &str) -> bool {
-    let mut client = state.users_health.clone();
+async fn backend_serving(
+    mut client: tonic_health::pb::health_client::HealthClient<tonic::transport::Channel>,
+    service: &str,
+) -> bool {
     let mut req = tonic::Request::new(HealthCheckRequest {
         service: service.to_owned(),
     });

@@ -2,7 +2,10 @@
 //! translated onto the gRPC services.
 //!
 //! - [`health`]: `/health`, `/health/` (liveness) and `/ready` (backends up).
-//! - [`users`]: the `/user` resource → `otus.users.v1.UsersService`.
+//! - [`auth`]: gateway authentication (Bearer token or session cookie →
+//!   `AuthService/Authenticate`), `/register`, `/login`, `/logout`.
+//! - [`users`]: the `/user` and `/me` resource → `UsersService` with the
+//!   caller's identity token (the users service enforces ownership).
 //! - [`body`]: strict JSON body reading (4xx JSON errors, never 500).
 //! - [`error`]: [`ApiError`], the one error shape, and the gRPC→HTTP mapping.
 //! - [`observe`]: request id, access log, metrics by route template, timeout.
@@ -11,6 +14,7 @@
 //! handler → gRPC call with a deadline and the request id in metadata →
 //! response or [`ApiError`].
 
+pub mod auth;
 pub mod body;
 pub mod error;
 pub mod health;
@@ -28,7 +32,10 @@ use axum::{
     routing::get,
 };
 pub use error::ApiError;
-use otus_proto::users::v1::users_service_client::UsersServiceClient;
+use otus_proto::{
+    auth::v1::auth_service_client::AuthServiceClient,
+    users::v1::users_service_client::UsersServiceClient,
+};
 use otus_telemetry::{CancellationToken, Metrics};
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::health_client::HealthClient;
@@ -38,6 +45,12 @@ use tonic_health::pb::health_client::HealthClient;
 pub struct EdgeConfig {
     /// gRPC address of the users service, e.g. `http://users:50051`.
     pub users_url: String,
+    /// gRPC address of the auth service, e.g. `http://auth:50052`.
+    pub auth_url: String,
+    /// Mark the session cookie `Secure`.
+    pub cookie_secure: bool,
+    /// Read the client address from `X-Real-IP` (behind a trusted proxy).
+    pub trust_proxy_headers: bool,
     /// Deadline sent with every gRPC call (`grpc-timeout`).
     pub grpc_deadline: Duration,
     /// Upper bound on a whole HTTP request; answers 504 beyond it.
@@ -50,19 +63,36 @@ pub struct EdgeConfig {
 #[derive(Clone)]
 pub struct AppState {
     users: UsersServiceClient<Channel>,
-    users_health: HealthClient<Channel>,
+    auth: AuthServiceClient<Channel>,
+    /// Health clients of every backend, with the service name to ask for.
+    backends: Vec<(HealthClient<Channel>, &'static str)>,
     grpc_deadline: Duration,
+    cookie_secure: bool,
+    trust_proxy_headers: bool,
     shutdown: CancellationToken,
 }
 
 impl AppState {
     /// Clients for every backend (connected lazily).
     pub fn new(cfg: &EdgeConfig, shutdown: CancellationToken) -> anyhow::Result<Self> {
-        let channel = lazy_channel(&cfg.users_url)?;
+        let users = lazy_channel(&cfg.users_url)?;
+        let auth = lazy_channel(&cfg.auth_url)?;
         Ok(Self {
-            users: UsersServiceClient::new(channel.clone()),
-            users_health: HealthClient::new(channel),
+            users: UsersServiceClient::new(users.clone()),
+            auth: AuthServiceClient::new(auth.clone()),
+            backends: vec![
+                (
+                    HealthClient::new(users),
+                    otus_proto::users::v1::users_service_server::SERVICE_NAME,
+                ),
+                (
+                    HealthClient::new(auth),
+                    otus_proto::auth::v1::auth_service_server::SERVICE_NAME,
+                ),
+            ],
             grpc_deadline: cfg.grpc_deadline,
+            cookie_secure: cfg.cookie_secure,
+            trust_proxy_headers: cfg.trust_proxy_headers,
             shutdown,
         })
     }
@@ -78,12 +108,19 @@ impl AppState {
         }
         req
     }
+
+    /// [`Self::rpc`] on behalf of a verified caller.
+    fn rpc_as<T>(&self, headers: &HeaderMap, identity_token: &str, msg: T) -> tonic::Request<T> {
+        let mut req = self.rpc(headers, msg);
+        otus_identity::attach(&mut req, identity_token);
+        req
+    }
 }
 
 /// A channel that connects on first use, so the edge starts (and answers
 /// `/health`) even while a backend is still down; calls then fail fast with
 /// UNAVAILABLE → 503.
-fn lazy_channel(url: &str) -> anyhow::Result<Channel> {
+pub fn lazy_channel(url: &str) -> anyhow::Result<Channel> {
     Ok(Endpoint::from_shared(url.to_owned())
         .with_context(|| format!("invalid gRPC URL {url:?}"))?
         .connect_timeout(Duration::from_secs(1))
@@ -106,6 +143,7 @@ pub fn router(
         .route("/health/", get(health::health))
         .route("/ready", get(health::ready))
         .merge(users::router())
+        .merge(auth::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -148,9 +186,12 @@ pub async fn serve(
         .with_context(|| format!("binding the HTTP port {addr}"))?;
     let local = listener.local_addr()?;
     let fut = async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
     };
     Ok((local, fut))
 }
@@ -163,6 +204,9 @@ mod tests {
     async fn grpc_calls_carry_the_deadline_and_the_request_id() {
         let cfg = EdgeConfig {
             users_url: "http://127.0.0.1:1".into(),
+            auth_url: "http://127.0.0.1:2".into(),
+            cookie_secure: false,
+            trust_proxy_headers: false,
             grpc_deadline: Duration::from_millis(1500),
             request_timeout: Duration::from_secs(10),
             body_limit: 1024,

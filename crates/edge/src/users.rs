@@ -1,8 +1,11 @@
-//! `/user` routes: the otus55 users resource, mapped onto
-//! `otus.users.v1.UsersService`.
+//! `/user` and `/me` routes: the otus55 users resource. Registration goes to
+//! `otus.auth.v1.AuthService/Register`; reads and updates go to
+//! `otus.users.v1.UsersService` with the caller's identity token, and the
+//! users service decides whether the caller may (owner only, else 403);
+//! deletion goes to `AuthService/DeleteAccount`, which also ends sessions.
 //!
 //! The edge checks only the JSON shape (object, known fields, string types,
-//! no read-only fields); the users service validates the values.
+//! no read-only fields); the services validate the values.
 
 use axum::{
     Json, Router,
@@ -11,14 +14,16 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use otus_proto::users::v1::{
-    CreateUserRequest, DeleteUserRequest, GetUserRequest, UpdateUserRequest, User,
+use otus_proto::{
+    auth::v1::{DeleteAccountRequest, RegisterRequest},
+    users::v1::{GetUserRequest, UpdateUserRequest, User},
 };
 use prost_types::FieldMask;
 use serde::Serialize;
 
 use crate::{
     AppState,
+    auth::{Caller, SessionToken, clear_cookie},
     body::{Field, JsonObject},
     error::ApiError,
 };
@@ -26,8 +31,9 @@ use crate::{
 /// The routes of this module.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/user", post(create))
+        .route("/user", post(register))
         .route("/user/{userId}", get(read).put(update).delete(delete))
+        .route("/me", get(read_me).put(update_me))
 }
 
 /// The REST `User` (otus55 shape).
@@ -75,8 +81,7 @@ const PHONE: Field = Field {
     json: "phone",
     proto: "phone",
 };
-/// Accepted on create for the registration flow; the auth service (its own
-/// issue) will store it. Until then it is checked for type and dropped.
+/// Required on registration; stored by the auth service as an argon2id hash.
 const PASSWORD: Field = Field {
     json: "password",
     proto: "password",
@@ -120,18 +125,29 @@ impl<S: Send + Sync> FromRequestParts<S> for UserId {
     }
 }
 
-/// `POST /user`: 201, `Location: /user/{id}`, the created user.
-async fn create(
+/// `POST /user` and `POST /register`: 201, `Location: /user/{id}`, the user.
+pub async fn register(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: JsonObject,
 ) -> Result<Response, ApiError> {
     let mut user = User::default();
+    let mut password = String::new();
     for (field, value) in body.string_fields(CREATABLE, READ_ONLY)? {
-        apply(&mut user, field, value);
+        if field.proto == PASSWORD.proto {
+            password = value;
+        } else {
+            apply(&mut user, field, value);
+        }
     }
-    let req = state.rpc(&headers, CreateUserRequest { user: Some(user) });
-    let created = state.users.clone().create_user(req).await?.into_inner();
+    let req = state.rpc(
+        &headers,
+        RegisterRequest {
+            user: Some(user),
+            password,
+        },
+    );
+    let created = state.auth.clone().register(req).await?.into_inner();
     let location = format!("/user/{}", created.id);
     Ok((
         StatusCode::CREATED,
@@ -141,23 +157,23 @@ async fn create(
         .into_response())
 }
 
-/// `GET /user/{userId}`.
-async fn read(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    UserId(id): UserId,
+async fn get_user(
+    state: &AppState,
+    headers: &HeaderMap,
+    caller: &Caller,
+    id: i64,
 ) -> Result<Json<UserJson>, ApiError> {
-    let req = state.rpc(&headers, GetUserRequest { id });
+    let req = state.rpc_as(headers, &caller.identity_token, GetUserRequest { id });
     let user = state.users.clone().get_user(req).await?.into_inner();
     Ok(Json(user.into()))
 }
 
-/// `PUT /user/{userId}`: fields not sent stay as they were.
-async fn update(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    UserId(id): UserId,
-    body: JsonObject,
+async fn update_user(
+    state: &AppState,
+    headers: &HeaderMap,
+    caller: &Caller,
+    id: i64,
+    body: &JsonObject,
 ) -> Result<Json<UserJson>, ApiError> {
     let mut user = User {
         id,
@@ -168,8 +184,9 @@ async fn update(
         paths.push(field.proto.to_owned());
         apply(&mut user, field, value);
     }
-    let req = state.rpc(
-        &headers,
+    let req = state.rpc_as(
+        headers,
+        &caller.identity_token,
         UpdateUserRequest {
             user: Some(user),
             update_mask: Some(FieldMask { paths }),
@@ -179,13 +196,65 @@ async fn update(
     Ok(Json(user.into()))
 }
 
-/// `DELETE /user/{userId}`: 204.
+/// `GET /user/{userId}`: the owner only.
+async fn read(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    caller: Caller,
+    UserId(id): UserId,
+) -> Result<Json<UserJson>, ApiError> {
+    get_user(&state, &headers, &caller, id).await
+}
+
+/// `GET /me`.
+async fn read_me(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    caller: Caller,
+) -> Result<Json<UserJson>, ApiError> {
+    get_user(&state, &headers, &caller, caller.user_id).await
+}
+
+/// `PUT /user/{userId}`: the owner only; fields not sent stay as they were.
+async fn update(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    caller: Caller,
+    UserId(id): UserId,
+    body: JsonObject,
+) -> Result<Json<UserJson>, ApiError> {
+    update_user(&state, &headers, &caller, id, &body).await
+}
+
+/// `PUT /me`.
+async fn update_me(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    caller: Caller,
+    body: JsonObject,
+) -> Result<Json<UserJson>, ApiError> {
+    update_user(&state, &headers, &caller, caller.user_id, &body).await
+}
+
+/// `DELETE /user/{userId}`: the owner only; 204, and every session of the
+/// user ends with it.
 async fn delete(
     State(state): State<AppState>,
     headers: HeaderMap,
+    SessionToken(token): SessionToken,
     UserId(id): UserId,
-) -> Result<StatusCode, ApiError> {
-    let req = state.rpc(&headers, DeleteUserRequest { id });
-    state.users.clone().delete_user(req).await?;
-    Ok(StatusCode::NO_CONTENT)
+) -> Result<Response, ApiError> {
+    let req = state.rpc(
+        &headers,
+        DeleteAccountRequest {
+            session_token: token,
+            user_id: id,
+        },
+    );
+    state.auth.clone().delete_account(req).await?;
+    Ok((
+        StatusCode::NO_CONTENT,
+        [(header::SET_COOKIE, clear_cookie(&state))],
+    )
+        .into_response())
 }

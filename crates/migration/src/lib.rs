@@ -13,6 +13,7 @@ pub use sea_orm_migration::prelude::*;
 pub mod db;
 
 mod m20261124_000001_create_users;
+mod m20261124_000002_create_auth;
 
 /// Applies every migration in order; `seaql_migrations` records what ran.
 pub struct Migrator;
@@ -20,6 +21,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261124_000001_create_users::Migration)]
+        vec![
+            Box::new(m20261124_000001_create_users::Migration),
+            Box::new(m20261124_000002_create_auth::Migration),
+        ]
     }
 }

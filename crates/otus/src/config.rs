@@ -30,6 +30,8 @@ pub enum Command {
     Edge(EdgeArgs),
     /// The users gRPC service only.
     Users(UsersArgs),
+    /// The auth gRPC service only.
+    Auth(AuthArgs),
     /// Apply pending database migrations and exit (a Kubernetes Job).
     Migrate(DbArgs),
 }
@@ -71,6 +73,77 @@ impl DbArgs {
     }
 }
 
+/// The secret shared by the auth service (which signs identity tokens) and
+/// the services that verify them.
+#[derive(Debug, Clone, Args)]
+pub struct IdentityArgs {
+    /// At least 32 bytes; keep it in a Kubernetes Secret. Optional only for
+    /// `all-in-one`, which makes a random one per start.
+    #[arg(long, env = "IDENTITY_TOKEN_SECRET", hide_env_values = true)]
+    pub identity_token_secret: Option<String>,
+}
+
+impl IdentityArgs {
+    /// The key, or an error saying how to configure it.
+    pub fn key(&self) -> anyhow::Result<otus_identity::IdentityKey> {
+        let secret = self.identity_token_secret.as_deref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "IDENTITY_TOKEN_SECRET is not set: give auth and users the same secret of at least {} bytes (e.g. `openssl rand -hex 32`)",
+                otus_identity::MIN_SECRET_LEN
+            )
+        })?;
+        Ok(otus_identity::IdentityKey::new(secret.as_bytes())?)
+    }
+
+    /// The key, or a random one when unset (one process: all-in-one).
+    pub fn key_or_random(&self) -> anyhow::Result<otus_identity::IdentityKey> {
+        if self.identity_token_secret.is_some() {
+            return self.key();
+        }
+        let random = otus_auth::password::new_session_token();
+        Ok(otus_identity::IdentityKey::new(random.as_bytes())?)
+    }
+}
+
+/// Auth service behaviour (shared by `auth` and `all-in-one`).
+#[derive(Debug, Clone, Args)]
+pub struct AuthTuning {
+    /// `redis://host:6379/0`: sessions and login counters in Redis (shared by
+    /// replicas). Unset: sessions in the database, counters in memory.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key this process writes.
+    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "otus:")]
+    pub redis_key_prefix: String,
+    /// Session lifetime in seconds.
+    #[arg(long, env = "SESSION_TTL_SECS", default_value_t = 86_400)]
+    pub session_ttl_secs: u64,
+    /// Failed logins per username per window before 429.
+    #[arg(long, env = "LOGIN_MAX_FAILURES_PER_USERNAME", default_value_t = 5)]
+    pub login_max_failures_per_username: u32,
+    /// Login attempts per client address per window before 429.
+    #[arg(long, env = "LOGIN_MAX_ATTEMPTS_PER_ADDRESS", default_value_t = 30)]
+    pub login_max_attempts_per_address: u32,
+    /// The login counting window, in seconds.
+    #[arg(long, env = "LOGIN_WINDOW_SECS", default_value_t = 300)]
+    pub login_window_secs: u64,
+}
+
+impl AuthTuning {
+    /// The auth service settings.
+    pub fn settings(&self, users_deadline: Duration) -> otus_auth::AuthSettings {
+        otus_auth::AuthSettings {
+            session_ttl: Duration::from_secs(self.session_ttl_secs.max(1)),
+            limits: otus_auth::LoginLimits {
+                max_failures_per_username: self.login_max_failures_per_username,
+                max_attempts_per_address: self.login_max_attempts_per_address,
+                window: Duration::from_secs(self.login_window_secs.max(1)),
+            },
+            users_deadline,
+        }
+    }
+}
+
 /// How the edge treats requests (shared by `edge` and `all-in-one`).
 #[derive(Debug, Clone, Args)]
 pub struct EdgeTuning {
@@ -83,13 +156,23 @@ pub struct EdgeTuning {
     /// Largest accepted request body, in bytes (413 beyond).
     #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = 64 * 1024)]
     pub body_limit_bytes: usize,
+    /// Mark the session cookie `Secure` (serve over HTTPS).
+    #[arg(long, env = "COOKIE_SECURE", default_value_t = false)]
+    pub cookie_secure: bool,
+    /// Take the client address from `X-Real-IP` (set by the ingress) instead
+    /// of the TCP peer. Only behind a proxy that overwrites that header.
+    #[arg(long, env = "TRUST_PROXY_HEADERS", default_value_t = false)]
+    pub trust_proxy_headers: bool,
 }
 
 impl EdgeTuning {
-    /// The edge configuration for a users service at `users_url`.
-    pub fn edge_config(&self, users_url: String) -> otus_edge::EdgeConfig {
+    /// The edge configuration for the given backends.
+    pub fn edge_config(&self, users_url: String, auth_url: String) -> otus_edge::EdgeConfig {
         otus_edge::EdgeConfig {
             users_url,
+            auth_url,
+            cookie_secure: self.cookie_secure,
+            trust_proxy_headers: self.trust_proxy_headers,
             grpc_deadline: Duration::from_millis(self.grpc_deadline_ms),
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             body_limit: self.body_limit_bytes,
@@ -109,10 +192,17 @@ pub struct AllInOneArgs {
     /// Users gRPC address (loopback by default: for grpcurl / buf curl).
     #[arg(long, env = "USERS_GRPC_ADDR", default_value = "127.0.0.1:50051")]
     pub users_grpc_addr: SocketAddr,
+    /// Auth gRPC address (loopback by default).
+    #[arg(long, env = "AUTH_GRPC_ADDR", default_value = "127.0.0.1:50052")]
+    pub auth_grpc_addr: SocketAddr,
     #[command(flatten)]
     pub db: DbArgs,
     #[command(flatten)]
     pub edge: EdgeTuning,
+    #[command(flatten)]
+    pub auth: AuthTuning,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
 }
 
 /// `otus edge`.
@@ -127,6 +217,9 @@ pub struct EdgeArgs {
     /// Where the users service answers gRPC.
     #[arg(long, env = "USERS_GRPC_URL", default_value = "http://127.0.0.1:50051")]
     pub users_grpc_url: String,
+    /// Where the auth service answers gRPC.
+    #[arg(long, env = "AUTH_GRPC_URL", default_value = "http://127.0.0.1:50052")]
+    pub auth_grpc_url: String,
     #[command(flatten)]
     pub tuning: EdgeTuning,
 }
@@ -146,4 +239,29 @@ pub struct UsersArgs {
     pub migrate_on_start: bool,
     #[command(flatten)]
     pub db: DbArgs,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+}
+
+/// `otus auth`.
+#[derive(Debug, Clone, Args)]
+pub struct AuthArgs {
+    /// gRPC listen address.
+    #[arg(long, env = "GRPC_ADDR", default_value = "0.0.0.0:50052")]
+    pub grpc_addr: SocketAddr,
+    /// Admin address serving /metrics.
+    #[arg(long, env = "ADMIN_ADDR", default_value = "0.0.0.0:9002")]
+    pub admin_addr: SocketAddr,
+    /// Where the users service answers gRPC.
+    #[arg(long, env = "USERS_GRPC_URL", default_value = "http://127.0.0.1:50051")]
+    pub users_grpc_url: String,
+    /// Deadline of calls to the users service, in milliseconds.
+    #[arg(long, env = "GRPC_DEADLINE_MS", default_value_t = 5000)]
+    pub grpc_deadline_ms: u64,
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[command(flatten)]
+    pub auth: AuthTuning,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
 }

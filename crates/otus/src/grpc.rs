@@ -2,10 +2,15 @@
 //! (`grpc.health.v1.Health`), server reflection (v1 and v1alpha, so both
 //! grpcurl and `buf curl` can list and call methods), graceful shutdown.
 
-use std::{future::Future, net::SocketAddr, time::Duration};
+use std::{future::Future, net::SocketAddr, pin::Pin, time::Duration};
 
 use anyhow::Context as _;
-use otus_proto::users::v1::users_service_server::UsersServiceServer;
+use otus_auth::{AuthApi, LoginLimiter, SessionStore};
+use otus_identity::IdentityKey;
+use otus_proto::{
+    auth::v1::auth_service_server::AuthServiceServer,
+    users::v1::users_service_server::UsersServiceServer,
+};
 use otus_telemetry::CancellationToken;
 use otus_users::UsersApi;
 use sea_orm::DatabaseConnection;
@@ -80,39 +85,125 @@ async fn watch_database(
     });
 }
 
-/// Binds the users service's gRPC port; returns the bound address and the
-/// serving future (ends after `shutdown`, once in-flight calls finish).
+/// The health reporter, health service and reflection services every gRPC
+/// server carries, with `service`'s status following the database.
+async fn standard_services(
+    service: &'static str,
+    db: &DatabaseConnection,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<tonic::transport::server::Router> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    watch_database(reporter, service, db.clone(), shutdown.clone()).await;
+    let (reflection_v1, reflection_v1alpha) = reflection_services()?;
+    Ok(Server::builder()
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha))
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<(SocketAddr, TcpIncoming)> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the {what} gRPC port {addr}"))?;
+    let local = listener.local_addr()?;
+    Ok((local, TcpIncoming::from(listener).with_nodelay(Some(true))))
+}
+
+/// A bound gRPC server: its address and the future that serves it until
+/// shutdown (in-flight calls finish first).
+pub type Bound = (
+    SocketAddr,
+    Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>,
+);
+
+/// Binds and wires the users service.
 pub async fn serve_users(
     addr: SocketAddr,
     db: DatabaseConnection,
+    key: IdentityKey,
     shutdown: CancellationToken,
-) -> anyhow::Result<(SocketAddr, impl Future<Output = anyhow::Result<()>>)> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding the users gRPC port {addr}"))?;
-    let local = listener.local_addr()?;
-    let (reporter, health) = tonic_health::server::health_reporter();
-    watch_database(
-        reporter,
-        otus_users::SERVICE_NAME,
-        db.clone(),
-        shutdown.clone(),
-    )
-    .await;
-    let (reflection_v1, reflection_v1alpha) = reflection_services()?;
-    let users = UsersServiceServer::new(UsersApi::new(db));
+) -> anyhow::Result<Bound> {
+    let (local, incoming) = bind(addr, "users").await?;
+    let router = standard_services(otus_users::SERVICE_NAME, &db, &shutdown)
+        .await?
+        .add_service(UsersServiceServer::new(UsersApi::new(db, key)));
     let fut = async move {
-        Server::builder()
-            .add_service(health)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .add_service(users)
-            .serve_with_incoming_shutdown(
-                TcpIncoming::from(listener).with_nodelay(Some(true)),
-                shutdown.cancelled_owned(),
-            )
+        router
+            .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
             .await
             .context("users gRPC server")
     };
-    Ok((local, fut))
+    Ok((local, Box::pin(fut)))
+}
+
+/// How often expired SQL sessions are deleted.
+const SESSION_PRUNE_INTERVAL: Duration = Duration::from_secs(600);
+
+/// Binds and wires the auth service.
+pub async fn serve_auth(
+    addr: SocketAddr,
+    db: DatabaseConnection,
+    redis: Option<(fred::prelude::Client, String)>,
+    users: tonic::transport::Channel,
+    key: IdentityKey,
+    settings: otus_auth::AuthSettings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Bound> {
+    let (sessions, limiter) = match redis {
+        Some((client, prefix)) => (
+            SessionStore::Redis {
+                client: client.clone(),
+                prefix: prefix.clone(),
+            },
+            LoginLimiter::Redis { client, prefix },
+        ),
+        None => (SessionStore::Sql(db.clone()), LoginLimiter::local()),
+    };
+    let prune = sessions.clone();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep(SESSION_PRUNE_INTERVAL) => {}
+            }
+            match prune.prune_expired().await {
+                Ok(n) if n > 0 => tracing::info!(deleted = n, "expired sessions pruned"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "pruning expired sessions failed"),
+            }
+        }
+    });
+    let api = AuthApi::new(db.clone(), sessions, limiter, users, key, settings)
+        .map_err(|e| anyhow::anyhow!("starting the auth service: {e}"))?;
+    let (local, incoming) = bind(addr, "auth").await?;
+    let router = standard_services(otus_auth::SERVICE_NAME, &db, &shutdown)
+        .await?
+        .add_service(AuthServiceServer::new(api));
+    let fut = async move {
+        router
+            .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+            .await
+            .context("auth gRPC server")
+    };
+    Ok((local, Box::pin(fut)))
+}
+
+/// Connects to Redis with bounded timeouts (a slow Redis must not hang
+/// requests) and automatic reconnection.
+pub async fn connect_redis(url: &str) -> anyhow::Result<fred::prelude::Client> {
+    use fred::prelude::{Builder, ClientLike as _, Config, ReconnectPolicy};
+    let config = Config::from_url(url).context("invalid REDIS_URL")?;
+    let mut builder = Builder::from_config(config);
+    builder
+        .with_performance_config(|p| p.default_command_timeout = Duration::from_secs(1))
+        .with_connection_config(|c| {
+            c.connection_timeout = Duration::from_secs(2);
+            c.internal_command_timeout = Duration::from_secs(2);
+        })
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2));
+    let client = builder.build().context("building the Redis client")?;
+    client.init().await.context("connecting to Redis")?;
+    tracing::info!("redis connected");
+    Ok(client)
 }

@@ -2,7 +2,7 @@
 //!
 //! - [`config`]: the command line and environment variables.
 //! - [`grpc`]: how a gRPC service is served (health, reflection, shutdown).
-//! - [`run_all_in_one`], [`run_edge`], [`run_users`], [`migrate`]: one per
+//! - [`run_all_in_one`], [`run_edge`], [`run_users`], [`run_auth`], [`migrate`]: one per
 //!   subcommand. `main.rs` only parses arguments and calls one of them.
 //!
 //! Integration tests start [`AllInOne`] on port 0 against a fresh database.
@@ -17,7 +17,7 @@ use otus_migration::{Migrator, MigratorTrait as _, db};
 use otus_telemetry::{CancellationToken, Metrics};
 use sea_orm::DatabaseConnection;
 
-use crate::config::{AllInOneArgs, DbArgs, EdgeArgs, UsersArgs};
+use crate::config::{AllInOneArgs, AuthArgs, AuthTuning, DbArgs, EdgeArgs, UsersArgs};
 
 /// Connects to the configured database.
 pub async fn connect(args: &DbArgs) -> anyhow::Result<DatabaseConnection> {
@@ -46,6 +46,17 @@ pub async fn migrate(conn: &DatabaseConnection) -> anyhow::Result<usize> {
     Ok(pending.len())
 }
 
+/// Redis client and key prefix, when `REDIS_URL` is set.
+async fn redis(auth: &AuthTuning) -> anyhow::Result<Option<(fred::prelude::Client, String)>> {
+    match &auth.redis_url {
+        Some(url) if !url.is_empty() => Ok(Some((
+            grpc::connect_redis(url).await?,
+            auth.redis_key_prefix.clone(),
+        ))),
+        _ => Ok(None),
+    }
+}
+
 /// A started all-in-one system: where it listens, and the future that serves
 /// it until the shutdown token fires.
 pub struct AllInOne {
@@ -55,6 +66,8 @@ pub struct AllInOne {
     pub admin_addr: SocketAddr,
     /// Users service gRPC address.
     pub users_grpc_addr: SocketAddr,
+    /// Auth service gRPC address.
+    pub auth_grpc_addr: SocketAddr,
     serve: std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>,
 }
 
@@ -63,27 +76,47 @@ impl AllInOne {
     pub async fn start(args: &AllInOneArgs, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let conn = connect(&args.db).await?;
         migrate(&conn).await?;
+        let key = args.identity.key_or_random()?;
+        let redis = redis(&args.auth).await?;
         let metrics = Metrics::new();
-        let (users_grpc_addr, users) =
-            grpc::serve_users(args.users_grpc_addr, conn, shutdown.clone()).await?;
-        let edge_cfg = args
-            .edge
-            .edge_config(format!("http://{}", loopback(users_grpc_addr)));
+        let deadline = std::time::Duration::from_millis(args.edge.grpc_deadline_ms);
+        let (users_grpc_addr, users) = grpc::serve_users(
+            args.users_grpc_addr,
+            conn.clone(),
+            key.clone(),
+            shutdown.clone(),
+        )
+        .await?;
+        let users_url = format!("http://{}", loopback(users_grpc_addr));
+        let (auth_grpc_addr, auth) = grpc::serve_auth(
+            args.auth_grpc_addr,
+            conn,
+            redis,
+            otus_edge::lazy_channel(&users_url)?,
+            key,
+            args.auth.settings(deadline),
+            shutdown.clone(),
+        )
+        .await?;
+        let auth_url = format!("http://{}", loopback(auth_grpc_addr));
+        let edge_cfg = args.edge.edge_config(users_url, auth_url);
         let router = otus_edge::router(&edge_cfg, &metrics, shutdown.clone())?;
         let (http_addr, edge) = otus_edge::serve(args.http_addr, router, shutdown.clone()).await?;
         let (admin_addr, admin) =
             otus_telemetry::serve_admin(args.admin_addr, metrics, shutdown).await?;
         let serve = Box::pin(async move {
-            let (u, e, a) = tokio::join!(users, edge, admin);
+            let (u, a, e, m) = tokio::join!(users, auth, edge, admin);
             u?;
+            a?;
             e.context("edge HTTP server")?;
-            a.context("admin server")?;
+            m.context("admin server")?;
             Ok(())
         });
         Ok(Self {
             http_addr,
             admin_addr,
             users_grpc_addr,
+            auth_grpc_addr,
             serve,
         })
     }
@@ -108,10 +141,11 @@ pub async fn run_all_in_one(args: AllInOneArgs) -> anyhow::Result<()> {
     let shutdown = otus_telemetry::shutdown_signal();
     let app = AllInOne::start(&args, shutdown).await?;
     tracing::info!(
-        "otus all-in-one: REST on http://{} (try /health/), metrics on http://{}/metrics, users gRPC on {}; database {}",
+        "otus all-in-one: REST on http://{} (try /health/), metrics on http://{}/metrics, gRPC users on {} and auth on {}; database {}",
         app.http_addr,
         app.admin_addr,
         app.users_grpc_addr,
+        app.auth_grpc_addr,
         db::redact_url(&args.db.database_url),
     );
     app.run().await
@@ -122,7 +156,9 @@ pub async fn run_edge(args: EdgeArgs) -> anyhow::Result<()> {
     let shutdown = otus_telemetry::shutdown_signal();
     let metrics = Metrics::new();
     let router = otus_edge::router(
-        &args.tuning.edge_config(args.users_grpc_url.clone()),
+        &args
+            .tuning
+            .edge_config(args.users_grpc_url.clone(), args.auth_grpc_url.clone()),
         &metrics,
         shutdown.clone(),
     )?;
@@ -138,18 +174,46 @@ pub async fn run_edge(args: EdgeArgs) -> anyhow::Result<()> {
 
 /// `otus users`.
 pub async fn run_users(args: UsersArgs) -> anyhow::Result<()> {
+    let key = args.identity.key()?;
     let shutdown = otus_telemetry::shutdown_signal();
     let conn = connect(&args.db).await?;
     if args.migrate_on_start {
         migrate(&conn).await?;
     }
     let metrics = Metrics::new();
-    let (grpc, users) = grpc::serve_users(args.grpc_addr, conn, shutdown.clone()).await?;
+    let (grpc, users) = grpc::serve_users(args.grpc_addr, conn, key, shutdown.clone()).await?;
     let (admin, admin_fut) =
         otus_telemetry::serve_admin(args.admin_addr, metrics, shutdown).await?;
     tracing::info!(%grpc, %admin, "users service listening");
     let (u, a) = tokio::join!(users, admin_fut);
     u?;
     a.context("admin server")?;
+    Ok(())
+}
+
+/// `otus auth`.
+pub async fn run_auth(args: AuthArgs) -> anyhow::Result<()> {
+    let key = args.identity.key()?;
+    let shutdown = otus_telemetry::shutdown_signal();
+    let conn = connect(&args.db).await?;
+    let redis = redis(&args.auth).await?;
+    let metrics = Metrics::new();
+    let deadline = std::time::Duration::from_millis(args.grpc_deadline_ms);
+    let (grpc, auth) = grpc::serve_auth(
+        args.grpc_addr,
+        conn,
+        redis,
+        otus_edge::lazy_channel(&args.users_grpc_url)?,
+        key,
+        args.auth.settings(deadline),
+        shutdown.clone(),
+    )
+    .await?;
+    let (admin, admin_fut) =
+        otus_telemetry::serve_admin(args.admin_addr, metrics, shutdown).await?;
+    tracing::info!(%grpc, %admin, users = %args.users_grpc_url, "auth service listening");
+    let (a, m) = tokio::join!(auth, admin_fut);
+    a?;
+    m.context("admin server")?;
     Ok(())
 }

@@ -14,6 +14,7 @@ async fn main() -> anyhow::Result<()> {
         Command::AllInOne(args) => otus::run_all_in_one(args).await,
         Command::Edge(args) => otus::run_edge(args).await,
         Command::Users(args) => otus::run_users(args).await,
+        Command::Auth(args) => otus::run_auth(args).await,
         Command::Migrate(args) => {
             let conn = otus::connect(&args).await?;
             otus::migrate(&conn).await.map(|n| {

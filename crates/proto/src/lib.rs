@@ -14,5 +14,15 @@ pub mod users {
     }
 }
 
+/// `otus.auth.v1`: the auth service (credentials, sessions, identity).
+pub mod auth {
+    /// Version 1 of the auth API.
+    pub mod v1 {
+        // Generated code: see `users::v1`.
+        #![allow(clippy::all, clippy::pedantic)]
+        tonic::include_proto!("otus.auth.v1");
+    }
+}
+
 /// Encoded `FileDescriptorSet` of every otus proto, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("otus_descriptor");

@@ -23,9 +23,19 @@ pub enum UsersError {
         reason: &'static str,
         message: String,
     },
+    /// No valid identity token. → UNAUTHENTICATED, `UNAUTHENTICATED`.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A valid identity acting on someone else's profile, or a caller that
+    /// may not use this method. → PERMISSION_DENIED, `NOT_OWNER`.
+    #[error("permission denied")]
+    NotOwner,
     /// No user with that id. → NOT_FOUND, `USER_NOT_FOUND`.
     #[error("user {0} not found")]
     NotFound(i64),
+    /// No user with that username (login lookup). → NOT_FOUND, `USER_NOT_FOUND`.
+    #[error("no user with that username")]
+    UsernameNotFound,
     /// The username belongs to another user. → ALREADY_EXISTS, `USERNAME_TAKEN`.
     #[error("username is already taken")]
     UsernameTaken,
@@ -94,9 +104,27 @@ impl From<UsersError> for Status {
             UsersError::BadRequest { reason, message } => {
                 status(Code::InvalidArgument, message, reason, ErrorDetails::new())
             }
+            UsersError::Unauthenticated(msg) => status(
+                Code::Unauthenticated,
+                msg,
+                "UNAUTHENTICATED",
+                ErrorDetails::new(),
+            ),
+            UsersError::NotOwner => status(
+                Code::PermissionDenied,
+                "you may only access your own profile",
+                "NOT_OWNER",
+                ErrorDetails::new(),
+            ),
             UsersError::NotFound(id) => status(
                 Code::NotFound,
                 format!("user {id} not found"),
+                "USER_NOT_FOUND",
+                ErrorDetails::new(),
+            ),
+            UsersError::UsernameNotFound => status(
+                Code::NotFound,
+                "no user with that username",
                 "USER_NOT_FOUND",
                 ErrorDetails::new(),
             ),

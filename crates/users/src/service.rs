@@ -1,11 +1,15 @@
 //! The `otus.users.v1.UsersService` implementation.
 
 use chrono::Utc;
+use otus_identity::{Identity, IdentityKey};
 use otus_proto::users::v1::{
-    CreateUserRequest, DeleteUserRequest, GetUserRequest, UpdateUserRequest, User,
-    users_service_server::UsersService,
+    CreateUserRequest, DeleteUserRequest, GetUserRequest, LookupUsernameRequest,
+    LookupUsernameResponse, UpdateUserRequest, User, users_service_server::UsersService,
 };
-use sea_orm::{ActiveModelTrait as _, ActiveValue::Set, DatabaseConnection, EntityTrait as _};
+use sea_orm::{
+    ActiveModelTrait as _, ActiveValue::Set, ColumnTrait as _, DatabaseConnection,
+    EntityTrait as _, QueryFilter as _, QuerySelect as _,
+};
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -18,12 +22,44 @@ use crate::{
 #[derive(Clone)]
 pub struct UsersApi {
     db: DatabaseConnection,
+    key: IdentityKey,
+}
+
+/// Who may call what. Checked before anything is read, so answers never
+/// reveal whether someone else's id exists.
+#[derive(Clone, Copy)]
+enum Access {
+    /// The user themself.
+    Owner(i64),
+    /// The user themself or the auth service.
+    OwnerOrAuth(i64),
+    /// The auth service only.
+    Auth,
 }
 
 impl UsersApi {
-    /// A service over an open (and migrated) database.
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+    /// A service over an open (and migrated) database, trusting identity
+    /// tokens signed with `key`.
+    pub fn new(db: DatabaseConnection, key: IdentityKey) -> Self {
+        Self { db, key }
+    }
+
+    fn authorize<T>(&self, req: &Request<T>, access: Access) -> Result<(), UsersError> {
+        let who = self
+            .key
+            .verify_request(req)
+            .map_err(|s| UsersError::Unauthenticated(s.message().to_owned()))?;
+        let allowed = match (access, &who) {
+            (Access::Owner(id) | Access::OwnerOrAuth(id), Identity::User(me)) => *me == id,
+            (Access::OwnerOrAuth(_) | Access::Auth, Identity::Service(s)) => s == "auth",
+            _ => false,
+        };
+        if allowed {
+            Ok(())
+        } else {
+            tracing::warn!(caller = ?who, "permission denied");
+            Err(UsersError::NotOwner)
+        }
     }
 
     async fn find(&self, id: i64) -> Result<entity::Model, UsersError> {
@@ -84,6 +120,7 @@ const UPDATABLE: &[&str] = &["username", "first_name", "last_name", "email", "ph
 impl UsersService for UsersApi {
     #[tracing::instrument(skip_all, fields(user.id = request.get_ref().id))]
     async fn get_user(&self, request: Request<GetUserRequest>) -> Result<Response<User>, Status> {
+        self.authorize(&request, Access::Owner(request.get_ref().id))?;
         let user = self.find(request.into_inner().id).await?;
         Ok(Response::new(to_proto(user)))
     }
@@ -93,6 +130,9 @@ impl UsersService for UsersApi {
         &self,
         request: Request<CreateUserRequest>,
     ) -> Result<Response<User>, Status> {
+        // Registration goes through the auth service, which stores the
+        // password; a profile without a credential would be an orphan.
+        self.authorize(&request, Access::Auth)?;
         let user = request.into_inner().user.unwrap_or_default();
         let violations = validate::check(Fields {
             username: &user.username,
@@ -127,6 +167,8 @@ impl UsersService for UsersApi {
         &self,
         request: Request<UpdateUserRequest>,
     ) -> Result<Response<User>, Status> {
+        let target = request.get_ref().user.as_ref().map_or(0, |u| u.id);
+        self.authorize(&request, Access::Owner(target))?;
         let UpdateUserRequest { user, update_mask } = request.into_inner();
         let user = user.unwrap_or_default();
         tracing::Span::current().record("user.id", user.id);
@@ -191,6 +233,7 @@ impl UsersService for UsersApi {
         &self,
         request: Request<DeleteUserRequest>,
     ) -> Result<Response<()>, Status> {
+        self.authorize(&request, Access::OwnerOrAuth(request.get_ref().id))?;
         let id = request.into_inner().id;
         check_id(id)?;
         let res = entity::Entity::delete_by_id(id)
@@ -202,5 +245,24 @@ impl UsersService for UsersApi {
         }
         tracing::info!("user deleted");
         Ok(Response::new(()))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn lookup_username(
+        &self,
+        request: Request<LookupUsernameRequest>,
+    ) -> Result<Response<LookupUsernameResponse>, Status> {
+        self.authorize(&request, Access::Auth)?;
+        let username = request.into_inner().username;
+        let id: Option<i64> = entity::Entity::find()
+            .select_only()
+            .column(entity::Column::Id)
+            .filter(entity::Column::Username.eq(username))
+            .into_tuple()
+            .one(&self.db)
+            .await
+            .map_err(UsersError::from_db)?;
+        let id = id.ok_or(UsersError::UsernameNotFound)?;
+        Ok(Response::new(LookupUsernameResponse { id }))
     }
 }

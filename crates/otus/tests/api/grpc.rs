@@ -1,7 +1,10 @@
 //! The users service over gRPC directly: health, reflection, error details.
 
 use futures::StreamExt as _;
-use otus_proto::users::v1::{CreateUserRequest, User, users_service_client::UsersServiceClient};
+use otus_identity::{Identity, IdentityKey};
+use otus_proto::users::v1::{
+    CreateUserRequest, GetUserRequest, User, users_service_client::UsersServiceClient,
+};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -22,10 +25,23 @@ async fn channel(app: &TestApp) -> tonic::transport::Channel {
 }
 
 #[tokio::test]
-async fn health_says_serving_for_the_server_and_the_users_service() {
+async fn health_says_serving_for_the_users_and_auth_services() {
     let app = TestApp::spawn(Backend::Sqlite).await.expect("sqlite");
-    let mut health = HealthClient::new(channel(&app).await);
-    for service in ["", "otus.users.v1.UsersService"] {
+    let auth_channel = tonic::transport::Endpoint::from_shared(format!("http://{}", app.auth_grpc))
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let checks = [
+        (HealthClient::new(channel(&app).await), ""),
+        (
+            HealthClient::new(channel(&app).await),
+            "otus.users.v1.UsersService",
+        ),
+        (HealthClient::new(auth_channel.clone()), ""),
+        (HealthClient::new(auth_channel), "otus.auth.v1.AuthService"),
+    ];
+    for (mut health, service) in checks {
         let resp = health
             .check(HealthCheckRequest {
                 service: service.into(),
@@ -67,14 +83,16 @@ async fn reflection_lists_the_users_and_health_services() {
 async fn invalid_input_is_invalid_argument_with_a_machine_reason_and_field() {
     let app = TestApp::spawn(Backend::Sqlite).await.expect("sqlite");
     let mut users = UsersServiceClient::new(channel(&app).await);
+    let mut req = tonic::Request::new(CreateUserRequest {
+        user: Some(User {
+            username: "grpc_user".into(),
+            email: "not-an-email".into(),
+            ..User::default()
+        }),
+    });
+    otus_identity::attach(&mut req, &app.mint(&Identity::Service("auth".into())));
     let status = users
-        .create_user(CreateUserRequest {
-            user: Some(User {
-                username: "grpc_user".into(),
-                email: "not-an-email".into(),
-                ..User::default()
-            }),
-        })
+        .create_user(req)
         .await
         .expect_err("invalid email must be rejected");
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
@@ -84,4 +102,60 @@ async fn invalid_input_is_invalid_argument_with_a_machine_reason_and_field() {
     assert_eq!(info.domain, "users.otus");
     let bad = details.bad_request().expect("BadRequest detail");
     assert_eq!(bad.field_violations[0].field, "email");
+}
+
+/// Calling the users service directly, around the edge: without a token, with
+/// a forged one, or with another user's, nothing is readable or creatable.
+#[tokio::test]
+async fn the_users_service_rejects_direct_calls_without_a_valid_identity() {
+    let app = TestApp::spawn(Backend::Sqlite).await.expect("sqlite");
+    let victim = app.register(serde_json::json!({})).await;
+    let other = app.register(serde_json::json!({})).await;
+    let mut users = UsersServiceClient::new(channel(&app).await);
+    let get = |token: Option<String>| {
+        let mut req = tonic::Request::new(GetUserRequest { id: victim.id });
+        if let Some(t) = token {
+            otus_identity::attach(&mut req, &t);
+        }
+        req
+    };
+
+    let none = users.get_user(get(None)).await.expect_err("no token");
+    assert_eq!(none.code(), tonic::Code::Unauthenticated);
+
+    let forger = IdentityKey::new(&[42u8; 32]).expect("key");
+    let forged = users
+        .get_user(get(Some(forger.mint(&Identity::User(victim.id)))))
+        .await
+        .expect_err("forged token");
+    assert_eq!(forged.code(), tonic::Code::Unauthenticated);
+
+    let other_user = users
+        .get_user(get(Some(app.mint(&Identity::User(other.id)))))
+        .await
+        .expect_err("another user's identity");
+    assert_eq!(other_user.code(), tonic::Code::PermissionDenied);
+
+    // A user identity cannot create users (only the auth service can).
+    let mut create = tonic::Request::new(CreateUserRequest {
+        user: Some(User {
+            username: "sneaky".into(),
+            email: "s@example.com".into(),
+            ..User::default()
+        }),
+    });
+    otus_identity::attach(&mut create, &app.mint(&Identity::User(other.id)));
+    let denied = users
+        .create_user(create)
+        .await
+        .expect_err("user creating users");
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+
+    // The owner's identity works.
+    let own = users
+        .get_user(get(Some(app.mint(&Identity::User(victim.id)))))
+        .await
+        .expect("owner")
+        .into_inner();
+    assert_eq!(own.username, victim.username);
 }

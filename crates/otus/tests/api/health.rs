@@ -10,7 +10,7 @@ use crate::helpers::{Backend, TestApp, assert_error};
 async fn health_answers_exactly_status_ok_with_and_without_trailing_slash() {
     let app = TestApp::spawn(Backend::Sqlite).await.expect("sqlite");
     for path in ["/health/", "/health"] {
-        let resp = app.get(path).await;
+        let resp = app.get(path, None).await;
         assert_eq!(resp.status(), 200, "{path}");
         let body: Value = resp.json().await.expect("json");
         assert_eq!(body, json!({"status": "OK"}), "{path}");
@@ -20,7 +20,7 @@ async fn health_answers_exactly_status_ok_with_and_without_trailing_slash() {
 #[tokio::test]
 async fn ready_is_ok_when_the_users_service_and_database_answer() {
     let app = TestApp::spawn(Backend::Sqlite).await.expect("sqlite");
-    let resp = app.get("/ready").await;
+    let resp = app.get("/ready", None).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(
         resp.json::<Value>().await.expect("json"),
@@ -28,18 +28,20 @@ async fn ready_is_ok_when_the_users_service_and_database_answer() {
     );
 }
 
-/// An edge whose users service is not running: liveness stays OK, readiness
+/// An edge whose backends are not running: liveness stays OK, readiness
 /// says 503, and API calls fail fast with a 503 JSON error, not a hang or 500.
 #[tokio::test]
 async fn with_the_users_service_down_the_edge_answers_503_quickly() {
-    // A port that was free a moment ago: nothing listens there.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let dead_addr = dead.local_addr().expect("addr");
-    drop(dead);
+    // Port 1 (tcpmux) is privileged and unused: connections are refused. A
+    // port freed by this test could be reused by a parallel test's server.
+    let dead_addr: std::net::SocketAddr = "127.0.0.1:1".parse().expect("addr");
 
     let shutdown = otus_telemetry::CancellationToken::new();
     let cfg = otus_edge::EdgeConfig {
         users_url: format!("http://{dead_addr}"),
+        auth_url: format!("http://{dead_addr}"),
+        cookie_secure: false,
+        trust_proxy_headers: false,
         grpc_deadline: Duration::from_secs(5),
         request_timeout: Duration::from_secs(10),
         body_limit: 1024,
@@ -76,11 +78,13 @@ async fn with_the_users_service_down_the_edge_answers_503_quickly() {
     );
 
     let started = Instant::now();
+    // Login needs the auth service (and through it, users): both down.
     let resp = client
-        .get(format!("{base}/user/1"))
+        .post(format!("{base}/login"))
+        .json(&json!({"username": "u", "password": "p"}))
         .send()
         .await
-        .expect("get");
+        .expect("login");
     let body = assert_error(resp, 503, "BACKEND_UNAVAILABLE").await;
     assert!(
         started.elapsed() < Duration::from_secs(3),

@@ -2,7 +2,8 @@
 
 use std::{net::SocketAddr, sync::Once, time::Duration};
 
-use otus::config::{AllInOneArgs, DbArgs, EdgeTuning};
+use otus::config::{AllInOneArgs, AuthTuning, DbArgs, EdgeTuning, IdentityArgs};
+use otus_identity::{Identity, IdentityKey};
 use otus_telemetry::CancellationToken;
 use reqwest::{Client, Response};
 use serde_json::{Value, json};
@@ -17,6 +18,24 @@ pub enum Backend {
 
 /// Request body limit the test apps run with (small, to test 413 cheaply).
 pub const BODY_LIMIT: usize = 16 * 1024;
+/// Failed logins per username the test apps allow per window.
+pub const MAX_FAILURES: u32 = 5;
+/// Login attempts per client address the test apps allow per window.
+pub const MAX_ATTEMPTS_PER_ADDRESS: u32 = 40;
+
+/// Tunable parts of a test app.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub session_ttl_secs: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            session_ttl_secs: 3600,
+        }
+    }
+}
 
 /// A fresh database that is removed when dropped.
 enum TestDb {
@@ -126,6 +145,15 @@ pub struct TestApp {
     pub admin: String,
     /// The users service's gRPC address.
     pub grpc: SocketAddr,
+    /// The auth service's gRPC address.
+    pub auth_grpc: SocketAddr,
+    /// The identity key the services trust (tests use it to play the auth
+    /// service when calling the users service directly).
+    pub key: IdentityKey,
+    /// The database the app runs on, for tests that inspect stored rows.
+    pub database_url: String,
+    /// Whether sessions live in Redis.
+    pub redis: bool,
     pub client: Client,
     shutdown: CancellationToken,
     // Dropped after the app has been told to stop.
@@ -141,14 +169,29 @@ impl Drop for TestApp {
 impl TestApp {
     /// Starts the system on a fresh database.
     pub async fn spawn(backend: Backend) -> Option<Self> {
+        Self::spawn_with(backend, Options::default()).await
+    }
+
+    /// Starts the system on a fresh database with `opts`. On PostgreSQL,
+    /// sessions and login counters go to Redis when `TEST_REDIS_URL` is set
+    /// (under a key prefix of their own).
+    pub async fn spawn_with(backend: Backend, opts: Options) -> Option<Self> {
         init_test_logging();
         let (db, database_url) = TestDb::create(backend).await?;
+        let redis_url = match backend {
+            Backend::Postgres => std::env::var("TEST_REDIS_URL")
+                .ok()
+                .filter(|u| !u.is_empty()),
+            Backend::Sqlite => None,
+        };
+        let secret = Uuid::new_v4().simple().to_string();
         let args = AllInOneArgs {
             http_addr: "127.0.0.1:0".parse().expect("literal address"),
             admin_addr: "127.0.0.1:0".parse().expect("literal address"),
             users_grpc_addr: "127.0.0.1:0".parse().expect("literal address"),
+            auth_grpc_addr: "127.0.0.1:0".parse().expect("literal address"),
             db: DbArgs {
-                database_url,
+                database_url: database_url.clone(),
                 database_max_connections: 10,
                 database_acquire_timeout_ms: 3000,
             },
@@ -156,18 +199,40 @@ impl TestApp {
                 grpc_deadline_ms: 5000,
                 request_timeout_ms: 10_000,
                 body_limit_bytes: BODY_LIMIT,
+                cookie_secure: false,
+                trust_proxy_headers: true,
+            },
+            auth: AuthTuning {
+                redis_url: redis_url.clone(),
+                redis_key_prefix: format!("otus-test-{}:", Uuid::new_v4().simple()),
+                session_ttl_secs: opts.session_ttl_secs,
+                login_max_failures_per_username: MAX_FAILURES,
+                login_max_attempts_per_address: MAX_ATTEMPTS_PER_ADDRESS,
+                login_window_secs: 300,
+            },
+            identity: IdentityArgs {
+                identity_token_secret: Some(secret.clone()),
             },
         };
         let shutdown = CancellationToken::new();
         let app = otus::AllInOne::start(&args, shutdown.clone())
             .await
             .expect("the system starts");
-        let (http, admin, grpc) = (app.http_addr, app.admin_addr, app.users_grpc_addr);
+        let (http, admin, grpc, auth_grpc) = (
+            app.http_addr,
+            app.admin_addr,
+            app.users_grpc_addr,
+            app.auth_grpc_addr,
+        );
         tokio::spawn(app.run());
         Some(Self {
             base: format!("http://{http}"),
             admin: format!("http://{admin}"),
             grpc,
+            auth_grpc,
+            key: IdentityKey::new(secret.as_bytes()).expect("32-char secret"),
+            database_url,
+            redis: redis_url.is_some(),
             client: Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
@@ -177,66 +242,108 @@ impl TestApp {
         })
     }
 
-    pub async fn get(&self, path: &str) -> Response {
-        self.client
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .expect("GET")
-    }
-
-    pub async fn delete(&self, path: &str) -> Response {
-        self.client
-            .delete(format!("{}{path}", self.base))
-            .send()
-            .await
-            .expect("DELETE")
-    }
-
-    /// Sends `body` verbatim as JSON (it may be malformed on purpose).
-    pub async fn send_raw(
+    /// Sends `body` verbatim as JSON (it may be malformed on purpose), with
+    /// `token` as a bearer token when given.
+    pub async fn send(
         &self,
         method: reqwest::Method,
         path: &str,
-        body: impl Into<reqwest::Body>,
+        token: Option<&str>,
+        body: Option<String>,
     ) -> Response {
-        self.client
-            .request(method, format!("{}{path}", self.base))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .expect("request")
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b);
+        }
+        req.send().await.expect("request")
     }
 
-    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
-        self.send_raw(reqwest::Method::POST, path, body.to_string())
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
+        self.send(reqwest::Method::GET, path, token, None).await
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Response {
+        self.send(reqwest::Method::DELETE, path, token, None).await
+    }
+
+    pub async fn post_json(&self, path: &str, token: Option<&str>, body: &Value) -> Response {
+        self.send(reqwest::Method::POST, path, token, Some(body.to_string()))
             .await
     }
 
-    pub async fn put_json(&self, path: &str, body: &Value) -> Response {
-        self.send_raw(reqwest::Method::PUT, path, body.to_string())
+    pub async fn put_json(&self, path: &str, token: Option<&str>, body: &Value) -> Response {
+        self.send(reqwest::Method::PUT, path, token, Some(body.to_string()))
             .await
     }
 
-    /// Creates a user with random valid fields (overridden by `extra`) and
-    /// returns the created body.
-    pub async fn create_user(&self, extra: Value) -> Value {
+    /// Registers a user with random valid fields (overridden by `extra`).
+    pub async fn register(&self, extra: Value) -> TestUser {
         let mut body = new_user();
         if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
             for (k, v) in e {
                 b.insert(k.clone(), v.clone());
             }
         }
-        let resp = self.post_json("/user", &body).await;
+        let resp = self.post_json("/user", None, &body).await;
         assert_eq!(
             resp.status(),
             201,
-            "create user: {}",
+            "register: {}",
             resp.text().await.unwrap_or_default()
         );
-        resp.json().await.expect("created user JSON")
+        let created: Value = resp.json().await.expect("created user JSON");
+        TestUser {
+            id: created["id"].as_i64().expect("id"),
+            username: body["username"].as_str().expect("username").to_owned(),
+            password: body["password"].as_str().expect("password").to_owned(),
+            profile: created,
+        }
     }
+
+    /// Logs `user` in; returns the bearer token.
+    pub async fn login(&self, user: &TestUser) -> String {
+        let resp = self
+            .post_json(
+                "/login",
+                None,
+                &json!({"username": user.username, "password": user.password}),
+            )
+            .await;
+        assert_eq!(
+            resp.status(),
+            200,
+            "login: {}",
+            resp.text().await.unwrap_or_default()
+        );
+        let body: Value = resp.json().await.expect("login JSON");
+        assert_eq!(body["userId"], user.id);
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    /// Registers and logs in a fresh user.
+    pub async fn user_with_token(&self) -> (TestUser, String) {
+        let user = self.register(json!({})).await;
+        let token = self.login(&user).await;
+        (user, token)
+    }
+
+    /// An identity token as the auth service would mint it.
+    pub fn mint(&self, identity: &Identity) -> String {
+        self.key.mint(identity)
+    }
+}
+
+/// A registered user and their password.
+#[derive(Clone, Debug)]
+pub struct TestUser {
+    pub id: i64,
+    pub username: String,
+    pub password: String,
+    /// The body `POST /user` answered with.
+    pub profile: Value,
 }
 
 /// Random valid registration data.

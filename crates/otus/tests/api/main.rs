@@ -9,6 +9,7 @@
 
 mod helpers;
 
+mod auth;
 mod grpc;
 mod health;
 mod metrics;

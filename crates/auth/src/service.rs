@@ -1,0 +1,312 @@
+//! The `otus.auth.v1.AuthService` implementation.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use otus_identity::{Identity, IdentityKey};
+use otus_proto::{
+    auth::v1::{
+        AuthenticateRequest, AuthenticateResponse, DeleteAccountRequest, LoginRequest,
+        LoginResponse, LogoutRequest, RegisterRequest, auth_service_server::AuthService,
+    },
+    users::v1::{
+        CreateUserRequest, DeleteUserRequest, LookupUsernameRequest, User,
+        users_service_client::UsersServiceClient,
+    },
+};
+use sea_orm::{ActiveModelTrait as _, ActiveValue::Set, DatabaseConnection, EntityTrait as _};
+use tonic::{Code, Request, Response, Status, transport::Channel};
+
+use crate::{
+    entity::credential,
+    error::AuthError,
+    password,
+    store::{LoginLimiter, LoginLimits, SessionStore},
+};
+
+/// Settings of the auth service.
+#[derive(Clone, Debug)]
+pub struct AuthSettings {
+    /// How long a session lives.
+    pub session_ttl: Duration,
+    /// Login attempt limits.
+    pub limits: LoginLimits,
+    /// Deadline of calls to the users service.
+    pub users_deadline: Duration,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            session_ttl: Duration::from_secs(24 * 3600),
+            limits: LoginLimits::default(),
+            users_deadline: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Serves registration, login, logout and authentication.
+#[derive(Clone)]
+pub struct AuthApi {
+    db: DatabaseConnection,
+    sessions: SessionStore,
+    limiter: LoginLimiter,
+    users: UsersServiceClient<Channel>,
+    key: IdentityKey,
+    settings: AuthSettings,
+    /// A real argon2id hash of a random password: verifying against it when
+    /// the username is unknown makes that answer cost what a wrong password
+    /// costs, so timing does not reveal which usernames exist.
+    dummy_hash: String,
+}
+
+impl AuthApi {
+    /// The service. `users` is a channel to the users service.
+    pub fn new(
+        db: DatabaseConnection,
+        sessions: SessionStore,
+        limiter: LoginLimiter,
+        users: Channel,
+        key: IdentityKey,
+        settings: AuthSettings,
+    ) -> Result<Self, AuthError> {
+        let dummy_hash = password::hash(&password::new_session_token())
+            .map_err(|e| AuthError::Internal(format!("hashing the dummy password: {e}")))?;
+        Ok(Self {
+            db,
+            sessions,
+            limiter,
+            users: UsersServiceClient::new(users),
+            key,
+            settings,
+            dummy_hash,
+        })
+    }
+
+    /// A request to the users service as the auth service itself.
+    fn as_service<T>(&self, msg: T) -> Request<T> {
+        let mut req = Request::new(msg);
+        req.set_timeout(self.settings.users_deadline);
+        otus_identity::attach(&mut req, &self.key.mint(&Identity::Service("auth".into())));
+        req
+    }
+
+    async fn hash_blocking(&self, password: String) -> Result<String, AuthError> {
+        tokio::task::spawn_blocking(move || password::hash(&password))
+            .await
+            .map_err(|e| AuthError::Internal(format!("hash task: {e}")))?
+            .map_err(|e| AuthError::Internal(format!("hashing: {e}")))
+    }
+
+    async fn verify_blocking(&self, password: String, phc: String) -> Result<bool, AuthError> {
+        tokio::task::spawn_blocking(move || password::verify(&password, &phc))
+            .await
+            .map_err(|e| AuthError::Internal(format!("verify task: {e}")))
+    }
+
+    async fn session_user(&self, token: &str) -> Result<i64, AuthError> {
+        if token.is_empty() || token.len() > 256 {
+            return Err(AuthError::InvalidSession);
+        }
+        self.sessions
+            .get(&password::token_hash(token))
+            .await?
+            .ok_or(AuthError::InvalidSession)
+    }
+
+    /// Deletes the profile again after a failed registration. A failure here
+    /// is logged loudly: it is the one case that leaves an orphan profile.
+    async fn compensate_registration(&self, user_id: i64) {
+        match self
+            .users
+            .clone()
+            .delete_user(self.as_service(DeleteUserRequest { id: user_id }))
+            .await
+        {
+            Ok(_) => tracing::warn!(
+                user.id = user_id,
+                "registration rolled back: profile deleted"
+            ),
+            Err(s) if s.code() == Code::NotFound => {}
+            Err(s) => tracing::error!(
+                user.id = user_id,
+                grpc.code = ?s.code(),
+                "registration rollback failed: orphan profile left behind"
+            ),
+        }
+    }
+
+    async fn login_checked(&self, req: LoginRequest) -> Result<LoginResponse, AuthError> {
+        let limits = &self.settings.limits;
+        let addr_key = format!("login:addr:{}", req.client_address);
+        let (attempts, reset) = self.limiter.increment(&addr_key, limits.window).await?;
+        if attempts > limits.max_attempts_per_address {
+            return Err(AuthError::TooManyAttempts {
+                retry_after: Duration::from_secs(reset),
+            });
+        }
+        let user_key = format!("login:user:{}", req.username);
+        let (failures, reset) = self.limiter.peek(&user_key).await?;
+        if failures >= limits.max_failures_per_username {
+            return Err(AuthError::TooManyAttempts {
+                retry_after: Duration::from_secs(reset),
+            });
+        }
+
+        let user_id = if req.username.is_empty() || req.username.len() > 1024 {
+            None
+        } else {
+            match self
+                .users
+                .clone()
+                .lookup_username(self.as_service(LookupUsernameRequest {
+                    username: req.username.clone(),
+                }))
+                .await
+            {
+                Ok(r) => Some(r.into_inner().id),
+                Err(s) if s.code() == Code::NotFound => None,
+                Err(s) => return Err(AuthError::Users(s)),
+            }
+        };
+        let stored = match user_id {
+            Some(id) => credential::Entity::find_by_id(id)
+                .one(&self.db)
+                .await
+                .map_err(crate::store::StoreError::from)?,
+            None => None,
+        };
+        let (phc, known) = match &stored {
+            Some(c) => (c.password_hash.clone(), true),
+            None => (self.dummy_hash.clone(), false),
+        };
+        let matches = self.verify_blocking(req.password, phc).await?;
+        let (Some(user_id), true, true) = (user_id, known, matches) else {
+            self.limiter.increment(&user_key, limits.window).await?;
+            return Err(AuthError::InvalidCredentials);
+        };
+        self.limiter.reset(&user_key).await?;
+
+        let token = password::new_session_token();
+        self.sessions
+            .create(
+                &password::token_hash(&token),
+                user_id,
+                self.settings.session_ttl,
+            )
+            .await?;
+        tracing::info!(user.id = user_id, "login");
+        Ok(LoginResponse {
+            session_token: token,
+            user_id,
+            expires_in: i64::try_from(self.settings.session_ttl.as_secs()).unwrap_or(i64::MAX),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl AuthService for AuthApi {
+    #[tracing::instrument(skip_all)]
+    async fn register(&self, request: Request<RegisterRequest>) -> Result<Response<User>, Status> {
+        let RegisterRequest { user, password } = request.into_inner();
+        if let Some(why) = password::check_policy(&password) {
+            return Err(AuthError::InvalidPassword(why).into());
+        }
+        // Hash before creating anything: the slow step cannot fail halfway.
+        let phc = self.hash_blocking(password).await?;
+        let created = self
+            .users
+            .clone()
+            .create_user(self.as_service(CreateUserRequest { user }))
+            .await?
+            .into_inner();
+        let now = Utc::now().fixed_offset();
+        let stored = credential::ActiveModel {
+            user_id: Set(created.id),
+            password_hash: Set(phc),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&self.db)
+        .await;
+        if let Err(e) = stored {
+            self.compensate_registration(created.id).await;
+            return Err(AuthError::Store(e.into()).into());
+        }
+        tracing::info!(user.id = created.id, "registered");
+        Ok(Response::new(created))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn login(
+        &self,
+        request: Request<LoginRequest>,
+    ) -> Result<Response<LoginResponse>, Status> {
+        Ok(Response::new(
+            self.login_checked(request.into_inner()).await?,
+        ))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn logout(&self, request: Request<LogoutRequest>) -> Result<Response<()>, Status> {
+        let token = request.into_inner().session_token;
+        if !token.is_empty() {
+            self.sessions
+                .delete(&password::token_hash(&token))
+                .await
+                .map_err(AuthError::from)?;
+        }
+        Ok(Response::new(()))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn authenticate(
+        &self,
+        request: Request<AuthenticateRequest>,
+    ) -> Result<Response<AuthenticateResponse>, Status> {
+        let user_id = self
+            .session_user(&request.into_inner().session_token)
+            .await?;
+        Ok(Response::new(AuthenticateResponse {
+            user_id,
+            identity_token: self.key.mint(&Identity::User(user_id)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(user.id = request.get_ref().user_id))]
+    async fn delete_account(
+        &self,
+        request: Request<DeleteAccountRequest>,
+    ) -> Result<Response<()>, Status> {
+        let DeleteAccountRequest {
+            session_token,
+            user_id,
+        } = request.into_inner();
+        let caller = self.session_user(&session_token).await?;
+        if caller != user_id {
+            return Err(AuthError::NotOwner.into());
+        }
+        // The profile first: if this fails nothing else has changed and the
+        // client can retry. NOT_FOUND means an earlier attempt got this far.
+        match self
+            .users
+            .clone()
+            .delete_user(self.as_service(DeleteUserRequest { id: user_id }))
+            .await
+        {
+            Ok(_) => {}
+            Err(s) if s.code() == Code::NotFound => {}
+            Err(s) => return Err(AuthError::Users(s).into()),
+        }
+        credential::Entity::delete_by_id(user_id)
+            .exec(&self.db)
+            .await
+            .map_err(|e| AuthError::Store(e.into()))?;
+        self.sessions
+            .delete_all(user_id)
+            .await
+            .map_err(AuthError::from)?;
+        tracing::info!("account deleted; sessions revoked");
+        Ok(Response::new(()))
+    }
+}
