@@ -158,7 +158,7 @@ impl Default for LoginLimits {
     fn default() -> Self {
         Self {
             max_failures_per_username: 5,
-            max_attempts_per_address: 30,
+            max_attempts_per_address: 100,
             window: Duration::from_secs(300),
         }
     }

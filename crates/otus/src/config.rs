@@ -122,7 +122,7 @@ pub struct AuthTuning {
     #[arg(long, env = "LOGIN_MAX_FAILURES_PER_USERNAME", default_value_t = 5)]
     pub login_max_failures_per_username: u32,
     /// Login attempts per client address per window before 429.
-    #[arg(long, env = "LOGIN_MAX_ATTEMPTS_PER_ADDRESS", default_value_t = 30)]
+    #[arg(long, env = "LOGIN_MAX_ATTEMPTS_PER_ADDRESS", default_value_t = 100)]
     pub login_max_attempts_per_address: u32,
     /// The login counting window, in seconds.
     #[arg(long, env = "LOGIN_WINDOW_SECS", default_value_t = 300)]

@@ -1,0 +1,261 @@
+#!/usr/bin/env python3
+"""Generates the Postman collections in this folder.
+
+Run `python3 postman/generate.py` after editing; CI checks the committed JSON
+is what this script produces. Plain Python, no dependencies.
+"""
+import json
+import os
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def script(lines):
+    return {"type": "text/javascript", "exec": list(lines)}
+
+
+def req(name, method, path, body=None, tests=(), pre=(), token=None):
+    parts = [p for p in path.strip("/").split("/")]
+    if path.endswith("/"):
+        parts.append("")
+    r = {"method": method, "header": [],
+         "url": {"raw": "{{baseUrl}}" + path, "host": ["{{baseUrl}}"], "path": parts}}
+    if token:
+        r["header"].append({"key": "Authorization", "value": "Bearer {{%s}}" % token})
+    if body is not None:
+        r["header"].append({"key": "Content-Type", "value": "application/json"})
+        r["body"] = {"mode": "raw", "raw": json.dumps(body, indent=2, ensure_ascii=False),
+                     "options": {"raw": {"language": "json"}}}
+    # Every request states its own credentials (Bearer); Postman's cookie jar
+    # would otherwise send the last login's session cookie along.
+    item = {"name": name, "request": r, "event": [],
+            "protocolProfileBehavior": {"disableCookies": True}}
+    if pre:
+        item["event"].append({"listen": "prerequest", "script": script(pre)})
+    if tests:
+        item["event"].append({"listen": "test", "script": script(tests)})
+    return item
+
+
+def status(code, text):
+    return ["pm.test('%d %s', function () { pm.response.to.have.status(%d); });" % (code, text, code)]
+
+
+def error(code, text, reason):
+    return status(code, text) + [
+        "pm.test('error body {code, message, reason: %s}', function () {" % reason,
+        "    const e = pm.response.json();",
+        "    pm.expect(e.code).to.eql(%d);" % code,
+        "    pm.expect(e.message).to.be.a('string').and.not.empty;",
+        "    pm.expect(e.reason).to.eql('%s');" % reason,
+        "});",
+    ]
+
+
+def new_user(prefix):
+    """Pre-request lines that put random registration data in <prefix>* variables."""
+    return [
+        "// Random data for this run; a suffix keeps usernames unique across runs.",
+        "const suffix = Date.now().toString(36) + Math.floor(Math.random() * 1e6).toString(36);",
+        "const set = (k, v) => pm.collectionVariables.set('%s' + k, v);" % prefix,
+        "set('Username', pm.variables.replaceIn('{{$randomUserName}}').replace(/[^A-Za-z0-9._-]/g, '') + '_' + suffix);",
+        "set('FirstName', pm.variables.replaceIn('{{$randomFirstName}}'));",
+        "set('LastName', pm.variables.replaceIn('{{$randomLastName}}'));",
+        "set('Email', 'u' + suffix + '@' + pm.variables.replaceIn('{{$randomDomainName}}'));",
+        "set('Phone', pm.variables.replaceIn('{{$randomPhoneNumber}}'));",
+        "set('Password', pm.variables.replaceIn('{{$randomPassword}}') + 'A1!');",
+    ]
+
+
+def register_body(p):
+    return {"username": "{{%sUsername}}" % p, "firstName": "{{%sFirstName}}" % p,
+            "lastName": "{{%sLastName}}" % p, "email": "{{%sEmail}}" % p,
+            "phone": "{{%sPhone}}" % p, "password": "{{%sPassword}}" % p}
+
+
+def register_tests(p):
+    v = "pm.collectionVariables.get('%s%%s')" % p
+    return status(201, "Created") + [
+        "const user = pm.response.json();",
+        "pm.test('body is the created user, without the password', function () {",
+        "    pm.expect(user.id).to.be.a('number').and.above(0);",
+        "    pm.expect(user.username).to.eql(%s);" % (v % "Username"),
+        "    pm.expect(user.firstName).to.eql(%s);" % (v % "FirstName"),
+        "    pm.expect(user.lastName).to.eql(%s);" % (v % "LastName"),
+        "    pm.expect(user.email).to.eql(%s);" % (v % "Email"),
+        "    pm.expect(user.phone).to.eql(%s);" % (v % "Phone"),
+        "    pm.expect(user).to.not.have.property('password');",
+        "});",
+        "pm.test('Location is /user/{id}', function () {",
+        "    pm.response.to.have.header('Location', '/user/' + user.id);",
+        "});",
+        "pm.collectionVariables.set('%sId', user.id);" % p,
+    ]
+
+
+def login(p, token_var):
+    return req("Log in as %s" % p, "POST", "/login",
+               body={"username": "{{%sUsername}}" % p, "password": "{{%sPassword}}" % p},
+               tests=status(200, "OK") + [
+                   "const body = pm.response.json();",
+                   "pm.test('token, userId, expiresIn', function () {",
+                   "    pm.expect(body.token).to.be.a('string').and.not.empty;",
+                   "    pm.expect(body.userId).to.eql(Number(pm.collectionVariables.get('%sId')));" % p,
+                   "    pm.expect(body.expiresIn).to.be.above(0);",
+                   "});",
+                   "pm.test('session cookie is HttpOnly and SameSite', function () {",
+                   "    const c = pm.response.headers.get('Set-Cookie') || '';",
+                   "    pm.expect(c).to.include('HttpOnly');",
+                   "    pm.expect(c).to.include('SameSite');",
+                   "});",
+                   "pm.collectionVariables.set('%s', body.token);" % token_var,
+               ])
+
+
+LOG_BODIES = script([
+    "// Show every request and response body in newman's command-line output.",
+    "const reqBody = pm.request.body && pm.request.body.raw ? pm.variables.replaceIn(pm.request.body.raw) : '';",
+    "console.log('>>> ' + pm.request.method + ' ' + pm.request.url.toString() + (reqBody ? '\\n' + reqBody : ''));",
+    "console.log('<<< ' + pm.response.code + ' ' + pm.response.status + (pm.response.text() ? '\\n' + pm.response.text() : ''));",
+])
+
+def collection(name, description, items):
+    return {
+        "info": {
+            "_postman_id": str(uuid.uuid5(uuid.NAMESPACE_URL, "otus-rs/postman/" + name)),
+            "name": name,
+            "description": description,
+            "schema": "https://schema.getpostman.com/json/collection/v2.1.0/collection.json",
+        },
+        "item": items,
+        "event": [{"listen": "test", "script": LOG_BODIES}],
+        "variable": [{"key": "baseUrl", "value": "http://arch.homework/otusapp", "type": "string"}],
+    }
+
+
+def users_collection():
+    u = "user"
+    return collection(
+        "otus-rs users",
+        "Users CRUD (homework 3), logged in: register → log in → read → update → read back → "
+        "delete → the token no longer works and the user cannot log in; plus 409/400 checks. "
+        "Random data on every run. Run: newman run postman/users.postman_collection.json "
+        "(baseUrl defaults to http://arch.homework/otusapp; override with --env-var baseUrl=http://localhost:8000).",
+        [
+            req("Health", "GET", "/health/", tests=status(200, "OK") + [
+                "pm.test('{\"status\": \"OK\"}', function () { pm.expect(pm.response.json()).to.eql({status: 'OK'}); });"]),
+            req("Create user", "POST", "/user", body=register_body(u), pre=new_user(u), tests=register_tests(u)),
+            login(u, "token"),
+            req("Read user", "GET", "/user/{{userId}}", token="token", tests=status(200, "OK") + [
+                "pm.test('body is the stored user', function () {",
+                "    const u = pm.response.json();",
+                "    pm.expect(u.id).to.eql(Number(pm.collectionVariables.get('userId')));",
+                "    pm.expect(u.username).to.eql(pm.collectionVariables.get('userUsername'));",
+                "    pm.expect(u.email).to.eql(pm.collectionVariables.get('userEmail'));",
+                "    pm.expect(u.phone).to.eql(pm.collectionVariables.get('userPhone'));",
+                "});"]),
+            req("Update user", "PUT", "/user/{{userId}}", token="token",
+                body={"firstName": "{{newFirstName}}", "lastName": "{{newLastName}}", "email": "{{newEmail}}"},
+                pre=["pm.collectionVariables.set('newFirstName', pm.variables.replaceIn('{{$randomFirstName}}'));",
+                     "pm.collectionVariables.set('newLastName', pm.variables.replaceIn('{{$randomLastName}}'));",
+                     "pm.collectionVariables.set('newEmail', 'new.' + pm.collectionVariables.get('userEmail'));"],
+                tests=status(200, "OK") + [
+                    "pm.test('sent fields changed, others kept', function () {",
+                    "    const u = pm.response.json();",
+                    "    pm.expect(u.firstName).to.eql(pm.collectionVariables.get('newFirstName'));",
+                    "    pm.expect(u.lastName).to.eql(pm.collectionVariables.get('newLastName'));",
+                    "    pm.expect(u.email).to.eql(pm.collectionVariables.get('newEmail'));",
+                    "    pm.expect(u.username).to.eql(pm.collectionVariables.get('userUsername'));",
+                    "    pm.expect(u.phone).to.eql(pm.collectionVariables.get('userPhone'));",
+                    "});"]),
+            req("Read back updated user", "GET", "/user/{{userId}}", token="token", tests=status(200, "OK") + [
+                "pm.test('the update was stored', function () {",
+                "    const u = pm.response.json();",
+                "    pm.expect(u.firstName).to.eql(pm.collectionVariables.get('newFirstName'));",
+                "    pm.expect(u.lastName).to.eql(pm.collectionVariables.get('newLastName'));",
+                "    pm.expect(u.email).to.eql(pm.collectionVariables.get('newEmail'));",
+                "});"]),
+            req("Duplicate username is 409", "POST", "/user",
+                body={"username": "{{userUsername}}", "email": "other.{{userEmail}}", "password": "{{userPassword}}"},
+                tests=error(409, "Conflict", "USERNAME_TAKEN")),
+            req("Client-supplied id is 400", "PUT", "/user/{{userId}}", token="token",
+                body={"id": 1, "firstName": "Mallory"}, tests=error(400, "Bad Request", "READ_ONLY_FIELD")),
+            req("Invalid email is 400", "PUT", "/user/{{userId}}", token="token",
+                body={"email": "not-an-email"}, tests=error(400, "Bad Request", "INVALID_EMAIL")),
+            req("Delete user", "DELETE", "/user/{{userId}}", token="token", tests=status(204, "No Content")),
+            req("Read deleted user: the session ended with it (401)", "GET", "/user/{{userId}}", token="token",
+                tests=error(401, "Unauthorized", "INVALID_SESSION")),
+            req("Deleted user cannot log in (401)", "POST", "/login",
+                body={"username": "{{userUsername}}", "password": "{{userPassword}}"},
+                tests=error(401, "Unauthorized", "INVALID_CREDENTIALS")),
+        ])
+
+
+def auth_collection():
+    return collection(
+        "otus-rs auth",
+        "Homework 5: registration, login, logout and owner-only profiles. Register user 1 → read and edit "
+        "without login give 401 → log in → edit → read back → log out → the old token gives 401 → register "
+        "and log in user 2 → user 2 reading, editing and deleting user 1 give 403 → user 1's profile is "
+        "unchanged. Run: newman run postman/auth.postman_collection.json",
+        [
+            req("Register user 1", "POST", "/register", body=register_body("u1"), pre=new_user("u1"),
+                tests=register_tests("u1")),
+            req("Read user 1 without login (401)", "GET", "/user/{{u1Id}}",
+                tests=error(401, "Unauthorized", "MISSING_CREDENTIALS")),
+            req("Edit user 1 without login (401)", "PUT", "/user/{{u1Id}}", body={"firstName": "Anonymous"},
+                tests=error(401, "Unauthorized", "MISSING_CREDENTIALS")),
+            login("u1", "u1Token"),
+            req("Edit own profile", "PUT", "/me", token="u1Token",
+                body={"firstName": "{{u1NewFirstName}}", "phone": "{{u1NewPhone}}"},
+                pre=["pm.collectionVariables.set('u1NewFirstName', pm.variables.replaceIn('{{$randomFirstName}}'));",
+                     "pm.collectionVariables.set('u1NewPhone', pm.variables.replaceIn('{{$randomPhoneNumber}}'));"],
+                tests=status(200, "OK") + [
+                    "pm.test('the change is in the answer', function () {",
+                    "    const u = pm.response.json();",
+                    "    pm.expect(u.firstName).to.eql(pm.collectionVariables.get('u1NewFirstName'));",
+                    "    pm.expect(u.phone).to.eql(pm.collectionVariables.get('u1NewPhone'));",
+                    "    pm.expect(u.id).to.eql(Number(pm.collectionVariables.get('u1Id')));",
+                    "});"]),
+            req("Read back own profile", "GET", "/user/{{u1Id}}", token="u1Token", tests=status(200, "OK") + [
+                "const u = pm.response.json();",
+                "pm.test('read back shows the change', function () {",
+                "    pm.expect(u.firstName).to.eql(pm.collectionVariables.get('u1NewFirstName'));",
+                "    pm.expect(u.phone).to.eql(pm.collectionVariables.get('u1NewPhone'));",
+                "    pm.expect(u.username).to.eql(pm.collectionVariables.get('u1Username'));",
+                "});",
+                "pm.collectionVariables.set('u1Profile', JSON.stringify(u));"]),
+            req("Log out user 1", "POST", "/logout", token="u1Token", tests=status(204, "No Content")),
+            req("Old token after logout (401)", "GET", "/me", token="u1Token",
+                tests=error(401, "Unauthorized", "INVALID_SESSION")),
+            req("Register user 2", "POST", "/register", body=register_body("u2"), pre=new_user("u2"),
+                tests=register_tests("u2")),
+            login("u2", "u2Token"),
+            req("User 2 reads user 1 (403)", "GET", "/user/{{u1Id}}", token="u2Token",
+                tests=error(403, "Forbidden", "NOT_OWNER")),
+            req("User 2 edits user 1 (403)", "PUT", "/user/{{u1Id}}", token="u2Token",
+                body={"email": "hijacked@example.com"}, tests=error(403, "Forbidden", "NOT_OWNER")),
+            req("User 2 deletes user 1 (403)", "DELETE", "/user/{{u1Id}}", token="u2Token",
+                tests=error(403, "Forbidden", "NOT_OWNER")),
+            req("User 2 cannot use X-User-Id (403)", "GET", "/user/{{u1Id}}", token="u2Token",
+                pre=["pm.request.headers.add({key: 'X-User-Id', value: pm.collectionVariables.get('u1Id')});",
+                     "pm.request.headers.add({key: 'X-Login', value: pm.collectionVariables.get('u1Username')});"],
+                tests=error(403, "Forbidden", "NOT_OWNER")),
+            login("u1", "u1Token"),
+            req("User 1's profile is unchanged", "GET", "/me", token="u1Token", tests=status(200, "OK") + [
+                "pm.test('same as before user 2 tried', function () {",
+                "    pm.expect(pm.response.json()).to.eql(JSON.parse(pm.collectionVariables.get('u1Profile')));",
+                "});"]),
+        ])
+
+
+def write(name, coll):
+    path = os.path.join(HERE, name)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(json.dumps(coll, indent=2, ensure_ascii=False) + "\n")
+
+
+if __name__ == "__main__":
+    write("users.postman_collection.json", users_collection())
+    write("auth.postman_collection.json", auth_collection())
