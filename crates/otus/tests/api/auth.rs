@@ -8,8 +8,7 @@ use sea_orm::{ConnectionTrait as _, Statement};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Backend, MAX_ATTEMPTS_PER_ADDRESS, MAX_FAILURES, Options, TestApp, assert_error, new_user,
-    on_both_backends,
+    MAX_ATTEMPTS_PER_ADDRESS, MAX_FAILURES, TestApp, assert_error, new_user, on_both_backends,
 };
 
 on_both_backends!(
@@ -384,16 +383,10 @@ async fn a_failed_registration_leaves_no_orphan_profile(app: TestApp) {
     assert_eq!(status.code(), tonic::Code::NotFound);
 }
 
-#[tokio::test]
-async fn sessions_expire_after_their_ttl() {
-    let app = TestApp::spawn_with(
-        Backend::Sqlite,
-        Options {
-            session_ttl_secs: 1,
-        },
-    )
-    .await
-    .expect("sqlite");
+// The options expression is evaluated inside the generated module: full path.
+on_both_backends!(options = crate::helpers::Options { session_ttl_secs: 1 }; sessions_expire_after_their_ttl);
+
+async fn sessions_expire_after_their_ttl(app: TestApp) {
     let (_, token) = app.user_with_token().await;
     assert_eq!(app.get("/me", Some(&token)).await.status(), 200);
     tokio::time::sleep(Duration::from_millis(2100)).await;

@@ -14,7 +14,7 @@ use tonic_reflection::pb::v1::{
 };
 use tonic_types::StatusExt as _;
 
-use crate::helpers::{Backend, TestApp};
+use crate::helpers::{Backend, TestApp, on_both_backends};
 
 async fn channel(app: &TestApp) -> tonic::transport::Channel {
     tonic::transport::Endpoint::from_shared(format!("http://{}", app.grpc))
@@ -104,11 +104,11 @@ async fn invalid_input_is_invalid_argument_with_a_machine_reason_and_field() {
     assert_eq!(bad.field_violations[0].field, "email");
 }
 
+on_both_backends!(the_users_service_rejects_direct_calls_without_a_valid_identity);
+
 /// Calling the users service directly, around the edge: without a token, with
 /// a forged one, or with another user's, nothing is readable or creatable.
-#[tokio::test]
-async fn the_users_service_rejects_direct_calls_without_a_valid_identity() {
-    let app = TestApp::spawn(Backend::Sqlite).await.expect("sqlite");
+async fn the_users_service_rejects_direct_calls_without_a_valid_identity(app: TestApp) {
     let victim = app.register(serde_json::json!({})).await;
     let other = app.register(serde_json::json!({})).await;
     let mut users = UsersServiceClient::new(channel(&app).await);

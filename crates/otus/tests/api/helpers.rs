@@ -381,15 +381,17 @@ pub async fn assert_error(resp: Response, status: u16, reason: &str) -> Value {
 }
 
 /// Runs each named `async fn(TestApp)` on SQLite and, when configured, on
-/// PostgreSQL: `name::sqlite` and `name::postgres` in the test list.
+/// PostgreSQL (+ Redis when `TEST_REDIS_URL` is set): `name::sqlite` and
+/// `name::postgres` in the test list. `options = <expr>;` first starts the
+/// apps with those [`Options`].
 macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {$(
+    (options = $opts:expr; $($name:ident),* $(,)?) => {$(
         mod $name {
             use $crate::helpers::{Backend, TestApp};
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                let app = TestApp::spawn(Backend::Sqlite).await.expect("SQLite is always available");
+                let app = TestApp::spawn_with(Backend::Sqlite, $opts).await.expect("SQLite is always available");
                 super::$name(app).await;
             }
 
@@ -399,11 +401,14 @@ macro_rules! on_both_backends {
                 ignore = "TEST_DATABASE_URL is not set: runs on SQLite only"
             )]
             async fn postgres() {
-                let app = TestApp::spawn(Backend::Postgres).await.expect("PostgreSQL configured");
+                let app = TestApp::spawn_with(Backend::Postgres, $opts).await.expect("PostgreSQL configured");
                 super::$name(app).await;
             }
         }
     )*};
+    ($($name:ident),* $(,)?) => {
+        $crate::helpers::on_both_backends!(options = $crate::helpers::Options::default(); $($name),*);
+    };
 }
 pub(crate) use on_both_backends;
 
