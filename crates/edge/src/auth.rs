@@ -139,9 +139,14 @@ fn cookie(state: &AppState, token: &str, max_age: i64) -> HeaderValue {
     HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static(""))
 }
 
-/// A `Set-Cookie` that removes the session cookie.
-pub fn clear_cookie(state: &AppState) -> HeaderValue {
-    cookie(state, "", 0)
+/// 204 with a `Set-Cookie` that removes the session cookie: the answer to
+/// every request that ended the caller's session (logout, account deletion).
+pub fn session_ended(state: &AppState) -> Response {
+    (
+        StatusCode::NO_CONTENT,
+        [(header::SET_COOKIE, cookie(state, "", 0))],
+    )
+        .into_response()
 }
 
 #[derive(Serialize)]
@@ -216,11 +221,7 @@ async fn logout(
         },
     );
     state.auth.clone().logout(req).await?;
-    Ok((
-        StatusCode::NO_CONTENT,
-        [(header::SET_COOKIE, clear_cookie(&state))],
-    )
-        .into_response())
+    Ok(session_ended(&state))
 }
 
 #[cfg(test)]

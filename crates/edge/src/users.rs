@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use crate::{
     AppState,
-    auth::{Caller, SessionToken, clear_cookie},
+    auth::{Caller, SessionToken, session_ended},
     body::{Field, JsonObject},
     error::ApiError,
 };
@@ -252,9 +252,5 @@ async fn delete(
         },
     );
     state.auth.clone().delete_account(req).await?;
-    Ok((
-        StatusCode::NO_CONTENT,
-        [(header::SET_COOKIE, clear_cookie(&state))],
-    )
-        .into_response())
+    Ok(session_ended(&state))
 }
