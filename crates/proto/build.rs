@@ -7,7 +7,11 @@
 use std::{env, path::PathBuf};
 
 /// Every .proto file, relative to the workspace `proto/` directory.
-const PROTOS: &[&str] = &["otus/users/v1/users.proto", "otus/auth/v1/auth.proto"];
+const PROTOS: &[&str] = &[
+    "otus/users/v1/users.proto",
+    "otus/auth/v1/auth.proto",
+    "otus/catalog/v1/catalog.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?).join("../../proto");

@@ -1,4 +1,4 @@
-//! Reading JSON request bodies with precise 4xx answers.
+//! Reading request bodies and path ids with precise 4xx answers.
 //!
 //! axum's `Json` answers bad input with plain-text rejections; the contract
 //! wants JSON errors with a reason, and a 400 that says which field is wrong.
@@ -7,8 +7,8 @@
 
 use axum::{
     body::Bytes,
-    extract::{FromRequest, Request},
-    http::{StatusCode, header},
+    extract::{FromRequest, FromRequestParts, Path, Request},
+    http::{StatusCode, header, request::Parts},
 };
 use serde_json::{Map, Value};
 
@@ -129,5 +129,25 @@ fn type_name(v: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
+    }
+}
+
+/// A `{userId}` / `{id}` path segment: a positive int64, else 400 `INVALID_ID`.
+pub struct PathId(pub i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request("INVALID_ID", format!("invalid id: {e}")))?;
+        match raw.parse::<i64>() {
+            Ok(id) if id > 0 => Ok(Self(id)),
+            _ => Err(ApiError::bad_request(
+                "INVALID_ID",
+                format!("id must be a positive integer, got {raw:?}"),
+            )),
+        }
     }
 }

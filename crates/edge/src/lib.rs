@@ -6,6 +6,7 @@
 //!   `AuthService/Authenticate`), `/register`, `/login`, `/logout`.
 //! - [`users`]: the `/user` and `/me` resource → `UsersService` with the
 //!   caller's identity token (the users service enforces ownership).
+//! - [`products`]: public `/products` search and lookup → `CatalogService`.
 //! - [`body`]: strict JSON body reading (4xx JSON errors, never 500).
 //! - [`error`]: [`ApiError`], the one error shape, and the gRPC→HTTP mapping.
 //! - [`observe`]: request id, access log, metrics by route template, timeout.
@@ -19,6 +20,7 @@ pub mod body;
 pub mod error;
 pub mod health;
 pub mod observe;
+pub mod products;
 pub mod users;
 
 use std::{net::SocketAddr, time::Duration};
@@ -34,6 +36,7 @@ use axum::{
 pub use error::ApiError;
 use otus_proto::{
     auth::v1::auth_service_client::AuthServiceClient,
+    catalog::v1::catalog_service_client::CatalogServiceClient,
     users::v1::users_service_client::UsersServiceClient,
 };
 use otus_telemetry::{CancellationToken, Metrics};
@@ -47,6 +50,8 @@ pub struct EdgeConfig {
     pub users_url: String,
     /// gRPC address of the auth service, e.g. `http://auth:50052`.
     pub auth_url: String,
+    /// gRPC address of the catalog service, e.g. `http://catalog:50053`.
+    pub catalog_url: String,
     /// Mark the session cookie `Secure`.
     pub cookie_secure: bool,
     /// Read the client address from `X-Real-IP` (behind a trusted proxy).
@@ -64,6 +69,7 @@ pub struct EdgeConfig {
 pub struct AppState {
     users: UsersServiceClient<Channel>,
     auth: AuthServiceClient<Channel>,
+    catalog: CatalogServiceClient<Channel>,
     /// Health clients of every backend, with the service name to ask for.
     backends: Vec<(HealthClient<Channel>, &'static str)>,
     grpc_deadline: Duration,
@@ -77,9 +83,11 @@ impl AppState {
     pub fn new(cfg: &EdgeConfig, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let users = lazy_channel(&cfg.users_url)?;
         let auth = lazy_channel(&cfg.auth_url)?;
+        let catalog = lazy_channel(&cfg.catalog_url)?;
         Ok(Self {
             users: UsersServiceClient::new(users.clone()),
             auth: AuthServiceClient::new(auth.clone()),
+            catalog: CatalogServiceClient::new(catalog.clone()),
             backends: vec![
                 (
                     HealthClient::new(users),
@@ -88,6 +96,10 @@ impl AppState {
                 (
                     HealthClient::new(auth),
                     otus_proto::auth::v1::auth_service_server::SERVICE_NAME,
+                ),
+                (
+                    HealthClient::new(catalog),
+                    otus_proto::catalog::v1::catalog_service_server::SERVICE_NAME,
                 ),
             ],
             grpc_deadline: cfg.grpc_deadline,
@@ -144,6 +156,7 @@ pub fn router(
         .route("/ready", get(health::ready))
         .merge(users::router())
         .merge(auth::router())
+        .merge(products::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -205,6 +218,7 @@ mod tests {
         let cfg = EdgeConfig {
             users_url: "http://127.0.0.1:1".into(),
             auth_url: "http://127.0.0.1:2".into(),
+            catalog_url: "http://127.0.0.1:3".into(),
             cookie_secure: false,
             trust_proxy_headers: false,
             grpc_deadline: Duration::from_millis(1500),

@@ -9,8 +9,8 @@
 
 use axum::{
     Json, Router,
-    extract::{FromRequestParts, Path, State},
-    http::{HeaderMap, StatusCode, header, request::Parts},
+    extract::State,
+    http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -24,7 +24,7 @@ use serde::Serialize;
 use crate::{
     AppState,
     auth::{Caller, SessionToken, session_ended},
-    body::{Field, JsonObject},
+    body::{Field, JsonObject, PathId},
     error::ApiError,
 };
 
@@ -105,26 +105,6 @@ fn apply(user: &mut User, field: Field, value: String) {
     }
 }
 
-/// The `{userId}` path segment: a positive int64.
-pub struct UserId(pub i64);
-
-impl<S: Send + Sync> FromRequestParts<S> for UserId {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Path(raw) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::bad_request("INVALID_ID", format!("invalid user id: {e}")))?;
-        match raw.parse::<i64>() {
-            Ok(id) if id > 0 => Ok(Self(id)),
-            _ => Err(ApiError::bad_request(
-                "INVALID_ID",
-                format!("user id must be a positive integer, got {raw:?}"),
-            )),
-        }
-    }
-}
-
 /// `POST /user` and `POST /register`: 201, `Location: /user/{id}`, the user.
 pub async fn register(
     State(state): State<AppState>,
@@ -201,7 +181,7 @@ async fn read(
     State(state): State<AppState>,
     headers: HeaderMap,
     caller: Caller,
-    UserId(id): UserId,
+    PathId(id): PathId,
 ) -> Result<Json<UserJson>, ApiError> {
     get_user(&state, &headers, &caller, id).await
 }
@@ -220,7 +200,7 @@ async fn update(
     State(state): State<AppState>,
     headers: HeaderMap,
     caller: Caller,
-    UserId(id): UserId,
+    PathId(id): PathId,
     body: JsonObject,
 ) -> Result<Json<UserJson>, ApiError> {
     update_user(&state, &headers, &caller, id, &body).await
@@ -242,7 +222,7 @@ async fn delete(
     State(state): State<AppState>,
     headers: HeaderMap,
     SessionToken(token): SessionToken,
-    UserId(id): UserId,
+    PathId(id): PathId,
 ) -> Result<Response, ApiError> {
     let req = state.rpc(
         &headers,

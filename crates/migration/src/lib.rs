@@ -12,8 +12,15 @@ pub use sea_orm_migration::prelude::*;
 
 pub mod db;
 
+/// The trigram index that makes product name search fast on PostgreSQL. Also
+/// used by the bulk loader, which drops it for a large load into an empty
+/// table and builds it once at the end (much faster than row by row).
+pub const PRODUCTS_TRGM_INDEX: &str = "CREATE INDEX IF NOT EXISTS products_name_trgm_idx \
+     ON products USING gin (name_search gin_trgm_ops)";
+
 mod m20261124_000001_create_users;
 mod m20261124_000002_create_auth;
+mod m20261124_000003_create_products;
 
 /// Applies every migration in order; `seaql_migrations` records what ran.
 pub struct Migrator;
@@ -24,6 +31,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261124_000001_create_users::Migration),
             Box::new(m20261124_000002_create_auth::Migration),
+            Box::new(m20261124_000003_create_products::Migration),
         ]
     }
 }

@@ -32,6 +32,10 @@ pub enum Command {
     Users(UsersArgs),
     /// The auth gRPC service only.
     Auth(AuthArgs),
+    /// The catalog gRPC service only.
+    Catalog(CatalogArgs),
+    /// Fill the catalog with generated products (migrates first).
+    SeedProducts(SeedArgs),
     /// Apply pending database migrations and exit (a Kubernetes Job).
     Migrate(DbArgs),
 }
@@ -105,16 +109,37 @@ impl IdentityArgs {
     }
 }
 
-/// Auth service behaviour (shared by `auth` and `all-in-one`).
+/// Redis (shared by `auth`, `catalog` and `all-in-one`).
 #[derive(Debug, Clone, Args)]
-pub struct AuthTuning {
-    /// `redis://host:6379/0`: sessions and login counters in Redis (shared by
-    /// replicas). Unset: sessions in the database, counters in memory.
+pub struct RedisArgs {
+    /// `redis://host:6379/0`: sessions, login counters and the search cache
+    /// in Redis (shared by replicas). Unset: sessions in the database,
+    /// counters and cache in process memory.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// Prefix of every Redis key this process writes.
     #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "otus:")]
     pub redis_key_prefix: String,
+}
+
+/// Search cache settings (shared by `catalog` and `all-in-one`).
+#[derive(Debug, Clone, Args)]
+pub struct CacheArgs {
+    /// Cache search answers: 1/true/on or 0/false/off.
+    #[arg(long, env = "CACHE_ENABLED", default_value = "true", action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub cache_enabled: bool,
+    /// How long a cached answer is served, in seconds (the consistency window).
+    #[arg(long, env = "CACHE_TTL_SECS", default_value_t = 60)]
+    pub cache_ttl_secs: u64,
+    /// Most answers the in-process cache holds (Redis: see its maxmemory).
+    #[arg(long, env = "CACHE_MAX_ENTRIES", default_value_t = 10_000)]
+    pub cache_max_entries: u64,
+}
+
+/// Auth service behaviour (shared by `auth` and `all-in-one`).
+#[derive(Debug, Clone, Args)]
+pub struct AuthTuning {
     /// Session lifetime in seconds.
     #[arg(long, env = "SESSION_TTL_SECS", default_value_t = 86_400)]
     pub session_ttl_secs: u64,
@@ -167,10 +192,16 @@ pub struct EdgeTuning {
 
 impl EdgeTuning {
     /// The edge configuration for the given backends.
-    pub fn edge_config(&self, users_url: String, auth_url: String) -> otus_edge::EdgeConfig {
+    pub fn edge_config(
+        &self,
+        users_url: String,
+        auth_url: String,
+        catalog_url: String,
+    ) -> otus_edge::EdgeConfig {
         otus_edge::EdgeConfig {
             users_url,
             auth_url,
+            catalog_url,
             cookie_secure: self.cookie_secure,
             trust_proxy_headers: self.trust_proxy_headers,
             grpc_deadline: Duration::from_millis(self.grpc_deadline_ms),
@@ -195,12 +226,19 @@ pub struct AllInOneArgs {
     /// Auth gRPC address (loopback by default).
     #[arg(long, env = "AUTH_GRPC_ADDR", default_value = "127.0.0.1:50052")]
     pub auth_grpc_addr: SocketAddr,
+    /// Catalog gRPC address (loopback by default).
+    #[arg(long, env = "CATALOG_GRPC_ADDR", default_value = "127.0.0.1:50053")]
+    pub catalog_grpc_addr: SocketAddr,
     #[command(flatten)]
     pub db: DbArgs,
     #[command(flatten)]
     pub edge: EdgeTuning,
     #[command(flatten)]
     pub auth: AuthTuning,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    #[command(flatten)]
+    pub cache: CacheArgs,
     #[command(flatten)]
     pub identity: IdentityArgs,
 }
@@ -220,6 +258,13 @@ pub struct EdgeArgs {
     /// Where the auth service answers gRPC.
     #[arg(long, env = "AUTH_GRPC_URL", default_value = "http://127.0.0.1:50052")]
     pub auth_grpc_url: String,
+    /// Where the catalog service answers gRPC.
+    #[arg(
+        long,
+        env = "CATALOG_GRPC_URL",
+        default_value = "http://127.0.0.1:50053"
+    )]
+    pub catalog_grpc_url: String,
     #[command(flatten)]
     pub tuning: EdgeTuning,
 }
@@ -263,5 +308,54 @@ pub struct AuthArgs {
     #[command(flatten)]
     pub auth: AuthTuning,
     #[command(flatten)]
+    pub redis: RedisArgs,
+    #[command(flatten)]
     pub identity: IdentityArgs,
+}
+
+/// `otus catalog`.
+#[derive(Debug, Clone, Args)]
+pub struct CatalogArgs {
+    /// gRPC listen address.
+    #[arg(long, env = "GRPC_ADDR", default_value = "0.0.0.0:50053")]
+    pub grpc_addr: SocketAddr,
+    /// Admin address serving /metrics.
+    #[arg(long, env = "ADMIN_ADDR", default_value = "0.0.0.0:9003")]
+    pub admin_addr: SocketAddr,
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    #[command(flatten)]
+    pub cache: CacheArgs,
+}
+
+/// What `seed-products` does with products already there.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SeedMode {
+    /// Load only into an empty catalog (safe to run on every deploy).
+    IfEmpty,
+    /// Delete all products first; ids restart at 1.
+    Replace,
+    /// Add to the existing products.
+    Append,
+}
+
+/// `otus seed-products`.
+#[derive(Debug, Clone, Args)]
+pub struct SeedArgs {
+    /// How many products.
+    #[arg(long, env = "SEED_COUNT", default_value_t = 10_000)]
+    pub count: u64,
+    /// Random seed: the same seed gives the same products.
+    #[arg(long, env = "SEED_SEED", default_value_t = 1)]
+    pub seed: u64,
+    /// What to do with existing products.
+    #[arg(long, env = "SEED_MODE", value_enum, default_value_t = SeedMode::IfEmpty)]
+    pub mode: SeedMode,
+    /// Rows per batch (one COPY chunk or one SQLite transaction).
+    #[arg(long, env = "SEED_BATCH_SIZE", default_value_t = 20_000)]
+    pub batch_size: usize,
+    #[command(flatten)]
+    pub db: DbArgs,
 }

@@ -9,6 +9,7 @@ use otus_auth::{AuthApi, LoginLimiter, SessionStore};
 use otus_identity::IdentityKey;
 use otus_proto::{
     auth::v1::auth_service_server::AuthServiceServer,
+    catalog::v1::catalog_service_server::CatalogServiceServer,
     users::v1::users_service_server::UsersServiceServer,
 };
 use otus_telemetry::CancellationToken;
@@ -185,6 +186,32 @@ pub async fn serve_auth(
             .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
             .await
             .context("auth gRPC server")
+    };
+    Ok((local, Box::pin(fut)))
+}
+
+/// Binds and wires the catalog service.
+pub async fn serve_catalog(
+    addr: SocketAddr,
+    db: DatabaseConnection,
+    store: otus_catalog::cache::Store,
+    ttl: Duration,
+    metrics: &otus_telemetry::Metrics,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Bound> {
+    let cache = otus_catalog::SearchCache::new(store, ttl, metrics.registry())
+        .context("registering catalog metrics")?;
+    let (local, incoming) = bind(addr, "catalog").await?;
+    let router = standard_services(otus_catalog::SERVICE_NAME, &db, &shutdown)
+        .await?
+        .add_service(CatalogServiceServer::new(otus_catalog::CatalogApi::new(
+            db, cache,
+        )));
+    let fut = async move {
+        router
+            .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+            .await
+            .context("catalog gRPC server")
     };
     Ok((local, Box::pin(fut)))
 }

@@ -17,7 +17,10 @@ use otus_migration::{Migrator, MigratorTrait as _, db};
 use otus_telemetry::{CancellationToken, Metrics};
 use sea_orm::DatabaseConnection;
 
-use crate::config::{AllInOneArgs, AuthArgs, AuthTuning, DbArgs, EdgeArgs, UsersArgs};
+use crate::config::{
+    AllInOneArgs, AuthArgs, CacheArgs, CatalogArgs, DbArgs, EdgeArgs, RedisArgs, SeedArgs,
+    SeedMode, UsersArgs,
+};
 
 /// Connects to the configured database.
 pub async fn connect(args: &DbArgs) -> anyhow::Result<DatabaseConnection> {
@@ -47,13 +50,34 @@ pub async fn migrate(conn: &DatabaseConnection) -> anyhow::Result<usize> {
 }
 
 /// Redis client and key prefix, when `REDIS_URL` is set.
-async fn redis(auth: &AuthTuning) -> anyhow::Result<Option<(fred::prelude::Client, String)>> {
-    match &auth.redis_url {
+async fn redis(args: &RedisArgs) -> anyhow::Result<Option<(fred::prelude::Client, String)>> {
+    match &args.redis_url {
         Some(url) if !url.is_empty() => Ok(Some((
             grpc::connect_redis(url).await?,
-            auth.redis_key_prefix.clone(),
+            args.redis_key_prefix.clone(),
         ))),
         _ => Ok(None),
+    }
+}
+
+/// The search cache store for these settings.
+fn cache_store(
+    cache: &CacheArgs,
+    redis: Option<&(fred::prelude::Client, String)>,
+) -> otus_catalog::cache::Store {
+    use otus_catalog::cache::Store;
+    if !cache.cache_enabled {
+        return Store::Disabled;
+    }
+    match redis {
+        Some((client, prefix)) => Store::Redis {
+            client: client.clone(),
+            prefix: prefix.clone(),
+        },
+        None => otus_catalog::SearchCache::local_store(
+            std::time::Duration::from_secs(cache.cache_ttl_secs.max(1)),
+            cache.cache_max_entries,
+        ),
     }
 }
 
@@ -68,6 +92,8 @@ pub struct AllInOne {
     pub users_grpc_addr: SocketAddr,
     /// Auth service gRPC address.
     pub auth_grpc_addr: SocketAddr,
+    /// Catalog service gRPC address.
+    pub catalog_grpc_addr: SocketAddr,
     serve: std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>,
 }
 
@@ -77,9 +103,18 @@ impl AllInOne {
         let conn = connect(&args.db).await?;
         migrate(&conn).await?;
         let key = args.identity.key_or_random()?;
-        let redis = redis(&args.auth).await?;
+        let redis = redis(&args.redis).await?;
         let metrics = Metrics::new();
         let deadline = std::time::Duration::from_millis(args.edge.grpc_deadline_ms);
+        let (catalog_grpc_addr, catalog) = grpc::serve_catalog(
+            args.catalog_grpc_addr,
+            conn.clone(),
+            cache_store(&args.cache, redis.as_ref()),
+            std::time::Duration::from_secs(args.cache.cache_ttl_secs.max(1)),
+            &metrics,
+            shutdown.clone(),
+        )
+        .await?;
         let (users_grpc_addr, users) = grpc::serve_users(
             args.users_grpc_addr,
             conn.clone(),
@@ -99,15 +134,17 @@ impl AllInOne {
         )
         .await?;
         let auth_url = format!("http://{}", loopback(auth_grpc_addr));
-        let edge_cfg = args.edge.edge_config(users_url, auth_url);
+        let catalog_url = format!("http://{}", loopback(catalog_grpc_addr));
+        let edge_cfg = args.edge.edge_config(users_url, auth_url, catalog_url);
         let router = otus_edge::router(&edge_cfg, &metrics, shutdown.clone())?;
         let (http_addr, edge) = otus_edge::serve(args.http_addr, router, shutdown.clone()).await?;
         let (admin_addr, admin) =
             otus_telemetry::serve_admin(args.admin_addr, metrics, shutdown).await?;
         let serve = Box::pin(async move {
-            let (u, a, e, m) = tokio::join!(users, auth, edge, admin);
+            let (u, a, c, e, m) = tokio::join!(users, auth, catalog, edge, admin);
             u?;
             a?;
+            c?;
             e.context("edge HTTP server")?;
             m.context("admin server")?;
             Ok(())
@@ -117,6 +154,7 @@ impl AllInOne {
             admin_addr,
             users_grpc_addr,
             auth_grpc_addr,
+            catalog_grpc_addr,
             serve,
         })
     }
@@ -141,11 +179,12 @@ pub async fn run_all_in_one(args: AllInOneArgs) -> anyhow::Result<()> {
     let shutdown = otus_telemetry::shutdown_signal();
     let app = AllInOne::start(&args, shutdown).await?;
     tracing::info!(
-        "otus all-in-one: REST on http://{} (try /health/), metrics on http://{}/metrics, gRPC users on {} and auth on {}; database {}",
+        "otus all-in-one: REST on http://{} (try /health/), metrics on http://{}/metrics, gRPC users on {}, auth on {}, catalog on {}; database {}",
         app.http_addr,
         app.admin_addr,
         app.users_grpc_addr,
         app.auth_grpc_addr,
+        app.catalog_grpc_addr,
         db::redact_url(&args.db.database_url),
     );
     app.run().await
@@ -156,9 +195,11 @@ pub async fn run_edge(args: EdgeArgs) -> anyhow::Result<()> {
     let shutdown = otus_telemetry::shutdown_signal();
     let metrics = Metrics::new();
     let router = otus_edge::router(
-        &args
-            .tuning
-            .edge_config(args.users_grpc_url.clone(), args.auth_grpc_url.clone()),
+        &args.tuning.edge_config(
+            args.users_grpc_url.clone(),
+            args.auth_grpc_url.clone(),
+            args.catalog_grpc_url.clone(),
+        ),
         &metrics,
         shutdown.clone(),
     )?;
@@ -196,7 +237,7 @@ pub async fn run_auth(args: AuthArgs) -> anyhow::Result<()> {
     let key = args.identity.key()?;
     let shutdown = otus_telemetry::shutdown_signal();
     let conn = connect(&args.db).await?;
-    let redis = redis(&args.auth).await?;
+    let redis = redis(&args.redis).await?;
     let metrics = Metrics::new();
     let deadline = std::time::Duration::from_millis(args.grpc_deadline_ms);
     let (grpc, auth) = grpc::serve_auth(
@@ -215,5 +256,77 @@ pub async fn run_auth(args: AuthArgs) -> anyhow::Result<()> {
     let (a, m) = tokio::join!(auth, admin_fut);
     a?;
     m.context("admin server")?;
+    Ok(())
+}
+
+/// `otus catalog`.
+pub async fn run_catalog(args: CatalogArgs) -> anyhow::Result<()> {
+    let shutdown = otus_telemetry::shutdown_signal();
+    let conn = connect(&args.db).await?;
+    let redis = redis(&args.redis).await?;
+    let metrics = Metrics::new();
+    let (grpc, catalog) = grpc::serve_catalog(
+        args.grpc_addr,
+        conn,
+        cache_store(&args.cache, redis.as_ref()),
+        std::time::Duration::from_secs(args.cache.cache_ttl_secs.max(1)),
+        &metrics,
+        shutdown.clone(),
+    )
+    .await?;
+    let (admin, admin_fut) =
+        otus_telemetry::serve_admin(args.admin_addr, metrics, shutdown).await?;
+    tracing::info!(%grpc, %admin, cache = args.cache.cache_enabled, "catalog service listening");
+    let (c, m) = tokio::join!(catalog, admin_fut);
+    c?;
+    m.context("admin server")?;
+    Ok(())
+}
+
+/// `otus seed-products`: migrates, then loads generated products with a
+/// progress line on stderr.
+pub async fn seed_products(args: SeedArgs) -> anyhow::Result<()> {
+    use otus_catalog::seed::{self, Mode};
+    use std::io::Write as _;
+    let conn = connect(&args.db).await?;
+    migrate(&conn).await?;
+    let mode = match args.mode {
+        SeedMode::IfEmpty => Mode::IfEmpty,
+        SeedMode::Replace => Mode::Replace,
+        SeedMode::Append => Mode::Append,
+    };
+    let started = std::time::Instant::now();
+    let mut last_pct = u64::MAX;
+    let report = seed::load(
+        &conn,
+        args.count,
+        args.seed,
+        mode,
+        args.batch_size,
+        |done, total| {
+            let pct = done * 100 / total.max(1);
+            if pct / 10 != last_pct / 10 || done == total {
+                last_pct = pct;
+                let rate = done as f64 / started.elapsed().as_secs_f64().max(0.001);
+                eprintln!("seed-products: {done}/{total} ({pct}%), {rate:.0} rows/s");
+                let _ = std::io::stderr().flush();
+            }
+        },
+    )
+    .await
+    .context("loading products")?;
+    if report.inserted == 0 && report.existing_before > 0 {
+        println!(
+            "seed-products: the catalog already has {} products; nothing loaded (--mode if-empty)",
+            report.existing_before
+        );
+    } else {
+        println!(
+            "seed-products: loaded {} products (seed {}) in {:.1} s",
+            report.inserted,
+            args.seed,
+            started.elapsed().as_secs_f64()
+        );
+    }
     Ok(())
 }

@@ -15,6 +15,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Edge(args) => otus::run_edge(args).await,
         Command::Users(args) => otus::run_users(args).await,
         Command::Auth(args) => otus::run_auth(args).await,
+        Command::Catalog(args) => otus::run_catalog(args).await,
+        Command::SeedProducts(args) => otus::seed_products(args).await,
         Command::Migrate(args) => {
             let conn = otus::connect(&args).await?;
             otus::migrate(&conn).await.map(|n| {

@@ -24,5 +24,15 @@ pub mod auth {
     }
 }
 
+/// `otus.catalog.v1`: the catalog service (product search).
+pub mod catalog {
+    /// Version 1 of the catalog API.
+    pub mod v1 {
+        // Generated code: see `users::v1`.
+        #![allow(clippy::all, clippy::pedantic)]
+        tonic::include_proto!("otus.catalog.v1");
+    }
+}
+
 /// Encoded `FileDescriptorSet` of every otus proto, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("otus_descriptor");

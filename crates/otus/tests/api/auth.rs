@@ -384,7 +384,7 @@ async fn a_failed_registration_leaves_no_orphan_profile(app: TestApp) {
 }
 
 // The options expression is evaluated inside the generated module: full path.
-on_both_backends!(options = crate::helpers::Options { session_ttl_secs: 1 }; sessions_expire_after_their_ttl);
+on_both_backends!(options = crate::helpers::Options { session_ttl_secs: 1, ..Default::default() }; sessions_expire_after_their_ttl);
 
 async fn sessions_expire_after_their_ttl(app: TestApp) {
     let (_, token) = app.user_with_token().await;

@@ -40,6 +40,7 @@ async fn with_the_users_service_down_the_edge_answers_503_quickly() {
     let cfg = otus_edge::EdgeConfig {
         users_url: format!("http://{dead_addr}"),
         auth_url: format!("http://{dead_addr}"),
+        catalog_url: format!("http://{dead_addr}"),
         cookie_secure: false,
         trust_proxy_headers: false,
         grpc_deadline: Duration::from_secs(5),

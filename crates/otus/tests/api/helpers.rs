@@ -2,7 +2,9 @@
 
 use std::{net::SocketAddr, sync::Once, time::Duration};
 
-use otus::config::{AllInOneArgs, AuthTuning, DbArgs, EdgeTuning, IdentityArgs};
+use otus::config::{
+    AllInOneArgs, AuthTuning, CacheArgs, DbArgs, EdgeTuning, IdentityArgs, RedisArgs,
+};
 use otus_identity::{Identity, IdentityKey};
 use otus_telemetry::CancellationToken;
 use reqwest::{Client, Response};
@@ -27,12 +29,18 @@ pub const MAX_ATTEMPTS_PER_ADDRESS: u32 = 40;
 #[derive(Clone, Debug)]
 pub struct Options {
     pub session_ttl_secs: u64,
+    pub cache_enabled: bool,
+    /// Redis for this app regardless of backend (e.g. a private
+    /// redis-server a test kills); `None`: `TEST_REDIS_URL` on PostgreSQL.
+    pub redis_url: Option<String>,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Self {
             session_ttl_secs: 3600,
+            cache_enabled: true,
+            redis_url: None,
         }
     }
 }
@@ -179,6 +187,7 @@ impl TestApp {
         init_test_logging();
         let (db, database_url) = TestDb::create(backend).await?;
         let redis_url = match backend {
+            _ if opts.redis_url.is_some() => opts.redis_url.clone(),
             Backend::Postgres => std::env::var("TEST_REDIS_URL")
                 .ok()
                 .filter(|u| !u.is_empty()),
@@ -190,6 +199,7 @@ impl TestApp {
             admin_addr: "127.0.0.1:0".parse().expect("literal address"),
             users_grpc_addr: "127.0.0.1:0".parse().expect("literal address"),
             auth_grpc_addr: "127.0.0.1:0".parse().expect("literal address"),
+            catalog_grpc_addr: "127.0.0.1:0".parse().expect("literal address"),
             db: DbArgs {
                 database_url: database_url.clone(),
                 database_max_connections: 10,
@@ -202,9 +212,16 @@ impl TestApp {
                 cookie_secure: false,
                 trust_proxy_headers: true,
             },
-            auth: AuthTuning {
+            redis: RedisArgs {
                 redis_url: redis_url.clone(),
                 redis_key_prefix: format!("otus-test-{}:", Uuid::new_v4().simple()),
+            },
+            cache: CacheArgs {
+                cache_enabled: opts.cache_enabled,
+                cache_ttl_secs: 60,
+                cache_max_entries: 1000,
+            },
+            auth: AuthTuning {
                 session_ttl_secs: opts.session_ttl_secs,
                 login_max_failures_per_username: MAX_FAILURES,
                 login_max_attempts_per_address: MAX_ATTEMPTS_PER_ADDRESS,

@@ -1,0 +1,132 @@
+//! Cache-aside for search answers.
+//!
+//! The service looks the normalised search up first; on a miss it asks the
+//! database and stores the encoded answer with a TTL. Only successful answers
+//! are stored. The cache is an in-process moka cache by default and Redis when
+//! `REDIS_URL` is set (shared by replicas). A slow or dead Redis costs a search
+//! at most [`REDIS_TIMEOUT`] and never its answer: errors count as misses and
+//! the database answers.
+
+use std::time::Duration;
+
+use fred::prelude::{Client, Expiration, KeysInterface as _};
+use prometheus::{IntCounterVec, Opts, Registry};
+
+/// Bound on one Redis cache operation.
+pub const REDIS_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// Where cached answers live.
+#[derive(Clone)]
+pub enum Store {
+    /// No caching: nothing is read or written (`CACHE_ENABLED=0`).
+    Disabled,
+    /// This process's memory.
+    Local(moka::future::Cache<String, Vec<u8>>),
+    /// Redis, under `prefix`.
+    Redis { client: Client, prefix: String },
+}
+
+/// What a lookup found.
+#[derive(Debug)]
+pub enum Lookup {
+    Hit(Vec<u8>),
+    Miss,
+    /// The cache could not answer (Redis down or slow): treat as a miss.
+    Error,
+}
+
+/// The cache with its TTL and counters.
+#[derive(Clone)]
+pub struct SearchCache {
+    store: Store,
+    ttl: Duration,
+    requests: IntCounterVec,
+}
+
+impl SearchCache {
+    /// A cache over `store`; counters go to `registry`.
+    pub fn new(store: Store, ttl: Duration, registry: &Registry) -> prometheus::Result<Self> {
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "catalog_search_cache_requests_total",
+                "Search cache lookups by result: hit, miss, error (error = answered from the database).",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        Ok(Self {
+            store,
+            ttl,
+            requests,
+        })
+    }
+
+    /// An in-process cache holding at most `max_entries` answers for `ttl`.
+    pub fn local_store(ttl: Duration, max_entries: u64) -> Store {
+        Store::Local(
+            moka::future::Cache::builder()
+                .max_capacity(max_entries)
+                .time_to_live(ttl)
+                .build(),
+        )
+    }
+
+    /// Whether caching is on.
+    pub fn enabled(&self) -> bool {
+        !matches!(self.store, Store::Disabled)
+    }
+
+    fn count(&self, result: &str) {
+        self.requests.with_label_values(&[result]).inc();
+    }
+
+    /// Looks `key` up.
+    pub async fn get(&self, key: &str) -> Lookup {
+        let found = match &self.store {
+            Store::Disabled => return Lookup::Miss,
+            Store::Local(c) => Ok(c.get(key).await),
+            Store::Redis { client, prefix } => {
+                let k = format!("{prefix}catalog:search:{key}");
+                match tokio::time::timeout(REDIS_TIMEOUT, client.get::<Option<Vec<u8>>, _>(k)).await
+                {
+                    Ok(Ok(v)) => Ok(v),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("timed out".to_owned()),
+                }
+            }
+        };
+        match found {
+            Ok(Some(v)) => {
+                self.count("hit");
+                Lookup::Hit(v)
+            }
+            Ok(None) => {
+                self.count("miss");
+                Lookup::Miss
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "search cache lookup failed; answering from the database");
+                self.count("error");
+                Lookup::Error
+            }
+        }
+    }
+
+    /// Stores an answer (best effort; failures are logged, not returned).
+    pub async fn put(&self, key: String, value: Vec<u8>) {
+        match &self.store {
+            Store::Disabled => {}
+            Store::Local(c) => c.insert(key, value).await,
+            Store::Redis { client, prefix } => {
+                let k = format!("{prefix}catalog:search:{key}");
+                let secs = i64::try_from(self.ttl.as_secs()).unwrap_or(60).max(1);
+                let set = client.set::<(), _, _>(k, value, Some(Expiration::EX(secs)), None, false);
+                match tokio::time::timeout(REDIS_TIMEOUT, set).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "search cache store failed"),
+                    Err(_) => tracing::warn!("search cache store timed out"),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! The catalog service: owns products and answers searches.
+//!
+//! - [`service`]: `otus.catalog.v1.CatalogService`. Search checks the cache
+//!   first (cache-aside), then the database, and stores successful answers.
+//! - [`search`]: parameter validation and normalisation (word order, case and
+//!   repeats do not change the key), and the SQL: every word a
+//!   `name_search LIKE '%word%'` (trigram-indexed on PostgreSQL).
+//! - [`cache`]: the search cache: off, in-process (moka) or Redis, with a hard
+//!   timeout so a sick Redis never fails a search.
+//! - [`seed`]: the deterministic product generator and bulk loader.
+//! - [`error`]: [`CatalogError`] and its mapping to `tonic::Status`.
+
+pub mod cache;
+pub mod entity;
+pub mod error;
+pub mod search;
+pub mod seed;
+pub mod service;
+
+pub use cache::SearchCache;
+pub use error::CatalogError;
+pub use service::CatalogApi;
+
+/// Fully-qualified gRPC service name, as used by health checks.
+pub use otus_proto::catalog::v1::catalog_service_server::SERVICE_NAME;

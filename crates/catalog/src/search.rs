@@ -1,0 +1,219 @@
+//! Search parameters: validation, normalisation, the cache key, and the SQL.
+
+use otus_proto::catalog::v1::SearchProductsRequest;
+use sea_orm::{
+    ColumnTrait as _, Condition, DatabaseConnection, DbErr, EntityTrait as _, PaginatorTrait as _,
+    QueryFilter as _, QueryOrder as _, QuerySelect as _, sea_query::LikeExpr,
+};
+
+use crate::{entity, error::CatalogError};
+
+/// Default page size.
+pub const DEFAULT_LIMIT: i32 = 20;
+/// Largest page size.
+pub const MAX_LIMIT: i32 = 100;
+/// Largest offset (deep paging costs the database a scan per request).
+pub const MAX_OFFSET: i32 = 1_000_000;
+/// Most words in a query.
+pub const MAX_WORDS: usize = 10;
+/// Longest query, in characters.
+pub const MAX_QUERY_CHARS: usize = 200;
+
+/// How names and query words are compared: Unicode lowercase, so `Космос`,
+/// `КОСМОС` and `космос` are one word. Done in Rust, not SQL, so SQLite
+/// (whose `lower()` is ASCII-only) and PostgreSQL (whose `lower()` depends
+/// on the database locale) agree.
+pub fn fold(s: &str) -> String {
+    s.to_lowercase()
+}
+
+/// A validated, normalised search.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Search {
+    /// Folded words, sorted and without duplicates: word order and case do
+    /// not change the answer, so they do not change the cache key either.
+    pub words: Vec<String>,
+    pub category: Option<String>,
+    pub min_price_cents: Option<i64>,
+    pub max_price_cents: Option<i64>,
+    pub limit: i32,
+    pub offset: i32,
+}
+
+fn bad(reason: &'static str, message: impl Into<String>) -> CatalogError {
+    CatalogError::BadRequest {
+        reason,
+        message: message.into(),
+    }
+}
+
+impl Search {
+    /// Validates and normalises a request.
+    pub fn new(req: &SearchProductsRequest) -> Result<Self, CatalogError> {
+        if req.query.chars().count() > MAX_QUERY_CHARS {
+            return Err(bad(
+                "INVALID_QUERY",
+                format!("q must be at most {MAX_QUERY_CHARS} characters"),
+            ));
+        }
+        let mut words: Vec<String> = req.query.split_whitespace().map(fold).collect();
+        words.sort();
+        words.dedup();
+        if words.len() > MAX_WORDS {
+            return Err(bad(
+                "INVALID_QUERY",
+                format!("q must have at most {MAX_WORDS} words"),
+            ));
+        }
+        let limit = match req.limit {
+            0 => DEFAULT_LIMIT,
+            l if (1..=MAX_LIMIT).contains(&l) => l,
+            l => {
+                return Err(bad(
+                    "INVALID_LIMIT",
+                    format!("limit must be 1..{MAX_LIMIT}, got {l}"),
+                ));
+            }
+        };
+        if !(0..=MAX_OFFSET).contains(&req.offset) {
+            return Err(bad(
+                "INVALID_OFFSET",
+                format!("offset must be 0..{MAX_OFFSET}, got {}", req.offset),
+            ));
+        }
+        for p in [req.min_price_cents, req.max_price_cents]
+            .into_iter()
+            .flatten()
+        {
+            if p < 0 {
+                return Err(bad("INVALID_PRICE", "prices must not be negative"));
+            }
+        }
+        if let (Some(lo), Some(hi)) = (req.min_price_cents, req.max_price_cents)
+            && lo > hi
+        {
+            return Err(bad(
+                "INVALID_PRICE_RANGE",
+                "minPrice must not be greater than maxPrice",
+            ));
+        }
+        let category = Some(req.category.trim().to_owned()).filter(|c| !c.is_empty());
+        Ok(Self {
+            words,
+            category,
+            min_price_cents: req.min_price_cents,
+            max_price_cents: req.max_price_cents,
+            limit,
+            offset: req.offset,
+        })
+    }
+
+    /// One string per distinct answer: the cache key.
+    pub fn cache_key(&self) -> String {
+        let opt = |v: Option<i64>| v.map_or_else(String::new, |v| v.to_string());
+        format!(
+            "v1|q={}|c={}|min={}|max={}|l={}|o={}",
+            self.words.join(" "),
+            self.category.as_deref().unwrap_or(""),
+            opt(self.min_price_cents),
+            opt(self.max_price_cents),
+            self.limit,
+            self.offset,
+        )
+    }
+
+    fn condition(&self) -> Condition {
+        let mut c = Condition::all();
+        for w in &self.words {
+            // `%`, `_` and `\` in a word are literal characters, not patterns.
+            let escaped = w
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            c = c.add(
+                entity::Column::NameSearch.like(LikeExpr::new(format!("%{escaped}%")).escape('\\')),
+            );
+        }
+        if let Some(cat) = &self.category {
+            c = c.add(entity::Column::Category.eq(cat.clone()));
+        }
+        if let Some(lo) = self.min_price_cents {
+            c = c.add(entity::Column::PriceCents.gte(lo));
+        }
+        if let Some(hi) = self.max_price_cents {
+            c = c.add(entity::Column::PriceCents.lte(hi));
+        }
+        c
+    }
+
+    /// The page (ordered by id) and the total number of matches.
+    pub async fn run(&self, db: &DatabaseConnection) -> Result<(Vec<entity::Model>, u64), DbErr> {
+        let page = entity::Entity::find()
+            .filter(self.condition())
+            .order_by_asc(entity::Column::Id)
+            .limit(u64::try_from(self.limit).unwrap_or(20))
+            .offset(u64::try_from(self.offset).unwrap_or(0))
+            .all(db);
+        let total = entity::Entity::find().filter(self.condition()).count(db);
+        tokio::try_join!(page, total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(q: &str) -> SearchProductsRequest {
+        SearchProductsRequest {
+            query: q.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn word_order_case_and_repeats_map_to_one_key() {
+        let a = Search::new(&req("Космос  ракета")).unwrap();
+        let b = Search::new(&req("РАКЕТА космос космос")).unwrap();
+        assert_eq!(a.cache_key(), b.cache_key());
+        assert_ne!(
+            a.cache_key(),
+            Search::new(&req("космос")).unwrap().cache_key()
+        );
+    }
+
+    #[test]
+    fn bad_parameters_are_refused() {
+        let with = |f: &dyn Fn(&mut SearchProductsRequest)| {
+            let mut r = req("");
+            f(&mut r);
+            Search::new(&r).err().map(|e| match e {
+                CatalogError::BadRequest { reason, .. } => reason,
+                _ => "other",
+            })
+        };
+        assert_eq!(with(&|r| r.limit = -1), Some("INVALID_LIMIT"));
+        assert_eq!(with(&|r| r.limit = 101), Some("INVALID_LIMIT"));
+        assert_eq!(with(&|r| r.offset = -1), Some("INVALID_OFFSET"));
+        assert_eq!(
+            with(&|r| r.min_price_cents = Some(-5)),
+            Some("INVALID_PRICE")
+        );
+        assert_eq!(
+            with(&|r| {
+                r.min_price_cents = Some(500);
+                r.max_price_cents = Some(100);
+            }),
+            Some("INVALID_PRICE_RANGE")
+        );
+        assert_eq!(
+            with(&|r| r.query = (0..11).map(|i| format!("w{i} ")).collect()),
+            Some("INVALID_QUERY")
+        );
+        assert_eq!(
+            with(&|r| r.query = "a ".repeat(11)),
+            None,
+            "repeats count once"
+        );
+        assert_eq!(with(&|r| r.limit = 0), None, "0 means the default");
+    }
+}

@@ -1,0 +1,448 @@
+//! The product data generator behind `otus seed-products`.
+//!
+//! Plausible Russian product names, descriptions, categories and prices,
+//! deterministic for a given seed (own SplitMix64, so a dependency upgrade
+//! cannot change the data). About 3% of names contain «Космос» in some
+//! capitalisation; "космический" also appears, which must *not* match a
+//! search for «космос». Loading is bulk: `COPY … FROM STDIN` on PostgreSQL,
+//! multi-row `INSERT`s in transactions of a batch each on SQLite.
+
+use std::fmt::Write as _;
+
+use sea_orm::{
+    ConnectionTrait as _, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait as _,
+    PaginatorTrait as _, TransactionTrait as _, sqlx::postgres::PgPoolCopyExt as _,
+};
+
+use crate::{entity, search::fold};
+
+/// SplitMix64: tiny, fast, and fixed forever.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        // n is a small list length; the modulo bias is irrelevant here.
+        usize::try_from(self.next() % n as u64).unwrap_or(0)
+    }
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+}
+
+/// Grammatical gender of a noun: masculine, feminine, neuter, plural.
+#[derive(Clone, Copy)]
+enum G {
+    M,
+    F,
+    N,
+    P,
+}
+
+/// (category, base price in roubles, nouns)
+const CATEGORIES: &[(&str, u64, &[(&str, G)])] = &[
+    (
+        "Электроника",
+        15_000,
+        &[
+            ("смартфон", G::M),
+            ("ноутбук", G::M),
+            ("планшет", G::M),
+            ("наушники", G::P),
+            ("телевизор", G::M),
+            ("колонка", G::F),
+            ("камера", G::F),
+        ],
+    ),
+    (
+        "Книги",
+        700,
+        &[
+            ("книга", G::F),
+            ("энциклопедия", G::F),
+            ("роман", G::M),
+            ("сборник", G::M),
+            ("атлас", G::M),
+            ("учебник", G::M),
+        ],
+    ),
+    (
+        "Одежда",
+        3_000,
+        &[
+            ("куртка", G::F),
+            ("футболка", G::F),
+            ("свитер", G::M),
+            ("пальто", G::N),
+            ("платье", G::N),
+            ("шапка", G::F),
+            ("джинсы", G::P),
+        ],
+    ),
+    (
+        "Спорт",
+        4_000,
+        &[
+            ("мяч", G::M),
+            ("велосипед", G::M),
+            ("гантели", G::P),
+            ("коврик", G::M),
+            ("ракетка", G::F),
+            ("самокат", G::M),
+        ],
+    ),
+    (
+        "Дом и сад",
+        2_500,
+        &[
+            ("лампа", G::F),
+            ("кресло", G::N),
+            ("стол", G::M),
+            ("чайник", G::M),
+            ("горшок", G::M),
+            ("одеяло", G::N),
+        ],
+    ),
+    (
+        "Игрушки",
+        1_500,
+        &[
+            ("конструктор", G::M),
+            ("кукла", G::F),
+            ("машинка", G::F),
+            ("пазл", G::M),
+            ("робот", G::M),
+            ("телескоп", G::M),
+        ],
+    ),
+    (
+        "Туризм",
+        3_500,
+        &[
+            ("палатка", G::F),
+            ("рюкзак", G::M),
+            ("спальник", G::M),
+            ("фонарь", G::M),
+            ("термос", G::M),
+            ("котелок", G::M),
+        ],
+    ),
+    (
+        "Продукты",
+        400,
+        &[
+            ("чай", G::M),
+            ("кофе", G::M),
+            ("шоколад", G::M),
+            ("печенье", G::N),
+            ("мёд", G::M),
+            ("варенье", G::N),
+        ],
+    ),
+];
+
+/// Adjectives in the four forms (m, f, n, plural).
+const ADJECTIVES: &[[&str; 4]] = &[
+    ["Новый", "Новая", "Новое", "Новые"],
+    ["Компактный", "Компактная", "Компактное", "Компактные"],
+    ["Лёгкий", "Лёгкая", "Лёгкое", "Лёгкие"],
+    ["Прочный", "Прочная", "Прочное", "Прочные"],
+    ["Детский", "Детская", "Детское", "Детские"],
+    [
+        "Классический",
+        "Классическая",
+        "Классическое",
+        "Классические",
+    ],
+    ["Звёздный", "Звёздная", "Звёздное", "Звёздные"],
+    ["Синий", "Синяя", "Синее", "Синие"],
+    ["Большой", "Большая", "Большое", "Большие"],
+    ["Умный", "Умная", "Умное", "Умные"],
+    ["Походный", "Походная", "Походное", "Походные"],
+    ["Космический", "Космическая", "Космическое", "Космические"],
+];
+
+const BRANDS: &[&str] = &[
+    "Восход",
+    "Байкал",
+    "Орбита",
+    "Север",
+    "Заря",
+    "Спутник",
+    "Ладога",
+    "Алтай",
+    "Мир",
+    "Рассвет",
+    "Енисей",
+    "Полюс",
+];
+/// The brand a search for «космос» must find, in the spellings users meet.
+const KOSMOS: &[&str] = &["Космос", "КОСМОС", "космос"];
+const SERIES: &[&str] = &["А", "М", "Про", "Лайт", "Макс", "X"];
+const PHRASES: &[&str] = &[
+    "Надёжный выбор на каждый день",
+    "Подходит для дома и поездок",
+    "Сделано с заботой о деталях",
+    "Популярная модель этого сезона",
+    "Отличный подарок",
+    "Проверено покупателями",
+];
+
+/// One generated product (without an id).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewProduct {
+    pub name: String,
+    pub description: String,
+    pub category: String,
+    pub price_cents: i64,
+}
+
+/// Deterministic product stream.
+pub struct Generator {
+    rng: Rng,
+}
+
+impl Generator {
+    /// The stream for `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self { rng: Rng(seed) }
+    }
+
+    /// The next product.
+    pub fn product(&mut self) -> NewProduct {
+        let r = &mut self.rng;
+        let &(category, base, nouns) = r.pick(CATEGORIES);
+        let &(noun, gender) = r.pick(nouns);
+        let adj = r.pick(ADJECTIVES)[gender as usize];
+        let brand = if r.below(100) < 3 {
+            r.pick(KOSMOS)
+        } else {
+            r.pick(BRANDS)
+        };
+        let series = r.pick(SERIES);
+        let model = 10 + r.below(990);
+        let name = format!("{adj} {noun} {brand} {series}-{model}");
+        let months = [6, 12, 24][r.below(3)];
+        let description = format!("{name}. {}. Гарантия {months} мес.", r.pick(PHRASES));
+        // 0.2x to 4x the category's base price, ending in .00 or .90.
+        let roubles = (base * (20 + r.below(380) as u64) / 100).max(1);
+        let kopecks = if r.below(2) == 0 { 0 } else { 90 };
+        NewProduct {
+            name,
+            description,
+            category: category.to_owned(),
+            price_cents: i64::try_from(roubles * 100 + kopecks).unwrap_or(i64::MAX),
+        }
+    }
+}
+
+/// What to do with products already in the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Load only into an empty table; otherwise do nothing (idempotent: the
+    /// Kubernetes Job can run on every install).
+    IfEmpty,
+    /// Delete everything first (ids restart at 1: same seed, same ids).
+    Replace,
+    /// Add to what is there.
+    Append,
+}
+
+/// A loading failure.
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    #[error("database: {0}")]
+    Db(#[from] DbErr),
+    #[error("COPY: {0}")]
+    Copy(#[from] sea_orm::sqlx::Error),
+}
+
+/// What a load did.
+#[derive(Debug)]
+pub struct Report {
+    /// Rows written (0 when `IfEmpty` found data).
+    pub inserted: u64,
+    /// Rows in the table before.
+    pub existing_before: u64,
+}
+
+/// Escapes a value for COPY's text format.
+fn copy_escape(s: &str, out: &mut String) {
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Loads `count` products generated from `seed`, `batch` rows at a time,
+/// calling `progress(done, count)` after each batch.
+pub async fn load(
+    db: &DatabaseConnection,
+    count: u64,
+    seed: u64,
+    mode: Mode,
+    batch: usize,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<Report, SeedError> {
+    let backend = db.get_database_backend();
+    let existing_before = entity::Entity::find().count(db).await?;
+    if mode == Mode::IfEmpty && existing_before > 0 {
+        return Ok(Report {
+            inserted: 0,
+            existing_before,
+        });
+    }
+    if mode == Mode::Replace {
+        match backend {
+            DatabaseBackend::Postgres => {
+                db.execute_unprepared("TRUNCATE products RESTART IDENTITY")
+                    .await?;
+            }
+            _ => {
+                db.execute_unprepared("DELETE FROM products").await?;
+                // Present only for AUTOINCREMENT tables; harmless otherwise.
+                let _ = db
+                    .execute_unprepared("DELETE FROM sqlite_sequence WHERE name = 'products'")
+                    .await;
+            }
+        }
+    }
+    let empty = mode == Mode::Replace || existing_before == 0;
+    let batch = batch.max(1);
+    let mut generator = Generator::new(seed);
+    let mut done = 0u64;
+    match backend {
+        DatabaseBackend::Postgres => {
+            // Building the trigram index once at the end is several times
+            // faster than updating it row by row; only into an empty table, so
+            // searches of existing data never lose their index.
+            if empty {
+                db.execute_unprepared("DROP INDEX IF EXISTS products_name_trgm_idx")
+                    .await?;
+            }
+            let pool = db.get_postgres_connection_pool();
+            let mut copy = pool
+                .copy_in_raw(
+                    "COPY products (name, name_search, description, category, price_cents) FROM STDIN",
+                )
+                .await?;
+            let mut buf = String::with_capacity(batch * 200);
+            while done < count {
+                buf.clear();
+                let n = batch.min(usize::try_from(count - done).unwrap_or(batch));
+                for _ in 0..n {
+                    let p = generator.product();
+                    copy_escape(&p.name, &mut buf);
+                    buf.push('\t');
+                    copy_escape(&fold(&p.name), &mut buf);
+                    buf.push('\t');
+                    copy_escape(&p.description, &mut buf);
+                    buf.push('\t');
+                    copy_escape(&p.category, &mut buf);
+                    let _ = writeln!(buf, "\t{}", p.price_cents);
+                }
+                copy.send(buf.as_bytes()).await?;
+                done += n as u64;
+                progress(done, count);
+            }
+            copy.finish().await?;
+            if empty {
+                db.execute_unprepared(otus_migration::PRODUCTS_TRGM_INDEX)
+                    .await?;
+            }
+            db.execute_unprepared("ANALYZE products").await?;
+        }
+        _ => {
+            // 5 parameters a row; SQLite allows 32766 per statement.
+            const ROWS_PER_INSERT: usize = 1000;
+            while done < count {
+                let n = batch.min(usize::try_from(count - done).unwrap_or(batch));
+                let txn = db.begin().await?;
+                let mut left = n;
+                while left > 0 {
+                    let k = left.min(ROWS_PER_INSERT);
+                    let mut sql = String::from(
+                        "INSERT INTO products (name, name_search, description, category, price_cents) VALUES ",
+                    );
+                    let mut values = Vec::with_capacity(k * 5);
+                    for i in 0..k {
+                        let p = generator.product();
+                        sql.push_str(if i == 0 {
+                            "(?, ?, ?, ?, ?)"
+                        } else {
+                            ", (?, ?, ?, ?, ?)"
+                        });
+                        let search = fold(&p.name);
+                        values.push(p.name.into());
+                        values.push(search.into());
+                        values.push(p.description.into());
+                        values.push(p.category.into());
+                        values.push(p.price_cents.into());
+                    }
+                    txn.execute_raw(sea_orm::Statement::from_sql_and_values(
+                        backend, sql, values,
+                    ))
+                    .await?;
+                    left -= k;
+                }
+                txn.commit().await?;
+                done += n as u64;
+                progress(done, count);
+            }
+        }
+    }
+    Ok(Report {
+        inserted: done,
+        existing_before,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_seed_gives_the_same_products() {
+        let a: Vec<_> = {
+            let mut g = Generator::new(7);
+            (0..100).map(|_| g.product()).collect()
+        };
+        let b: Vec<_> = {
+            let mut g = Generator::new(7);
+            (0..100).map(|_| g.product()).collect()
+        };
+        let c: Vec<_> = {
+            let mut g = Generator::new(8);
+            (0..100).map(|_| g.product()).collect()
+        };
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn some_names_contain_kosmos_and_prices_are_positive() {
+        let mut g = Generator::new(1);
+        let products: Vec<_> = (0..10_000).map(|_| g.product()).collect();
+        let kosmos = products
+            .iter()
+            .filter(|p| fold(&p.name).contains("космос"))
+            .count();
+        assert!((150..=450).contains(&kosmos), "{kosmos} of 10000");
+        assert!(products.iter().all(|p| p.price_cents > 0));
+        assert!(
+            products.iter().any(|p| p.name.contains("Космическ")),
+            "decoys exist"
+        );
+    }
+}

@@ -1,0 +1,110 @@
+//! The `otus.catalog.v1.CatalogService` implementation.
+
+use otus_proto::catalog::v1::{
+    GetProductRequest, Product, SearchProductsRequest, SearchProductsResponse,
+    catalog_service_server::CatalogService,
+};
+use prost::Message as _;
+use sea_orm::{DatabaseConnection, EntityTrait as _};
+use tonic::{Request, Response, Status, metadata::MetadataValue};
+
+use crate::{
+    cache::{Lookup, SearchCache},
+    entity,
+    error::CatalogError,
+    search::Search,
+};
+
+/// Response metadata saying where a search answer came from.
+pub const CACHE_HEADER: &str = "x-cache";
+
+/// Serves product search and lookup.
+#[derive(Clone)]
+pub struct CatalogApi {
+    db: DatabaseConnection,
+    cache: SearchCache,
+}
+
+impl CatalogApi {
+    /// A service over an open (and migrated) database.
+    pub fn new(db: DatabaseConnection, cache: SearchCache) -> Self {
+        Self { db, cache }
+    }
+}
+
+fn to_proto(m: entity::Model) -> Product {
+    Product {
+        id: m.id,
+        name: m.name,
+        description: m.description,
+        category: m.category,
+        price_cents: m.price_cents,
+    }
+}
+
+fn tagged(
+    resp: SearchProductsResponse,
+    cache: Option<&'static str>,
+) -> Response<SearchProductsResponse> {
+    let mut r = Response::new(resp);
+    if let Some(v) = cache {
+        r.metadata_mut()
+            .insert(CACHE_HEADER, MetadataValue::from_static(v));
+    }
+    r
+}
+
+#[tonic::async_trait]
+impl CatalogService for CatalogApi {
+    #[tracing::instrument(skip_all)]
+    async fn search_products(
+        &self,
+        request: Request<SearchProductsRequest>,
+    ) -> Result<Response<SearchProductsResponse>, Status> {
+        let search = Search::new(request.get_ref())?;
+        let key = search.cache_key();
+        let caching = self.cache.enabled();
+        if caching && let Lookup::Hit(bytes) = self.cache.get(&key).await {
+            match SearchProductsResponse::decode(bytes.as_slice()) {
+                Ok(resp) => return Ok(tagged(resp, Some("HIT"))),
+                // A value written by an incompatible version: recompute.
+                Err(e) => tracing::warn!(error = %e, "undecodable cache entry ignored"),
+            }
+        }
+        let (rows, total) = search.run(&self.db).await.map_err(CatalogError::Db)?;
+        let resp = SearchProductsResponse {
+            products: rows.into_iter().map(to_proto).collect(),
+            total: i64::try_from(total).unwrap_or(i64::MAX),
+            limit: search.limit,
+            offset: search.offset,
+        };
+        if caching {
+            // Stored in the background: a slow cache never delays the answer.
+            let cache = self.cache.clone();
+            let bytes = resp.encode_to_vec();
+            tokio::spawn(async move { cache.put(key, bytes).await });
+        }
+        Ok(tagged(resp, caching.then_some("MISS")))
+    }
+
+    #[tracing::instrument(skip_all, fields(product.id = request.get_ref().id))]
+    async fn get_product(
+        &self,
+        request: Request<GetProductRequest>,
+    ) -> Result<Response<Product>, Status> {
+        let id = request.into_inner().id;
+        if id <= 0 {
+            return Err(CatalogError::BadRequest {
+                reason: "INVALID_ID",
+                message: format!("product id must be a positive integer, got {id}"),
+            }
+            .into());
+        }
+        let found = entity::Entity::find_by_id(id)
+            .one(&self.db)
+            .await
+            .map_err(CatalogError::Db)?
+            .ok_or(CatalogError::NotFound(id))?;
+        Ok(Response::new(to_proto(found)))
+    }
+}
