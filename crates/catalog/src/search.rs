@@ -3,7 +3,8 @@
 use otus_proto::catalog::v1::SearchProductsRequest;
 use sea_orm::{
     ColumnTrait as _, Condition, DatabaseConnection, DbErr, EntityTrait as _, PaginatorTrait as _,
-    QueryFilter as _, QueryOrder as _, QuerySelect as _, sea_query::LikeExpr,
+    QueryFilter as _, QueryOrder as _, QuerySelect as _,
+    sea_query::{Expr, LikeExpr},
 };
 
 use crate::{entity, error::CatalogError};
@@ -25,6 +26,18 @@ pub const MAX_QUERY_CHARS: usize = 200;
 /// on the database locale) agree.
 pub fn fold(s: &str) -> String {
     s.to_lowercase()
+}
+
+/// How words are matched in SQL.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Strategy {
+    /// `name_search LIKE '%word%'`: the trigram index on PostgreSQL.
+    #[default]
+    Indexed,
+    /// `name ILIKE '%word%'`, which no index serves: what the original
+    /// solution did. PostgreSQL only, for the benchmark's baseline
+    /// (`CATALOG_SEARCH_BASELINE=1`); never for production.
+    UnindexedBaseline,
 }
 
 /// A validated, normalised search.
@@ -122,7 +135,7 @@ impl Search {
         )
     }
 
-    fn condition(&self) -> Condition {
+    fn condition(&self, strategy: Strategy) -> Condition {
         let mut c = Condition::all();
         for w in &self.words {
             // `%`, `_` and `\` in a word are literal characters, not patterns.
@@ -130,9 +143,15 @@ impl Search {
                 .replace('\\', "\\\\")
                 .replace('%', "\\%")
                 .replace('_', "\\_");
-            c = c.add(
-                entity::Column::NameSearch.like(LikeExpr::new(format!("%{escaped}%")).escape('\\')),
-            );
+            let pattern = format!("%{escaped}%");
+            c = c.add(match strategy {
+                Strategy::Indexed => {
+                    entity::Column::NameSearch.like(LikeExpr::new(pattern).escape('\\'))
+                }
+                Strategy::UnindexedBaseline => {
+                    Expr::cust_with_values("\"name\" ILIKE $1", [pattern])
+                }
+            });
         }
         if let Some(cat) = &self.category {
             c = c.add(entity::Column::Category.eq(cat.clone()));
@@ -147,14 +166,20 @@ impl Search {
     }
 
     /// The page (ordered by id) and the total number of matches.
-    pub async fn run(&self, db: &DatabaseConnection) -> Result<(Vec<entity::Model>, u64), DbErr> {
+    pub async fn run(
+        &self,
+        db: &DatabaseConnection,
+        strategy: Strategy,
+    ) -> Result<(Vec<entity::Model>, u64), DbErr> {
         let page = entity::Entity::find()
-            .filter(self.condition())
+            .filter(self.condition(strategy))
             .order_by_asc(entity::Column::Id)
             .limit(u64::try_from(self.limit).unwrap_or(20))
             .offset(u64::try_from(self.offset).unwrap_or(0))
             .all(db);
-        let total = entity::Entity::find().filter(self.condition()).count(db);
+        let total = entity::Entity::find()
+            .filter(self.condition(strategy))
+            .count(db);
         tokio::try_join!(page, total)
     }
 }

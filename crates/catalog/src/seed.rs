@@ -45,8 +45,12 @@ enum G {
     P,
 }
 
-/// (category, base price in roubles, nouns)
-const CATEGORIES: &[(&str, u64, &[(&str, G)])] = &[
+/// A noun and its gender.
+type Noun = (&'static str, G);
+/// A category: name, base price in roubles, its nouns.
+type Category = (&'static str, u64, &'static [Noun]);
+
+const CATEGORIES: &[Category] = &[
     (
         "Электроника",
         15_000,

@@ -12,7 +12,7 @@ use crate::{
     cache::{Lookup, SearchCache},
     entity,
     error::CatalogError,
-    search::Search,
+    search::{Search, Strategy},
 };
 
 /// Response metadata saying where a search answer came from.
@@ -23,12 +23,20 @@ pub const CACHE_HEADER: &str = "x-cache";
 pub struct CatalogApi {
     db: DatabaseConnection,
     cache: SearchCache,
+    strategy: Strategy,
 }
 
 impl CatalogApi {
     /// A service over an open (and migrated) database.
-    pub fn new(db: DatabaseConnection, cache: SearchCache) -> Self {
-        Self { db, cache }
+    pub fn new(db: DatabaseConnection, cache: SearchCache, strategy: Strategy) -> Self {
+        if strategy == Strategy::UnindexedBaseline {
+            tracing::warn!("catalog runs the UNINDEXED baseline search (benchmarks only)");
+        }
+        Self {
+            db,
+            cache,
+            strategy,
+        }
     }
 }
 
@@ -71,7 +79,10 @@ impl CatalogService for CatalogApi {
                 Err(e) => tracing::warn!(error = %e, "undecodable cache entry ignored"),
             }
         }
-        let (rows, total) = search.run(&self.db).await.map_err(CatalogError::Db)?;
+        let (rows, total) = search
+            .run(&self.db, self.strategy)
+            .await
+            .map_err(CatalogError::Db)?;
         let resp = SearchProductsResponse {
             products: rows.into_iter().map(to_proto).collect(),
             total: i64::try_from(total).unwrap_or(i64::MAX),

@@ -135,6 +135,11 @@ pub struct CacheArgs {
     /// Most answers the in-process cache holds (Redis: see its maxmemory).
     #[arg(long, env = "CACHE_MAX_ENTRIES", default_value_t = 10_000)]
     pub cache_max_entries: u64,
+    /// Benchmarks only: search with the unindexed `name ILIKE '%word%'` of the
+    /// original solution (PostgreSQL), to measure the index against it.
+    #[arg(long, env = "CATALOG_SEARCH_BASELINE", default_value = "false", action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub catalog_search_baseline: bool,
 }
 
 /// Auth service behaviour (shared by `auth` and `all-in-one`).

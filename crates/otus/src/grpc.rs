@@ -196,6 +196,7 @@ pub async fn serve_catalog(
     db: DatabaseConnection,
     store: otus_catalog::cache::Store,
     ttl: Duration,
+    strategy: otus_catalog::search::Strategy,
     metrics: &otus_telemetry::Metrics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Bound> {
@@ -205,7 +206,7 @@ pub async fn serve_catalog(
     let router = standard_services(otus_catalog::SERVICE_NAME, &db, &shutdown)
         .await?
         .add_service(CatalogServiceServer::new(otus_catalog::CatalogApi::new(
-            db, cache,
+            db, cache, strategy,
         )));
     let fut = async move {
         router

@@ -60,6 +60,14 @@ async fn redis(args: &RedisArgs) -> anyhow::Result<Option<(fred::prelude::Client
     }
 }
 
+fn strategy(cache: &CacheArgs) -> otus_catalog::search::Strategy {
+    if cache.catalog_search_baseline {
+        otus_catalog::search::Strategy::UnindexedBaseline
+    } else {
+        otus_catalog::search::Strategy::Indexed
+    }
+}
+
 /// The search cache store for these settings.
 fn cache_store(
     cache: &CacheArgs,
@@ -111,6 +119,7 @@ impl AllInOne {
             conn.clone(),
             cache_store(&args.cache, redis.as_ref()),
             std::time::Duration::from_secs(args.cache.cache_ttl_secs.max(1)),
+            strategy(&args.cache),
             &metrics,
             shutdown.clone(),
         )
@@ -270,6 +279,7 @@ pub async fn run_catalog(args: CatalogArgs) -> anyhow::Result<()> {
         conn,
         cache_store(&args.cache, redis.as_ref()),
         std::time::Duration::from_secs(args.cache.cache_ttl_secs.max(1)),
+        strategy(&args.cache),
         &metrics,
         shutdown.clone(),
     )

@@ -220,6 +220,7 @@ impl TestApp {
                 cache_enabled: opts.cache_enabled,
                 cache_ttl_secs: 60,
                 cache_max_entries: 1000,
+                catalog_search_baseline: false,
             },
             auth: AuthTuning {
                 session_ttl_secs: opts.session_ttl_secs,
