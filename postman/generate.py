@@ -250,6 +250,93 @@ def auth_collection():
         ])
 
 
+def catalog_collection():
+    page_shape = [
+        "const page = pm.response.json();",
+        "pm.test('page shape {items, total, limit, offset}', function () {",
+        "    pm.expect(page.items).to.be.an('array');",
+        "    pm.expect(page.total).to.be.a('number');",
+        "    pm.expect(page.limit).to.be.a('number');",
+        "    pm.expect(page.offset).to.be.a('number');",
+        "});",
+    ]
+    return collection(
+        "otus-rs catalog",
+        "Homework 6: product search. Needs products: CI runs `otus seed-products --count 10000 --seed 1` "
+        "first (in Kubernetes: the chart's seed Job). Search «космос» returns only names containing it; "
+        "paging and price filters behave; a repeated search is a cache hit (CACHE_ENABLED=1); product by "
+        "id; 400 for bad parameters. Run: newman run postman/catalog.postman_collection.json",
+        [
+            req("Search «космос»", "GET", "/products?q=космос&limit=10",
+                tests=status(200, "OK") + page_shape + [
+                    "pm.test('every name contains «космос» (any case)', function () {",
+                    "    pm.expect(page.items.length).to.be.above(0);",
+                    "    page.items.forEach(p => pm.expect(p.name.toLowerCase()).to.include('космос'));",
+                    "});",
+                    "pm.test('limit 10, offset 0, total ≥ items', function () {",
+                    "    pm.expect(page.limit).to.eql(10);",
+                    "    pm.expect(page.offset).to.eql(0);",
+                    "    pm.expect(page.total).to.be.at.least(page.items.length);",
+                    "});",
+                    "pm.collectionVariables.set('kosmosTotal', page.total);",
+                    "pm.collectionVariables.set('page1Ids', JSON.stringify(page.items.map(p => p.id)));",
+                    "pm.collectionVariables.set('productId', page.items[0].id);",
+                    "pm.collectionVariables.set('product', JSON.stringify(page.items[0]));",
+                ]),
+            req("Next page of «космос»", "GET", "/products?q=КОСМОС&limit=10&offset=10",
+                tests=status(200, "OK") + page_shape + [
+                    "pm.test('same total, other products, ids ascending', function () {",
+                    "    pm.expect(page.total).to.eql(Number(pm.collectionVariables.get('kosmosTotal')));",
+                    "    const first = JSON.parse(pm.collectionVariables.get('page1Ids'));",
+                    "    page.items.forEach(p => pm.expect(first).to.not.include(p.id));",
+                    "    page.items.forEach(p => pm.expect(p.id).to.be.above(Math.max(...first)));",
+                    "});",
+                ]),
+            req("Price range", "GET", "/products?minPrice=1000&maxPrice=2000&limit=50",
+                tests=status(200, "OK") + page_shape + [
+                    "pm.test('every price is within 1000..2000', function () {",
+                    "    pm.expect(page.items.length).to.be.above(0);",
+                    "    page.items.forEach(p => { pm.expect(p.price).to.be.within(1000, 2000); });",
+                    "});"]),
+            req("Category and words", "GET", "/products?q=рюкзак&category=Туризм&limit=20",
+                tests=status(200, "OK") + page_shape + [
+                    "pm.test('category and word both hold', function () {",
+                    "    page.items.forEach(p => {",
+                    "        pm.expect(p.category).to.eql('Туризм');",
+                    "        pm.expect(p.name.toLowerCase()).to.include('рюкзак');",
+                    "    });",
+                    "});"]),
+            req("Search to cache", "GET", "/products?q=синий%20рюкзак&limit=5",
+                tests=status(200, "OK") + [
+                    "pm.test('X-Cache is HIT or MISS', function () {",
+                    "    pm.expect(pm.response.headers.get('X-Cache')).to.be.oneOf(['HIT', 'MISS']);",
+                    "});",
+                    "pm.collectionVariables.set('cachedBody', pm.response.text());",
+                    "// The answer is stored in the background; give it a moment.",
+                    "setTimeout(function () {}, 300);",
+                ]),
+            req("Repeated search is a cache hit", "GET", "/products?q=РЮКЗАК%20синий&limit=5",
+                tests=status(200, "OK") + [
+                    "pm.test('X-Cache: HIT (word order and case do not matter)', function () {",
+                    "    pm.response.to.have.header('X-Cache', 'HIT');",
+                    "});",
+                    "pm.test('the same answer, byte for byte', function () {",
+                    "    pm.expect(pm.response.text()).to.eql(pm.collectionVariables.get('cachedBody'));",
+                    "});"]),
+            req("Product by id", "GET", "/products/{{productId}}", tests=status(200, "OK") + [
+                "pm.test('the product from the search', function () {",
+                "    pm.expect(pm.response.json()).to.eql(JSON.parse(pm.collectionVariables.get('product')));",
+                "});"]),
+            req("Unknown product is 404", "GET", "/products/999999999",
+                tests=error(404, "Not Found", "PRODUCT_NOT_FOUND")),
+            req("limit=-1 is 400", "GET", "/products?limit=-1", tests=error(400, "Bad Request", "INVALID_LIMIT")),
+            req("minPrice=abc is 400", "GET", "/products?minPrice=abc",
+                tests=error(400, "Bad Request", "INVALID_PRICE")),
+            req("minPrice>maxPrice is 400", "GET", "/products?minPrice=500&maxPrice=100",
+                tests=error(400, "Bad Request", "INVALID_PRICE_RANGE")),
+        ])
+
+
 def write(name, coll):
     path = os.path.join(HERE, name)
     with open(path, "w", encoding="utf-8") as f:
@@ -259,3 +346,4 @@ def write(name, coll):
 if __name__ == "__main__":
     write("users.postman_collection.json", users_collection())
     write("auth.postman_collection.json", auth_collection())
+    write("catalog.postman_collection.json", catalog_collection())
