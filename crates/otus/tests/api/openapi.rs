@@ -40,7 +40,7 @@ async fn every_documented_operation_is_routed() {
     assert!(ops.len() >= 7, "parsed too few operations: {ops:?}");
     let app = TestApp::spawn(Backend::Sqlite).await.expect("sqlite");
     for (method, path) in ops {
-        let concrete = path.replace("{userId}", "1");
+        let concrete = path.replace("{userId}", "1").replace("{id}", "1");
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let resp = app
             .send(method.clone(), &concrete, None, Some("{}".into()))
