@@ -6,7 +6,9 @@
 #   (b) indexed   - our trigram-indexed search, cache off (CACHE_ENABLED=0);
 #   (c) cached    - our search with the in-process cache on (CACHE_ENABLED=1).
 # Same binary, same scenario (loadtest/search.lua), same concurrency; prints
-# one table. Results and the machine they ran on: loadtest/README.md.
+# one table. Deadlines are raised to 120 s for the run so slow answers are
+# measured rather than cut off (the service's default deadline is 5 s, and
+# the baseline at 1M exceeds it); errors are counted in the table. Results and the machine they ran on: loadtest/README.md.
 #
 # Usage: loadtest/bench-search.sh
 # Env:   PG_ADMIN_URL (postgres://postgres@127.0.0.1:5432/postgres), SIZES
@@ -45,6 +47,7 @@ start_server() { # db_url cache baseline
   AUTH_GRPC_ADDR=127.0.0.1:0 CATALOG_GRPC_ADDR=127.0.0.1:0 \
   DATABASE_URL="$1" CACHE_ENABLED="$2" CATALOG_SEARCH_BASELINE="$3" \
   DATABASE_MAX_CONNECTIONS=16 RUST_LOG=warn \
+  GRPC_DEADLINE_MS=120000 REQUEST_TIMEOUT_MS=120000 DATABASE_ACQUIRE_TIMEOUT_MS=120000 \
     "$OTUS_BIN" all-in-one >/tmp/otus-bench-server.log 2>&1 &
   SERVER=$!
   for _ in $(seq 1 100); do
@@ -77,15 +80,15 @@ for n in $SIZES; do
   for variant in "baseline:0:1" "indexed:0:0" "cached:1:0"; do
     IFS=: read -r name cache baseline <<<"$variant"
     start_server "$db_url" "$cache" "$baseline"
-    wrk -t"$THREADS" -c"$CONNECTIONS" -d3s -s loadtest/search.lua "http://127.0.0.1:$PORT" >/dev/null # warm-up
-    line=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s loadtest/search.lua "http://127.0.0.1:$PORT" | grep '^BENCH')
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d3s --timeout 120s -s loadtest/search.lua "http://127.0.0.1:$PORT" >/dev/null # warm-up
+    line=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --timeout 120s -s loadtest/search.lua "http://127.0.0.1:$PORT" | grep '^BENCH')
     stop_server
     echo "$n $name: $line" >&2
-    case "$line" in *"non2xx=0 socket_errors=0"*) ;; *) echo "errors during the run: $line" >&2; exit 1 ;; esac
+    errors=$(( $(sed -n 's/.* non2xx=\([0-9]*\).*/\1/p' <<<"$line") + $(sed -n 's/.* socket_errors=\([0-9]*\).*/\1/p' <<<"$line") ))
     rps=$(sed -n 's/.* rps=\([0-9.]*\).*/\1/p' <<<"$line")
     p50=$(sed -n 's/.* p50_ms=\([0-9.]*\).*/\1/p' <<<"$line")
     p99=$(sed -n 's/.* p99_ms=\([0-9.]*\).*/\1/p' <<<"$line")
-    ROWS+=("$n|$name|$rps|$p50|$p99")
+    ROWS+=("$n|$name|$rps|$p50|$p99|$errors")
   done
 done
 
@@ -93,12 +96,12 @@ echo
 echo "Product search through the edge; wrk -t$THREADS -c$CONNECTIONS -d$DURATION, loadtest/search.lua"
 echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(psql "$PG_ADMIN_URL" -qAtc 'SHOW server_version') PostgreSQL, $(date -u +%Y-%m-%d)"
 echo
-printf '| %-9s | %-9s | %10s | %9s | %9s | %18s |\n' products variant "req/s" "p50 ms" "p99 ms" "req/s vs baseline"
-printf '|%s|%s|%s|%s|%s|%s|\n' "-----------" "-----------" "------------" "-----------" "-----------" "--------------------"
+printf '| %-9s | %-9s | %10s | %9s | %9s | %6s | %18s |\n' products variant "req/s" "p50 ms" "p99 ms" errors "req/s vs baseline"
+printf '|%s|%s|%s|%s|%s|%s|%s|\n' "-----------" "-----------" "------------" "-----------" "-----------" "--------" "--------------------"
 base=""
 for row in "${ROWS[@]}"; do
-  IFS='|' read -r n name rps p50 p99 <<<"$row"
+  IFS='|' read -r n name rps p50 p99 errors <<<"$row"
   [ "$name" = baseline ] && base=$rps
   ratio=$(echo "scale=1; $rps / $base" | bc)
-  printf '| %9s | %-9s | %10s | %9s | %9s | %17sx |\n' "$n" "$name" "$rps" "$p50" "$p99" "$ratio"
+  printf '| %9s | %-9s | %10s | %9s | %9s | %6s | %17sx |\n' "$n" "$name" "$rps" "$p50" "$p99" "$errors" "$ratio"
 done
