@@ -17,6 +17,9 @@ use otus_proto::{
 use sea_orm::{ActiveModelTrait as _, ActiveValue::Set, DatabaseConnection, EntityTrait as _};
 use tonic::{Code, Request, Response, Status, transport::Channel};
 
+/// The channel to the users service, metered by the caller's layer.
+pub type UsersChannel = otus_telemetry::grpc::GrpcMetrics<Channel>;
+
 use crate::{
     entity::credential,
     error::AuthError,
@@ -51,7 +54,7 @@ pub struct AuthApi {
     db: DatabaseConnection,
     sessions: SessionStore,
     limiter: LoginLimiter,
-    users: UsersServiceClient<Channel>,
+    users: UsersServiceClient<UsersChannel>,
     key: IdentityKey,
     settings: AuthSettings,
     /// A real argon2id hash of a random password: verifying against it when
@@ -66,7 +69,7 @@ impl AuthApi {
         db: DatabaseConnection,
         sessions: SessionStore,
         limiter: LoginLimiter,
-        users: Channel,
+        users: UsersChannel,
         key: IdentityKey,
         settings: AuthSettings,
     ) -> Result<Self, AuthError> {

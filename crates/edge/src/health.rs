@@ -39,7 +39,7 @@ pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn backend_serving(
-    mut client: tonic_health::pb::health_client::HealthClient<tonic::transport::Channel>,
+    mut client: tonic_health::pb::health_client::HealthClient<crate::MeteredChannel>,
     service: &str,
 ) -> bool {
     let mut req = tonic::Request::new(HealthCheckRequest {

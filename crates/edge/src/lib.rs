@@ -67,11 +67,11 @@ pub struct EdgeConfig {
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    users: UsersServiceClient<Channel>,
-    auth: AuthServiceClient<Channel>,
-    catalog: CatalogServiceClient<Channel>,
+    users: UsersServiceClient<MeteredChannel>,
+    auth: AuthServiceClient<MeteredChannel>,
+    catalog: CatalogServiceClient<MeteredChannel>,
     /// Health clients of every backend, with the service name to ask for.
-    backends: Vec<(HealthClient<Channel>, &'static str)>,
+    backends: Vec<(HealthClient<MeteredChannel>, &'static str)>,
     grpc_deadline: Duration,
     cookie_secure: bool,
     trust_proxy_headers: bool,
@@ -80,10 +80,14 @@ pub struct AppState {
 
 impl AppState {
     /// Clients for every backend (connected lazily).
-    pub fn new(cfg: &EdgeConfig, shutdown: CancellationToken) -> anyhow::Result<Self> {
-        let users = lazy_channel(&cfg.users_url)?;
-        let auth = lazy_channel(&cfg.auth_url)?;
-        let catalog = lazy_channel(&cfg.catalog_url)?;
+    pub fn new(
+        cfg: &EdgeConfig,
+        metrics: &Metrics,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let users = metered_channel(&cfg.users_url, metrics)?;
+        let auth = metered_channel(&cfg.auth_url, metrics)?;
+        let catalog = metered_channel(&cfg.catalog_url, metrics)?;
         Ok(Self {
             users: UsersServiceClient::new(users.clone()),
             auth: AuthServiceClient::new(auth.clone()),
@@ -129,6 +133,16 @@ impl AppState {
     }
 }
 
+/// A gRPC channel whose calls are counted and timed
+/// (`grpc_client_handling_seconds`).
+pub type MeteredChannel = otus_telemetry::grpc::GrpcMetrics<Channel>;
+
+/// [`lazy_channel`] with client metrics.
+pub fn metered_channel(url: &str, metrics: &Metrics) -> anyhow::Result<MeteredChannel> {
+    use tower::Layer as _;
+    Ok(metrics.grpc_client_layer().layer(lazy_channel(url)?))
+}
+
 /// A channel that connects on first use, so the edge starts (and answers
 /// `/health`) even while a backend is still down; calls then fail fast with
 /// UNAVAILABLE → 503.
@@ -147,7 +161,7 @@ pub fn router(
     metrics: &Metrics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Router> {
-    let state = AppState::new(cfg, shutdown)?;
+    let state = AppState::new(cfg, metrics, shutdown)?;
     let http_metrics =
         observe::HttpMetrics::register(metrics.registry()).context("registering HTTP metrics")?;
     Ok(Router::new()
@@ -225,7 +239,7 @@ mod tests {
             request_timeout: Duration::from_secs(10),
             body_limit: 1024,
         };
-        let state = AppState::new(&cfg, CancellationToken::new()).unwrap();
+        let state = AppState::new(&cfg, &Metrics::new(), CancellationToken::new()).unwrap();
         let mut headers = HeaderMap::new();
         headers.insert(observe::REQUEST_ID, "req-42".parse().unwrap());
         let req = state.rpc(&headers, ());

@@ -26,6 +26,9 @@ pub const UNMATCHED_ROUTE: &str = "unmatched";
 pub struct HttpMetrics {
     duration: HistogramVec,
     in_flight: IntGaugeVec,
+    /// The true maximum per route over the last 30–60 s (histograms only
+    /// bound it by a bucket).
+    max: otus_telemetry::max::WindowedMax,
 }
 
 impl HttpMetrics {
@@ -46,11 +49,18 @@ impl HttpMetrics {
             ),
             &["method", "route"],
         )?;
+        let max = otus_telemetry::max::WindowedMax::new(
+            "http_server_request_duration_max_seconds",
+            "Largest request duration of the last 30-60 s, by route template.",
+            &["method", "route"],
+        )?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
+        registry.register(Box::new(max.clone()))?;
         Ok(Self {
             duration,
             in_flight,
+            max,
         })
     }
 }
@@ -117,6 +127,9 @@ pub async fn observe(State(metrics): State<HttpMetrics>, mut req: Request, next:
         .duration
         .with_label_values(&[method, &route, status.as_str()])
         .observe(elapsed.as_secs_f64());
+    metrics
+        .max
+        .observe(&[method, &route], elapsed.as_secs_f64());
     span.in_scope(|| {
         tracing::info!(
             http.status = status.as_u16(),

@@ -88,15 +88,22 @@ async fn watch_database(
 
 /// The health reporter, health service and reflection services every gRPC
 /// server carries, with `service`'s status following the database.
+/// A tonic router whose every call is metered.
+type MeteredRouter = tonic::transport::server::Router<
+    tower::layer::util::Stack<otus_telemetry::grpc::GrpcMetricsLayer, tower::layer::util::Identity>,
+>;
+
 async fn standard_services(
     service: &'static str,
     db: &DatabaseConnection,
+    metrics: &otus_telemetry::Metrics,
     shutdown: &CancellationToken,
-) -> anyhow::Result<tonic::transport::server::Router> {
+) -> anyhow::Result<MeteredRouter> {
     let (reporter, health) = tonic_health::server::health_reporter();
     watch_database(reporter, service, db.clone(), shutdown.clone()).await;
     let (reflection_v1, reflection_v1alpha) = reflection_services()?;
     Ok(Server::builder()
+        .layer(metrics.grpc_server_layer())
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha))
@@ -122,10 +129,11 @@ pub async fn serve_users(
     addr: SocketAddr,
     db: DatabaseConnection,
     key: IdentityKey,
+    metrics: &otus_telemetry::Metrics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Bound> {
     let (local, incoming) = bind(addr, "users").await?;
-    let router = standard_services(otus_users::SERVICE_NAME, &db, &shutdown)
+    let router = standard_services(otus_users::SERVICE_NAME, &db, metrics, &shutdown)
         .await?
         .add_service(UsersServiceServer::new(UsersApi::new(db, key)));
     let fut = async move {
@@ -145,9 +153,10 @@ pub async fn serve_auth(
     addr: SocketAddr,
     db: DatabaseConnection,
     redis: Option<(fred::prelude::Client, String)>,
-    users: tonic::transport::Channel,
+    users: otus_edge::MeteredChannel,
     key: IdentityKey,
     settings: otus_auth::AuthSettings,
+    metrics: &otus_telemetry::Metrics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Bound> {
     let (sessions, limiter) = match redis {
@@ -178,7 +187,7 @@ pub async fn serve_auth(
     let api = AuthApi::new(db.clone(), sessions, limiter, users, key, settings)
         .map_err(|e| anyhow::anyhow!("starting the auth service: {e}"))?;
     let (local, incoming) = bind(addr, "auth").await?;
-    let router = standard_services(otus_auth::SERVICE_NAME, &db, &shutdown)
+    let router = standard_services(otus_auth::SERVICE_NAME, &db, metrics, &shutdown)
         .await?
         .add_service(AuthServiceServer::new(api));
     let fut = async move {
@@ -203,7 +212,7 @@ pub async fn serve_catalog(
     let cache = otus_catalog::SearchCache::new(store, ttl, metrics.registry())
         .context("registering catalog metrics")?;
     let (local, incoming) = bind(addr, "catalog").await?;
-    let router = standard_services(otus_catalog::SERVICE_NAME, &db, &shutdown)
+    let router = standard_services(otus_catalog::SERVICE_NAME, &db, metrics, &shutdown)
         .await?
         .add_service(CatalogServiceServer::new(otus_catalog::CatalogApi::new(
             db, cache, strategy,

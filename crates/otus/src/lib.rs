@@ -34,6 +34,19 @@ pub async fn connect(args: &DbArgs) -> anyhow::Result<DatabaseConnection> {
         })
 }
 
+/// Connects and reports every SQL statement's duration to `metrics`.
+pub async fn connect_metered(
+    args: &DbArgs,
+    metrics: &Metrics,
+) -> anyhow::Result<DatabaseConnection> {
+    let mut conn = connect(args).await?;
+    let m = metrics.clone();
+    conn.set_metric_callback(move |info| {
+        m.observe_db(&info.statement.sql, info.failed, info.elapsed)
+    });
+    Ok(conn)
+}
+
 /// Applies pending migrations and reports what it did.
 pub async fn migrate(conn: &DatabaseConnection) -> anyhow::Result<usize> {
     let pending = Migrator::get_pending_migrations(conn)
@@ -108,11 +121,11 @@ pub struct AllInOne {
 impl AllInOne {
     /// Connects, migrates, and binds every listener (port 0 works).
     pub async fn start(args: &AllInOneArgs, shutdown: CancellationToken) -> anyhow::Result<Self> {
-        let conn = connect(&args.db).await?;
+        let metrics = Metrics::new();
+        let conn = connect_metered(&args.db, &metrics).await?;
         migrate(&conn).await?;
         let key = args.identity.key_or_random()?;
         let redis = redis(&args.redis).await?;
-        let metrics = Metrics::new();
         let deadline = std::time::Duration::from_millis(args.edge.grpc_deadline_ms);
         let (catalog_grpc_addr, catalog) = grpc::serve_catalog(
             args.catalog_grpc_addr,
@@ -128,6 +141,7 @@ impl AllInOne {
             args.users_grpc_addr,
             conn.clone(),
             key.clone(),
+            &metrics,
             shutdown.clone(),
         )
         .await?;
@@ -136,9 +150,10 @@ impl AllInOne {
             args.auth_grpc_addr,
             conn,
             redis,
-            otus_edge::lazy_channel(&users_url)?,
+            otus_edge::metered_channel(&users_url, &metrics)?,
             key,
             args.auth.settings(deadline),
+            &metrics,
             shutdown.clone(),
         )
         .await?;
@@ -226,12 +241,13 @@ pub async fn run_edge(args: EdgeArgs) -> anyhow::Result<()> {
 pub async fn run_users(args: UsersArgs) -> anyhow::Result<()> {
     let key = args.identity.key()?;
     let shutdown = otus_telemetry::shutdown_signal();
-    let conn = connect(&args.db).await?;
+    let metrics = Metrics::new();
+    let conn = connect_metered(&args.db, &metrics).await?;
     if args.migrate_on_start {
         migrate(&conn).await?;
     }
-    let metrics = Metrics::new();
-    let (grpc, users) = grpc::serve_users(args.grpc_addr, conn, key, shutdown.clone()).await?;
+    let (grpc, users) =
+        grpc::serve_users(args.grpc_addr, conn, key, &metrics, shutdown.clone()).await?;
     let (admin, admin_fut) =
         otus_telemetry::serve_admin(args.admin_addr, metrics, shutdown).await?;
     tracing::info!(%grpc, %admin, "users service listening");
@@ -245,17 +261,18 @@ pub async fn run_users(args: UsersArgs) -> anyhow::Result<()> {
 pub async fn run_auth(args: AuthArgs) -> anyhow::Result<()> {
     let key = args.identity.key()?;
     let shutdown = otus_telemetry::shutdown_signal();
-    let conn = connect(&args.db).await?;
-    let redis = redis(&args.redis).await?;
     let metrics = Metrics::new();
+    let conn = connect_metered(&args.db, &metrics).await?;
+    let redis = redis(&args.redis).await?;
     let deadline = std::time::Duration::from_millis(args.grpc_deadline_ms);
     let (grpc, auth) = grpc::serve_auth(
         args.grpc_addr,
         conn,
         redis,
-        otus_edge::lazy_channel(&args.users_grpc_url)?,
+        otus_edge::metered_channel(&args.users_grpc_url, &metrics)?,
         key,
         args.auth.settings(deadline),
+        &metrics,
         shutdown.clone(),
     )
     .await?;
@@ -271,9 +288,9 @@ pub async fn run_auth(args: AuthArgs) -> anyhow::Result<()> {
 /// `otus catalog`.
 pub async fn run_catalog(args: CatalogArgs) -> anyhow::Result<()> {
     let shutdown = otus_telemetry::shutdown_signal();
-    let conn = connect(&args.db).await?;
-    let redis = redis(&args.redis).await?;
     let metrics = Metrics::new();
+    let conn = connect_metered(&args.db, &metrics).await?;
+    let redis = redis(&args.redis).await?;
     let (grpc, catalog) = grpc::serve_catalog(
         args.grpc_addr,
         conn,

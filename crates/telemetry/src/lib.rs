@@ -9,11 +9,14 @@
 //! - [`shutdown_signal`]: SIGINT/SIGTERM as a [`CancellationToken`] that every
 //!   server of the process watches, so one signal drains them all.
 
+pub mod grpc;
+pub mod max;
+
 use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::Context as _;
 use axum::{Router, extract::State, http::header, response::IntoResponse, routing::get};
-use prometheus::{Encoder as _, Registry, TextEncoder};
+use prometheus::{Encoder as _, HistogramOpts, HistogramVec, Registry, TextEncoder};
 pub use tokio_util::sync::CancellationToken;
 use tracing_subscriber::{EnvFilter, layer::SubscriberExt as _, util::SubscriberInitExt as _};
 
@@ -67,16 +70,97 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
-/// A process's metrics registry. Cheap to clone (shared).
-#[derive(Clone, Default)]
+/// A process's metrics registry, with the collectors every component
+/// shares. Cheap to clone (shared).
+#[derive(Clone)]
 pub struct Metrics {
     registry: Arc<Registry>,
+    grpc_server: HistogramVec,
+    grpc_client: HistogramVec,
+    db_queries: HistogramVec,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
+    // Fixed names, fixed labels, a fresh registry: these cannot clash.
+    let h = HistogramVec::new(opts, labels).unwrap_or_else(|e| {
+        panic!("invalid built-in histogram {name}: {e}") // cannot fail: literal, valid options
+    });
+    if let Err(e) = registry.register(Box::new(h.clone())) {
+        tracing::error!(error = %e, metric = name, "registering a metric failed");
+    }
+    h
 }
 
 impl Metrics {
-    /// An empty registry.
+    /// A registry with process metrics (CPU, memory, file descriptors) and
+    /// the shared gRPC and database histograms.
     pub fn new() -> Self {
-        Self::default()
+        let registry = Registry::new();
+        #[cfg(target_os = "linux")]
+        if let Err(e) = registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        )) {
+            tracing::warn!(error = %e, "process metrics unavailable");
+        }
+        let grpc_labels = ["grpc_service", "grpc_method", "grpc_code"];
+        Self {
+            grpc_server: histogram(
+                &registry,
+                "grpc_server_handling_seconds",
+                "gRPC calls served, by service, method and status code.",
+                &grpc_labels,
+            ),
+            grpc_client: histogram(
+                &registry,
+                "grpc_client_handling_seconds",
+                "gRPC calls made to other services, by service, method and status code.",
+                &grpc_labels,
+            ),
+            db_queries: histogram(
+                &registry,
+                "db_query_duration_seconds",
+                "SQL statements, by operation (select, insert, update, delete, other) and outcome (ok, error).",
+                &["operation", "outcome"],
+            ),
+            registry: Arc::new(registry),
+        }
+    }
+
+    /// Tower layer for gRPC servers (tonic `Server::builder().layer(...)`).
+    pub fn grpc_server_layer(&self) -> grpc::GrpcMetricsLayer {
+        grpc::GrpcMetricsLayer::new(self.grpc_server.clone())
+    }
+
+    /// Tower layer for gRPC client channels.
+    pub fn grpc_client_layer(&self) -> grpc::GrpcMetricsLayer {
+        grpc::GrpcMetricsLayer::new(self.grpc_client.clone())
+    }
+
+    /// Records one SQL statement.
+    pub fn observe_db(&self, sql: &str, failed: bool, elapsed: std::time::Duration) {
+        let verb = sql
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let operation = match verb.as_str() {
+            "select" | "with" => "select",
+            "insert" => "insert",
+            "update" => "update",
+            "delete" => "delete",
+            _ => "other",
+        };
+        let outcome = if failed { "error" } else { "ok" };
+        self.db_queries
+            .with_label_values(&[operation, outcome])
+            .observe(elapsed.as_secs_f64());
     }
 
     /// The registry to register collectors on.
