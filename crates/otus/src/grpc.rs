@@ -148,17 +148,34 @@ pub async fn serve_users(
 /// How often expired SQL sessions are deleted.
 const SESSION_PRUNE_INTERVAL: Duration = Duration::from_secs(600);
 
+/// What the auth service is built from.
+pub struct AuthDeps {
+    /// Its database (credentials; sessions without Redis).
+    pub db: DatabaseConnection,
+    /// Redis client and key prefix, when configured.
+    pub redis: Option<(fred::prelude::Client, String)>,
+    /// Channel to the users service.
+    pub users: otus_edge::MeteredChannel,
+    /// Signs identity tokens.
+    pub key: IdentityKey,
+    /// TTLs and limits.
+    pub settings: otus_auth::AuthSettings,
+}
+
 /// Binds and wires the auth service.
 pub async fn serve_auth(
     addr: SocketAddr,
-    db: DatabaseConnection,
-    redis: Option<(fred::prelude::Client, String)>,
-    users: otus_edge::MeteredChannel,
-    key: IdentityKey,
-    settings: otus_auth::AuthSettings,
+    deps: AuthDeps,
     metrics: &otus_telemetry::Metrics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Bound> {
+    let AuthDeps {
+        db,
+        redis,
+        users,
+        key,
+        settings,
+    } = deps;
     let (sessions, limiter) = match redis {
         Some((client, prefix)) => (
             SessionStore::Redis {

@@ -148,11 +148,13 @@ impl AllInOne {
         let users_url = format!("http://{}", loopback(users_grpc_addr));
         let (auth_grpc_addr, auth) = grpc::serve_auth(
             args.auth_grpc_addr,
-            conn,
-            redis,
-            otus_edge::metered_channel(&users_url, &metrics)?,
-            key,
-            args.auth.settings(deadline),
+            grpc::AuthDeps {
+                db: conn,
+                redis,
+                users: otus_edge::metered_channel(&users_url, &metrics)?,
+                key,
+                settings: args.auth.settings(deadline),
+            },
             &metrics,
             shutdown.clone(),
         )
@@ -267,11 +269,13 @@ pub async fn run_auth(args: AuthArgs) -> anyhow::Result<()> {
     let deadline = std::time::Duration::from_millis(args.grpc_deadline_ms);
     let (grpc, auth) = grpc::serve_auth(
         args.grpc_addr,
-        conn,
-        redis,
-        otus_edge::metered_channel(&args.users_grpc_url, &metrics)?,
-        key,
-        args.auth.settings(deadline),
+        grpc::AuthDeps {
+            db: conn,
+            redis,
+            users: otus_edge::metered_channel(&args.users_grpc_url, &metrics)?,
+            key,
+            settings: args.auth.settings(deadline),
+        },
         &metrics,
         shutdown.clone(),
     )
