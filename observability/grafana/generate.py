@@ -81,7 +81,8 @@ def api_dashboard():
     h = "http_server_request_duration_seconds"
     sel = 'route=~"$route"'
     jaeger = [{"title": "Traces of this route in Jaeger",
-               "url": "${jaeger_url}/search?service=otus-edge&operation=${__field.labels.route}&lookback=1h",
+               # Spans carry the route template as the `http.route` tag.
+               "url": "${jaeger_url}/search?service=${jaeger_service}&lookback=1h&tags=%7B%22http.route%22%3A%22${__field.labels.route}%22%7D",
                "targetBlank": True}]
     b.row("Edge: rate, errors, duration per route (RED)")
     b.panel("Requests per second by route", [
@@ -145,9 +146,11 @@ def api_dashboard():
     jaeger_var = {"name": "jaeger_url", "label": "Jaeger URL", "type": "textbox",
                   "query": "http://localhost:16686", "current": {"text": "http://localhost:16686", "value": "http://localhost:16686"},
                   "hide": 0}
+    jaeger_service_var = {"name": "jaeger_service", "label": "Jaeger service", "type": "textbox",
+                          "query": "otus-edge", "current": {"text": "otus-edge", "value": "otus-edge"}, "hide": 0}
     return dashboard("otus-api", "otus-rs: API (RED per route)",
                      "Per API method: rate, 5xx share, p50/p95/p99 and true max latency; gRPC, SQL and cache.",
-                     b, (route_var, job_var, jaeger_var))
+                     b, (route_var, job_var, jaeger_var, jaeger_service_var))
 
 
 def platform_dashboard():

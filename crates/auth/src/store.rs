@@ -24,6 +24,7 @@ use sea_orm::{
     ActiveModelTrait as _, ActiveValue::Set, ColumnTrait as _, DatabaseConnection, DbErr,
     EntityTrait as _, QueryFilter as _,
 };
+use tracing::Instrument as _;
 
 use crate::entity::session;
 
@@ -86,9 +87,17 @@ impl SessionStore {
                 .one(db)
                 .await?
                 .map(|s| s.user_id)),
-            Self::Redis { client, prefix } => {
-                Ok(client.get(format!("{prefix}session:{hash}")).await?)
-            }
+            Self::Redis { client, prefix } => Ok(client
+                .get(format!("{prefix}session:{hash}"))
+                // The per-request lookup: visible in traces as a Redis call.
+                .instrument(tracing::info_span!(
+                    "redis",
+                    otel.name = "GET",
+                    otel.kind = "client",
+                    db.system = "redis",
+                    db.operation = "GET"
+                ))
+                .await?),
         }
     }
 

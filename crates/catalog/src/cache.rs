@@ -11,6 +11,18 @@ use std::time::Duration;
 
 use fred::prelude::{Client, Expiration, KeysInterface as _};
 use prometheus::{IntCounterVec, Opts, Registry};
+use tracing::Instrument as _;
+
+/// A client span for one Redis command, so traces show cache round trips.
+fn redis_span(command: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        "redis",
+        otel.name = command,
+        otel.kind = "client",
+        db.system = "redis",
+        db.operation = command,
+    )
+}
 
 /// Bound on one Redis cache operation.
 pub const REDIS_TIMEOUT: Duration = Duration::from_millis(200);
@@ -120,7 +132,9 @@ impl SearchCache {
             Store::Redis { client, prefix } => {
                 let k = format!("{prefix}catalog:search:{key}");
                 let secs = i64::try_from(self.ttl.as_secs()).unwrap_or(60).max(1);
-                let set = client.set::<(), _, _>(k, value, Some(Expiration::EX(secs)), None, false);
+                let set = client
+                    .set::<(), _, _>(k, value, Some(Expiration::EX(secs)), None, false)
+                    .instrument(redis_span("SET"));
                 match tokio::time::timeout(REDIS_TIMEOUT, set).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => tracing::warn!(error = %e, "search cache store failed"),

@@ -113,10 +113,16 @@ pub async fn observe(State(metrics): State<HttpMetrics>, mut req: Request, next:
         .to_owned();
     let span = tracing::info_span!(
         "http.request",
+        otel.name = %format!("{method} {route}"),
+        otel.kind = "server",
         http.method = method,
         http.route = %route,
         request_id = %id.to_str().unwrap_or_default(),
+        trace_id = tracing::field::Empty,
+        http.status_code = tracing::field::Empty,
     );
+    // Continue the client's W3C `traceparent`, if any.
+    otus_telemetry::trace::extract(&span, req.headers());
     let gauge = metrics.in_flight.with_label_values(&[method, &route]);
     gauge.inc();
     let mut resp = next.run(req).instrument(span.clone()).await;
@@ -130,6 +136,7 @@ pub async fn observe(State(metrics): State<HttpMetrics>, mut req: Request, next:
     metrics
         .max
         .observe(&[method, &route], elapsed.as_secs_f64());
+    span.record("http.status_code", status.as_u16());
     span.in_scope(|| {
         tracing::info!(
             http.status = status.as_u16(),

@@ -6,11 +6,21 @@ use otus::config::{AllInOneArgs, Cli, Command};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    otus_telemetry::init_logging(cli.log_format);
-    let result = match cli
+    let command = cli
         .command
-        .unwrap_or_else(|| Command::AllInOne(AllInOneArgs::from_env()))
-    {
+        .unwrap_or_else(|| Command::AllInOne(AllInOneArgs::from_env()));
+    // OTEL_SERVICE_NAME overrides this default.
+    let service = match &command {
+        Command::AllInOne(_) => "otus",
+        Command::Edge(_) => "otus-edge",
+        Command::Users(_) => "otus-users",
+        Command::Auth(_) => "otus-auth",
+        Command::Catalog(_) => "otus-catalog",
+        Command::Migrate(_) => "otus-migrate",
+        Command::SeedProducts(_) => "otus-seed-products",
+    };
+    let tracing = otus_telemetry::init(cli.log_format, service, None);
+    let result = match command {
         Command::AllInOne(args) => otus::run_all_in_one(args).await,
         Command::Edge(args) => otus::run_edge(args).await,
         Command::Users(args) => otus::run_users(args).await,
@@ -27,5 +37,7 @@ async fn main() -> anyhow::Result<()> {
     if let Err(e) = &result {
         tracing::error!(error = format!("{e:#}"), "exiting with an error");
     }
+    // Send the last spans before the process ends.
+    tokio::task::block_in_place(|| tracing.shutdown());
     result
 }

@@ -17,6 +17,16 @@ use std::{
 
 use prometheus::HistogramVec;
 use tower::{Layer, Service};
+use tracing::Instrument as _;
+
+/// Which side of a call the layer wraps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// A server: continues the caller's trace from the request metadata.
+    Server,
+    /// A client: opens a span and sends its context in the metadata.
+    Client,
+}
 
 /// Canonical code names, indexed by number.
 const CODES: [&str; 17] = [
@@ -60,12 +70,13 @@ fn split(path: &str) -> (String, String) {
 #[derive(Clone)]
 pub struct GrpcMetricsLayer {
     histogram: HistogramVec,
+    side: Side,
 }
 
 impl GrpcMetricsLayer {
     /// A layer observing into `histogram` (labels: service, method, code).
-    pub fn new(histogram: HistogramVec) -> Self {
-        Self { histogram }
+    pub fn new(histogram: HistogramVec, side: Side) -> Self {
+        Self { histogram, side }
     }
 }
 
@@ -75,6 +86,7 @@ impl<S> Layer<S> for GrpcMetricsLayer {
         GrpcMetrics {
             inner,
             histogram: self.histogram.clone(),
+            side: self.side,
         }
     }
 }
@@ -84,6 +96,7 @@ impl<S> Layer<S> for GrpcMetricsLayer {
 pub struct GrpcMetrics<S> {
     inner: S,
     histogram: HistogramVec,
+    side: Side,
 }
 
 impl<S, ReqB, ResB> Service<http::Request<ReqB>> for GrpcMetrics<S>
@@ -100,31 +113,62 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: http::Request<ReqB>) -> Self::Future {
+    fn call(&mut self, mut req: http::Request<ReqB>) -> Self::Future {
         let (service, method) = split(req.uri().path());
+        let name = format!("{service}/{method}");
+        let span = match self.side {
+            Side::Server => {
+                let span = tracing::info_span!(
+                    "grpc.server",
+                    otel.name = %name,
+                    otel.kind = "server",
+                    rpc.system = "grpc",
+                    rpc.service = %service,
+                    rpc.method = %method,
+                    trace_id = tracing::field::Empty,
+                );
+                crate::trace::extract(&span, req.headers());
+                span
+            }
+            Side::Client => {
+                let span = tracing::info_span!(
+                    "grpc.client",
+                    otel.name = %name,
+                    otel.kind = "client",
+                    rpc.system = "grpc",
+                    rpc.service = %service,
+                    rpc.method = %method,
+                );
+                crate::trace::inject(&span, req.headers_mut());
+                span
+            }
+        };
         // The clone that was polled ready must serve this call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let histogram = self.histogram.clone();
         let started = Instant::now();
-        Box::pin(async move {
-            let result = inner.call(req).await;
-            let code = match &result {
-                Ok(resp) => code_name(resp.headers()),
-                // The call never got an answer (connection refused, reset).
-                Err(_) => "UNAVAILABLE",
-            };
-            // Unknown paths would let any caller mint label values.
-            let method = if code == "UNIMPLEMENTED" {
-                "unknown".to_owned()
-            } else {
-                method
-            };
-            histogram
-                .with_label_values(&[service.as_str(), method.as_str(), code])
-                .observe(started.elapsed().as_secs_f64());
-            result
-        })
+        Box::pin(
+            async move {
+                let result = inner.call(req).await;
+                let code = match &result {
+                    Ok(resp) => code_name(resp.headers()),
+                    // The call never got an answer (connection refused, reset).
+                    Err(_) => "UNAVAILABLE",
+                };
+                // Unknown paths would let any caller mint label values.
+                let method = if code == "UNIMPLEMENTED" {
+                    "unknown".to_owned()
+                } else {
+                    method
+                };
+                histogram
+                    .with_label_values(&[service.as_str(), method.as_str(), code])
+                    .observe(started.elapsed().as_secs_f64());
+                result
+            }
+            .instrument(span),
+        )
     }
 }
 

@@ -11,6 +11,7 @@
 
 pub mod grpc;
 pub mod max;
+pub mod trace;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -22,7 +23,8 @@ use tracing_subscriber::{EnvFilter, layer::SubscriberExt as _, util::SubscriberI
 
 /// Log filter used when `RUST_LOG` is unset: our crates at info, and the SQL
 /// driver quiet (sqlx logs every statement at INFO otherwise).
-pub const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn,sea_orm=warn,h2=warn,tower=warn,hyper=warn";
+/// sea-orm stays at info: its per-statement spans (not log lines) are INFO.
+pub const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn,h2=warn,tower=warn,hyper=warn";
 
 /// Log line format.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -47,12 +49,31 @@ impl std::str::FromStr for LogFormat {
     }
 }
 
-/// Installs the global `tracing` subscriber. Safe to call more than once (tests
-/// do): later calls are ignored.
+/// Installs the global `tracing` subscriber without trace export. Safe to
+/// call more than once (tests do): later calls are ignored.
 pub fn init_logging(format: LogFormat) {
+    let _ = init(format, "otus", None);
+}
+
+/// Installs the global `tracing` subscriber: logs, and OTLP trace export when
+/// `otlp_endpoint` or `OTEL_EXPORTER_OTLP_ENDPOINT` is set. Keep the guard
+/// and call its `shutdown` before exiting, so the last spans are sent.
+pub fn init(
+    format: LogFormat,
+    service_name: &str,
+    otlp_endpoint: Option<String>,
+) -> trace::TracingGuard {
+    use tracing_subscriber::Layer as _;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
-    let registry = tracing_subscriber::registry().with(filter);
+    let provider = trace::provider(service_name, otlp_endpoint);
+    let otel = provider.as_ref().map(|p| {
+        use opentelemetry::trace::TracerProvider as _;
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer("otus"))
+            .boxed()
+    });
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
     // `try_init` fails only when a subscriber is already installed: keep it.
     let _ = match format {
         LogFormat::Text => registry
@@ -68,6 +89,7 @@ pub fn init_logging(format: LogFormat) {
             )
             .try_init(),
     };
+    trace::TracingGuard::from(provider)
 }
 
 /// A process's metrics registry, with the collectors every component
@@ -135,12 +157,12 @@ impl Metrics {
 
     /// Tower layer for gRPC servers (tonic `Server::builder().layer(...)`).
     pub fn grpc_server_layer(&self) -> grpc::GrpcMetricsLayer {
-        grpc::GrpcMetricsLayer::new(self.grpc_server.clone())
+        grpc::GrpcMetricsLayer::new(self.grpc_server.clone(), grpc::Side::Server)
     }
 
     /// Tower layer for gRPC client channels.
     pub fn grpc_client_layer(&self) -> grpc::GrpcMetricsLayer {
-        grpc::GrpcMetricsLayer::new(self.grpc_client.clone())
+        grpc::GrpcMetricsLayer::new(self.grpc_client.clone(), grpc::Side::Client)
     }
 
     /// Records one SQL statement.

@@ -1,0 +1,117 @@
+//! OpenTelemetry traces: W3C trace context in and out, export over OTLP/gRPC.
+//!
+//! Export is configured by the standard variables: `OTEL_EXPORTER_OTLP_ENDPOINT`
+//! (unset: no exporter, no cost beyond `tracing` itself) and
+//! `OTEL_SERVICE_NAME` (default: the subcommand's name). Jaeger accepts OTLP
+//! directly on :4317.
+//!
+//! Propagation: the edge continues a client's `traceparent`; every gRPC call
+//! carries the caller's span context in its metadata ([`inject`]); every gRPC
+//! server continues it ([`extract`]). sea-orm's `tracing-spans` adds one child
+//! span per SQL statement.
+
+use opentelemetry::{
+    Context, global,
+    propagation::{Extractor, Injector},
+    trace::TraceContextExt as _,
+};
+use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+struct HeaderInjector<'a>(&'a mut http::HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(k), Ok(v)) = (
+            http::header::HeaderName::from_bytes(key.as_bytes()),
+            http::HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(k, v);
+        }
+    }
+}
+
+struct HeaderExtractor<'a>(&'a http::HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+/// Writes `span`'s context into outgoing headers (`traceparent`).
+pub fn inject(span: &tracing::Span, headers: &mut http::HeaderMap) {
+    let cx = span.context();
+    global::get_text_map_propagator(|p| p.inject_context(&cx, &mut HeaderInjector(headers)));
+}
+
+/// Makes `span` continue the trace of incoming headers, if they carry one,
+/// and records its trace id in the span's `trace_id` field (so log lines
+/// inside it carry it).
+pub fn extract(span: &tracing::Span, headers: &http::HeaderMap) {
+    let parent: Context = global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)));
+    if parent.span().span_context().is_valid() {
+        let _ = span.set_parent(parent);
+    }
+    let trace_id = span.context().span().span_context().trace_id();
+    if trace_id != opentelemetry::TraceId::INVALID {
+        span.record("trace_id", tracing::field::display(trace_id));
+    }
+}
+
+/// Keeps the exporter alive; [`TracingGuard::shutdown`] flushes it.
+#[derive(Default)]
+pub struct TracingGuard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl TracingGuard {
+    /// Sends every finished span and stops the exporter.
+    pub fn shutdown(&self) {
+        if let Some(p) = &self.provider {
+            if let Err(e) = p.force_flush() {
+                tracing::warn!(error = %e, "flushing traces failed");
+            }
+            let _ = p.shutdown();
+        }
+    }
+}
+
+impl From<Option<SdkTracerProvider>> for TracingGuard {
+    fn from(provider: Option<SdkTracerProvider>) -> Self {
+        Self { provider }
+    }
+}
+
+/// The OTLP exporter's tracer provider, when an endpoint is configured.
+pub(crate) fn provider(service_name: &str, endpoint: Option<String>) -> Option<SdkTracerProvider> {
+    use opentelemetry_otlp::WithExportConfig as _;
+    let endpoint = endpoint
+        .or_else(|| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok())
+        .filter(|e| !e.is_empty())?;
+    let name = std::env::var("OTEL_SERVICE_NAME")
+        .ok()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| service_name.to_owned());
+    let exporter = match opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint.clone())
+        .build()
+    {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("OTLP exporter for {endpoint} could not be built, traces are off: {e}");
+            return None;
+        }
+    };
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(Resource::builder().with_service_name(name).build())
+        .build();
+    global::set_text_map_propagator(TraceContextPropagator::new());
+    global::set_tracer_provider(provider.clone());
+    Some(provider)
+}
