@@ -128,6 +128,9 @@ def api_dashboard():
         (f'sum(rate(catalog_search_cache_requests_total{{result="hit"}}[{RATE}])) '
          f'/ sum(rate(catalog_search_cache_requests_total[{RATE}]))', "hit ratio")],
         unit="percentunit", description="Hits / all lookups; errors (Redis down) count as lookups answered by the database.")
+    b.panel("Cache operation p99 (get, set)", [
+        (f'histogram_quantile(0.99, sum by (operation, le) (rate(cache_operation_duration_seconds_bucket[{RATE}])))',
+         "{{operation}}")], unit="s", description="Search cache round trips; errors include the 200 ms Redis timeout.")
     b.panel("Search cache lookups by result", [
         (f'sum by (result) (rate(catalog_search_cache_requests_total[{RATE}]))', "{{result}}")], unit="ops")
     b.row("Processes")

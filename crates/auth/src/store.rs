@@ -51,7 +51,16 @@ pub enum SessionStore {
 }
 
 impl SessionStore {
+    /// `redis` or `sql`, for span fields.
+    fn backend(&self) -> &'static str {
+        match self {
+            Self::Sql(_) => "sql",
+            Self::Redis { .. } => "redis",
+        }
+    }
+
     /// Stores a session for `user_id` that expires after `ttl`.
+    #[tracing::instrument(name = "session_store.create", skip_all, fields(store = self.backend()))]
     pub async fn create(&self, hash: &str, user_id: i64, ttl: Duration) -> Result<(), StoreError> {
         let secs = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX).max(1);
         match self {
@@ -80,6 +89,7 @@ impl SessionStore {
     }
 
     /// The user of a live session.
+    #[tracing::instrument(name = "session_store.get", skip_all, fields(store = self.backend()))]
     pub async fn get(&self, hash: &str) -> Result<Option<i64>, StoreError> {
         match self {
             Self::Sql(db) => Ok(session::Entity::find_by_id(hash.to_owned())
@@ -89,19 +99,13 @@ impl SessionStore {
                 .map(|s| s.user_id)),
             Self::Redis { client, prefix } => Ok(client
                 .get(format!("{prefix}session:{hash}"))
-                // The per-request lookup: visible in traces as a Redis call.
-                .instrument(tracing::info_span!(
-                    "redis",
-                    otel.name = "GET",
-                    otel.kind = "client",
-                    db.system = "redis",
-                    db.operation = "GET"
-                ))
+                .instrument(otus_telemetry::trace::redis_span("GET"))
                 .await?),
         }
     }
 
     /// Ends one session (no error if it did not exist).
+    #[tracing::instrument(name = "session_store.delete", skip_all, fields(store = self.backend()))]
     pub async fn delete(&self, hash: &str) -> Result<(), StoreError> {
         match self {
             Self::Sql(db) => {
@@ -117,6 +121,7 @@ impl SessionStore {
     }
 
     /// Ends every session of `user_id`.
+    #[tracing::instrument(name = "session_store.delete_all", skip_all, fields(store = self.backend()))]
     pub async fn delete_all(&self, user_id: i64) -> Result<(), StoreError> {
         match self {
             Self::Sql(db) => {
@@ -140,6 +145,7 @@ impl SessionStore {
     }
 
     /// Deletes expired rows (SQL only; Redis expires keys itself).
+    #[tracing::instrument(name = "session_store.prune_expired", skip_all, fields(store = self.backend()))]
     pub async fn prune_expired(&self) -> Result<u64, StoreError> {
         match self {
             Self::Sql(db) => Ok(session::Entity::delete_many()
@@ -183,6 +189,14 @@ pub enum LoginLimiter {
 }
 
 impl LoginLimiter {
+    /// `redis` or `memory`, for span fields.
+    fn backend(&self) -> &'static str {
+        match self {
+            Self::Local(_) => "memory",
+            Self::Redis { .. } => "redis",
+        }
+    }
+
     /// A limiter kept in this process.
     pub fn local() -> Self {
         Self::Local(Arc::default())
@@ -190,6 +204,7 @@ impl LoginLimiter {
 
     /// Adds one to `key`'s counter; returns the new count and the seconds
     /// until the window resets.
+    #[tracing::instrument(name = "login_limiter.increment", skip_all, fields(store = self.backend()))]
     pub async fn increment(&self, key: &str, window: Duration) -> Result<(u32, u64), StoreError> {
         match self {
             Self::Local(map) => {
@@ -232,6 +247,7 @@ impl LoginLimiter {
     }
 
     /// `key`'s current count and seconds until reset (0, 0 when unset).
+    #[tracing::instrument(name = "login_limiter.peek", skip_all, fields(store = self.backend()))]
     pub async fn peek(&self, key: &str) -> Result<(u32, u64), StoreError> {
         match self {
             Self::Local(map) => {
@@ -259,6 +275,7 @@ impl LoginLimiter {
     }
 
     /// Forgets `key`'s counter.
+    #[tracing::instrument(name = "login_limiter.reset", skip_all, fields(store = self.backend()))]
     pub async fn reset(&self, key: &str) -> Result<(), StoreError> {
         match self {
             Self::Local(map) => {

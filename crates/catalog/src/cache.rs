@@ -10,19 +10,9 @@
 use std::time::Duration;
 
 use fred::prelude::{Client, Expiration, KeysInterface as _};
-use prometheus::{IntCounterVec, Opts, Registry};
+use otus_telemetry::trace::redis_span;
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 use tracing::Instrument as _;
-
-/// A client span for one Redis command, so traces show cache round trips.
-fn redis_span(command: &'static str) -> tracing::Span {
-    tracing::info_span!(
-        "redis",
-        otel.name = command,
-        otel.kind = "client",
-        db.system = "redis",
-        db.operation = command,
-    )
-}
 
 /// Bound on one Redis cache operation.
 pub const REDIS_TIMEOUT: Duration = Duration::from_millis(200);
@@ -47,12 +37,14 @@ pub enum Lookup {
     Error,
 }
 
-/// The cache with its TTL and counters.
+/// The cache with its TTL and metrics.
 #[derive(Clone)]
 pub struct SearchCache {
     store: Store,
     ttl: Duration,
     requests: IntCounterVec,
+    /// `cache_operation_duration_seconds{operation="get|set",outcome="ok|error"}`.
+    durations: HistogramVec,
 }
 
 impl SearchCache {
@@ -65,11 +57,24 @@ impl SearchCache {
             ),
             &["result"],
         )?;
+        let durations = HistogramVec::new(
+            HistogramOpts::new(
+                "cache_operation_duration_seconds",
+                "Search cache operations (get, set) by outcome (ok, error); a timeout is an error.",
+            )
+            .buckets(vec![
+                0.000_05, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                0.2, 0.5,
+            ]),
+            &["operation", "outcome"],
+        )?;
         registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(durations.clone()))?;
         Ok(Self {
             store,
             ttl,
             requests,
+            durations,
         })
     }
 
@@ -92,8 +97,15 @@ impl SearchCache {
         self.requests.with_label_values(&[result]).inc();
     }
 
+    fn timed(&self, operation: &str, ok: bool, started: std::time::Instant) {
+        self.durations
+            .with_label_values(&[operation, if ok { "ok" } else { "error" }])
+            .observe(started.elapsed().as_secs_f64());
+    }
+
     /// Looks `key` up.
     pub async fn get(&self, key: &str) -> Lookup {
+        let started = std::time::Instant::now();
         let found = match &self.store {
             Store::Disabled => return Lookup::Miss,
             Store::Local(c) => Ok(c.get(key).await),
@@ -107,6 +119,7 @@ impl SearchCache {
                 }
             }
         };
+        self.timed("get", found.is_ok(), started);
         match found {
             Ok(Some(v)) => {
                 self.count("hit");
@@ -126,16 +139,22 @@ impl SearchCache {
 
     /// Stores an answer (best effort; failures are logged, not returned).
     pub async fn put(&self, key: String, value: Vec<u8>) {
+        let started = std::time::Instant::now();
         match &self.store {
             Store::Disabled => {}
-            Store::Local(c) => c.insert(key, value).await,
+            Store::Local(c) => {
+                c.insert(key, value).await;
+                self.timed("set", true, started);
+            }
             Store::Redis { client, prefix } => {
                 let k = format!("{prefix}catalog:search:{key}");
                 let secs = i64::try_from(self.ttl.as_secs()).unwrap_or(60).max(1);
                 let set = client
                     .set::<(), _, _>(k, value, Some(Expiration::EX(secs)), None, false)
                     .instrument(redis_span("SET"));
-                match tokio::time::timeout(REDIS_TIMEOUT, set).await {
+                let result = tokio::time::timeout(REDIS_TIMEOUT, set).await;
+                self.timed("set", matches!(result, Ok(Ok(()))), started);
+                match result {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => tracing::warn!(error = %e, "search cache store failed"),
                     Err(_) => tracing::warn!("search cache store timed out"),

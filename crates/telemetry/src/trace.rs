@@ -115,3 +115,15 @@ pub(crate) fn provider(service_name: &str, endpoint: Option<String>) -> Option<S
     global::set_tracer_provider(provider.clone());
     Some(provider)
 }
+
+/// A client span for one Redis operation (`command` is e.g. `GET` or
+/// `SESSION CREATE` for a short sequence), so traces show Redis round trips.
+pub fn redis_span(command: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        "redis",
+        otel.name = command,
+        otel.kind = "client",
+        db.system = "redis",
+        db.operation = command,
+    )
+}

@@ -439,4 +439,11 @@ async fn searches_keep_answering_when_redis_dies() {
         metrics.contains(r#"catalog_search_cache_requests_total{result="error"}"#),
         "errors are counted"
     );
+    for series in [
+        r#"cache_operation_duration_seconds_count{operation="get",outcome="ok"}"#,
+        r#"cache_operation_duration_seconds_count{operation="get",outcome="error"}"#,
+        r#"cache_operation_duration_seconds_count{operation="set",outcome="ok"}"#,
+    ] {
+        assert!(metrics.contains(series), "missing {series}");
+    }
 }
