@@ -317,15 +317,7 @@ async fn with_the_cache_off_nothing_is_cached_and_answers_are_identical() {
         .await
         .expect("body");
     assert_eq!(from_on, from_off);
-    let metrics = off
-        .client
-        .get(format!("{}/metrics", off.admin))
-        .send()
-        .await
-        .expect("m")
-        .text()
-        .await
-        .expect("t");
+    let metrics = off.metrics().await;
     assert!(
         !metrics.contains("catalog_search_cache_requests_total{"),
         "no cache lookups with the cache off"
@@ -426,15 +418,7 @@ async fn searches_keep_answering_when_redis_dies() {
         None,
         "no hits from a dead Redis: {by_cache:?}"
     );
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.admin))
-        .send()
-        .await
-        .expect("m")
-        .text()
-        .await
-        .expect("t");
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains(r#"catalog_search_cache_requests_total{result="error"}"#),
         "errors are counted"

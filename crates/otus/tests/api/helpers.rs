@@ -348,6 +348,18 @@ impl TestApp {
         (user, token)
     }
 
+    /// The admin port's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.admin))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     /// An identity token as the auth service would mint it.
     pub fn mint(&self, identity: &Identity) -> String {
         self.key.mint(identity)

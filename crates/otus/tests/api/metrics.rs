@@ -14,15 +14,7 @@ async fn request_histogram_is_labelled_by_route_template_on_the_admin_port_only(
     assert_eq!(app.get("/user/999999", Some(&token)).await.status(), 403);
     assert_eq!(app.get("/no/such/route/123", None).await.status(), 404);
 
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.admin))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = app.metrics().await;
     for series in [
         r#"http_server_request_duration_seconds_count{method="POST",route="/user",status="201"} 1"#,
         r#"http_server_request_duration_seconds_count{method="GET",route="/user/{userId}",status="200"} 1"#,
