@@ -1,0 +1,50 @@
+#!/usr/bin/env python3
+"""Checks a rendered release for what kubeconform-style validation cannot see.
+
+- No credential outside a Secret: no ConfigMap key or literal env value named
+  like a password, token secret or database URL, and no `postgres://user:pw@`.
+- Every Deployment: >= 2 replicas (except Redis), liveness and readiness probes,
+  resources, non-root.
+
+  helm template otus helm/otus | python3 helm/check_rendered.py
+"""
+import re
+import sys
+
+import yaml
+
+SECRET_NAMES = re.compile(r"PASSWORD|SECRET|DATABASE_URL|TOKEN", re.I)
+URL_WITH_PASSWORD = re.compile(r"postgres(ql)?://[^:/@\s]+:[^@\s]+@")
+
+failures = []
+docs = [d for d in yaml.safe_load_all(sys.stdin) if d]
+for d in docs:
+    kind, name = d.get("kind"), d.get("metadata", {}).get("name")
+    where = f"{kind}/{name}"
+    if kind != "Secret":
+        text = yaml.safe_dump(d)
+        if URL_WITH_PASSWORD.search(text):
+            failures.append(f"{where}: a database URL with a password outside a Secret")
+    if kind == "ConfigMap":
+        for key in (d.get("data") or {}):
+            if SECRET_NAMES.search(key):
+                failures.append(f"{where}: credential-like key {key} in a ConfigMap")
+    if kind in ("Deployment", "StatefulSet", "Job"):
+        spec = d["spec"]["template"]["spec"]
+        for c in spec["containers"]:
+            for e in c.get("env") or []:
+                if SECRET_NAMES.search(e["name"]) and "value" in e:
+                    failures.append(f"{where}: {e['name']} as a literal value, not from a Secret")
+            if kind != "Job":
+                for probe in ("livenessProbe", "readinessProbe"):
+                    if probe not in c:
+                        failures.append(f"{where}: {c['name']} has no {probe}")
+            if "resources" not in c:
+                failures.append(f"{where}: {c['name']} has no resources")
+        if kind == "Deployment" and "redis" not in name and d["spec"].get("replicas", 1) < 2:
+            failures.append(f"{where}: fewer than 2 replicas")
+kinds = sorted({d["kind"] for d in docs})
+print(f"{len(docs)} resources ({', '.join(kinds)})")
+for f in failures:
+    print("FAIL", f)
+sys.exit(1 if failures else 0)

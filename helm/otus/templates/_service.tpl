@@ -1,0 +1,164 @@
+{{/*
+One otus process: ConfigMap, Deployment, Service, PodDisruptionBudget and
+ServiceMonitor. Written once, instantiated for edge, users, auth and catalog by
+services.yaml. Call with (dict "root" $ "name" "users" "svc" $svc).
+*/}}
+{{- define "otus.service" -}}
+{{- $root := .root -}}
+{{- $name := .name -}}
+{{- $svc := .svc -}}
+{{- $full := include "otus.fullname" $root -}}
+{{- $ctx := dict "root" $root "component" $name -}}
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ $full }}-{{ $name }}
+  labels:
+    {{- include "otus.labels" $ctx | nindent 4 }}
+data:
+  LOG_FORMAT: {{ $root.Values.logFormat | quote }}
+  ADMIN_ADDR: "0.0.0.0:{{ $svc.adminPort }}"
+  OTEL_SERVICE_NAME: "otus-{{ $name }}"
+  {{- with $root.Values.otel.endpoint }}
+  OTEL_EXPORTER_OTLP_ENDPOINT: {{ . | quote }}
+  {{- end }}
+  {{- if eq $name "edge" }}
+  HTTP_ADDR: "0.0.0.0:{{ $svc.port }}"
+  USERS_GRPC_URL: "http://{{ $full }}-users:{{ $root.Values.services.users.port }}"
+  AUTH_GRPC_URL: "http://{{ $full }}-auth:{{ $root.Values.services.auth.port }}"
+  CATALOG_GRPC_URL: "http://{{ $full }}-catalog:{{ $root.Values.services.catalog.port }}"
+  # Behind ingress-nginx, which sets X-Real-IP: per-address login limits see clients.
+  TRUST_PROXY_HEADERS: "true"
+  {{- else }}
+  GRPC_ADDR: "0.0.0.0:{{ $svc.port }}"
+  {{- end }}
+  {{- if eq $name "auth" }}
+  USERS_GRPC_URL: "http://{{ $full }}-users:{{ $root.Values.services.users.port }}"
+  {{- end }}
+  {{- if or (eq $name "auth") (eq $name "catalog") }}
+  REDIS_URL: {{ include "otus.redisUrl" $root | quote }}
+  {{- end }}
+  {{- if eq $name "catalog" }}
+  CACHE_ENABLED: {{ ternary "1" "0" $root.Values.cacheEnabled | quote }}
+  {{- end }}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ $full }}-{{ $name }}
+  labels:
+    {{- include "otus.labels" $ctx | nindent 4 }}
+spec:
+  replicas: {{ $svc.replicas }}
+  selector:
+    matchLabels:
+      {{- include "otus.selectorLabels" $ctx | nindent 6 }}
+  template:
+    metadata:
+      labels:
+        {{- include "otus.labels" $ctx | nindent 8 }}
+      annotations:
+        checksum/config: {{ toJson $svc | sha256sum | trunc 16 }}
+    spec:
+      terminationGracePeriodSeconds: {{ $root.Values.terminationGracePeriodSeconds }}
+      automountServiceAccountToken: false
+      securityContext:
+        runAsNonRoot: true
+        seccompProfile:
+          type: RuntimeDefault
+      containers:
+        - name: {{ $name }}
+          image: {{ include "otus.image" $root }}
+          imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+          args: [{{ $svc.command | quote }}]
+          envFrom:
+            - configMapRef:
+                name: {{ $full }}-{{ $name }}
+          {{- if ne $name "edge" }}
+          env:
+            {{- include "otus.databaseUrlEnv" $root | nindent 12 }}
+            {{- if or (eq $name "users") (eq $name "auth") }}
+            - name: IDENTITY_TOKEN_SECRET
+              valueFrom:
+                secretKeyRef:
+                  name: {{ $full }}-secrets
+                  key: identity-token-secret
+            {{- end }}
+          {{- end }}
+          ports:
+            - name: {{ ternary "http" "grpc" (eq $svc.protocol "http") }}
+              containerPort: {{ $svc.port }}
+            - name: admin
+              containerPort: {{ $svc.adminPort }}
+          {{- if eq $svc.protocol "http" }}
+          livenessProbe:
+            httpGet: {path: /health/, port: http}
+            periodSeconds: 10
+          readinessProbe:
+            httpGet: {path: /ready, port: http}
+            periodSeconds: 5
+          {{- else }}
+          # Native gRPC probes: "" is the process (liveness), the named service
+          # follows its database (readiness).
+          livenessProbe:
+            grpc: {port: {{ $svc.port }}, service: ""}
+            periodSeconds: 10
+          readinessProbe:
+            grpc: {port: {{ $svc.port }}, service: {{ printf "otus.%s.v1.%sService" $name (title $name) | quote }}}
+            periodSeconds: 5
+          {{- end }}
+          resources:
+            {{- toYaml $svc.resources | nindent 12 }}
+          securityContext:
+            {{- include "otus.containerSecurity" $root | nindent 12 }}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ $full }}-{{ $name }}
+  labels:
+    {{- include "otus.labels" $ctx | nindent 4 }}
+spec:
+  selector:
+    {{- include "otus.selectorLabels" $ctx | nindent 4 }}
+  ports:
+    - name: {{ ternary "http" "grpc" (eq $svc.protocol "http") }}
+      port: {{ $svc.port }}
+      targetPort: {{ ternary "http" "grpc" (eq $svc.protocol "http") }}
+      {{- if ne $svc.protocol "http" }}
+      appProtocol: grpc
+      {{- end }}
+    - name: admin
+      port: {{ $svc.adminPort }}
+      targetPort: admin
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ $full }}-{{ $name }}
+  labels:
+    {{- include "otus.labels" $ctx | nindent 4 }}
+spec:
+  minAvailable: 1
+  selector:
+    matchLabels:
+      {{- include "otus.selectorLabels" $ctx | nindent 6 }}
+{{- if $root.Values.serviceMonitor.enabled }}
+---
+apiVersion: monitoring.coreos.com/v1
+kind: ServiceMonitor
+metadata:
+  name: {{ $full }}-{{ $name }}
+  labels:
+    {{- include "otus.labels" $ctx | nindent 4 }}
+    release: {{ $root.Values.serviceMonitor.release }}
+spec:
+  selector:
+    matchLabels:
+      {{- include "otus.selectorLabels" $ctx | nindent 6 }}
+  endpoints:
+    - port: admin
+      path: /metrics
+      interval: {{ $root.Values.serviceMonitor.interval }}
+{{- end }}
+{{- end -}}
