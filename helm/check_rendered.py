@@ -3,8 +3,9 @@
 
 - No credential outside a Secret: no ConfigMap key or literal env value named
   like a password, token secret or database URL, and no `postgres://user:pw@`.
-- Every Deployment: >= 2 replicas (except Redis), liveness and readiness probes,
-  resources, non-root.
+- Every workload container: liveness and readiness probes (Jobs excepted) and
+  resources. The four services (edge, users, auth, catalog): >= 2 replicas, or
+  an HPA with minReplicas >= 2.
 
   helm template otus helm/otus | python3 helm/check_rendered.py
 """
@@ -16,8 +17,18 @@ import yaml
 SECRET_NAMES = re.compile(r"PASSWORD|SECRET|DATABASE_URL|TOKEN", re.I)
 URL_WITH_PASSWORD = re.compile(r"postgres(ql)?://[^:/@\s]+:[^@\s]+@")
 
+SERVICES = {"edge", "users", "auth", "catalog"}
 failures = []
 docs = [d for d in yaml.safe_load_all(sys.stdin) if d]
+hpa_min = {
+    d["spec"]["scaleTargetRef"]["name"]: d["spec"].get("minReplicas", 1)
+    for d in docs
+    if d.get("kind") == "HorizontalPodAutoscaler"
+}
+names = {d["kind"] + "/" + d["metadata"]["name"] for d in docs}
+for svc in SERVICES:
+    if not any(n.startswith("Deployment/") and n.endswith("-" + svc) for n in names):
+        failures.append(f"no Deployment for the {svc} service")
 for d in docs:
     kind, name = d.get("kind"), d.get("metadata", {}).get("name")
     where = f"{kind}/{name}"
@@ -41,8 +52,13 @@ for d in docs:
                         failures.append(f"{where}: {c['name']} has no {probe}")
             if "resources" not in c:
                 failures.append(f"{where}: {c['name']} has no resources")
-        if kind == "Deployment" and "redis" not in name and d["spec"].get("replicas", 1) < 2:
-            failures.append(f"{where}: fewer than 2 replicas")
+        component = d["metadata"].get("labels", {}).get("app.kubernetes.io/component")
+        if kind == "Deployment" and component in SERVICES:
+            replicas = d["spec"].get("replicas")
+            if replicas is None:
+                replicas = hpa_min.get(name, 0)
+            if replicas < 2:
+                failures.append(f"{where}: fewer than 2 replicas")
 kinds = sorted({d["kind"] for d in docs})
 print(f"{len(docs)} resources ({', '.join(kinds)})")
 for f in failures:

@@ -61,3 +61,12 @@ redis://{{ include "otus.fullname" . }}-redis:6379/0
 {{ .Values.redis.externalUrl }}
 {{- end -}}
 {{- end -}}
+
+{{/* Where services send traces: otel.endpoint, else the in-release Jaeger, else nothing. */}}
+{{- define "otus.otlpEndpoint" -}}
+{{- if .Values.otel.endpoint -}}
+{{ .Values.otel.endpoint }}
+{{- else if .Values.jaeger.enabled -}}
+http://{{ include "otus.fullname" . }}-jaeger:4317
+{{- end -}}
+{{- end -}}

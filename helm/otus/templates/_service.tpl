@@ -19,7 +19,7 @@ data:
   LOG_FORMAT: {{ $root.Values.logFormat | quote }}
   ADMIN_ADDR: "0.0.0.0:{{ $svc.adminPort }}"
   OTEL_SERVICE_NAME: "otus-{{ $name }}"
-  {{- with $root.Values.otel.endpoint }}
+  {{- with include "otus.otlpEndpoint" $root }}
   OTEL_EXPORTER_OTLP_ENDPOINT: {{ . | quote }}
   {{- end }}
   {{- if eq $name "edge" }}
@@ -49,7 +49,9 @@ metadata:
   labels:
     {{- include "otus.labels" $ctx | nindent 4 }}
 spec:
+  {{- if not $root.Values.hpa.enabled }}
   replicas: {{ $svc.replicas }}
+  {{- end }}
   selector:
     matchLabels:
       {{- include "otus.selectorLabels" $ctx | nindent 6 }}
@@ -143,6 +145,29 @@ spec:
   selector:
     matchLabels:
       {{- include "otus.selectorLabels" $ctx | nindent 6 }}
+{{- if $root.Values.hpa.enabled }}
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: {{ $full }}-{{ $name }}
+  labels:
+    {{- include "otus.labels" $ctx | nindent 4 }}
+spec:
+  scaleTargetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: {{ $full }}-{{ $name }}
+  minReplicas: {{ $root.Values.hpa.minReplicas }}
+  maxReplicas: {{ $root.Values.hpa.maxReplicas }}
+  metrics:
+    - type: Resource
+      resource:
+        name: cpu
+        target:
+          type: Utilization
+          averageUtilization: {{ $root.Values.hpa.targetCPUUtilizationPercentage }}
+{{- end }}
 {{- if $root.Values.serviceMonitor.enabled }}
 ---
 apiVersion: monitoring.coreos.com/v1
