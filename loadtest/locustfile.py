@@ -71,11 +71,15 @@ class ApiUser(HttpUser):
     @task(5)
     def search(self):
         q = " ".join(random.sample(WORDS, random.choice([1, 2])))
-        self.client.get(f"{PREFIX}/products", name="/products", params={"q": q, "limit": 20})
+        r = self.client.get(f"{PREFIX}/products", name="/products", params={"q": q, "limit": 20})
+        if r.ok:
+            self.seen = [p["id"] for p in r.json().get("items", [])] or getattr(self, "seen", [])
 
     @task(2)
     def product(self):
-        self.client.get(f"{PREFIX}/products/{random.randint(1, 10000)}", name="/products/{id}")
+        # Ids from earlier searches: whatever the catalog holds, they exist.
+        if getattr(self, "seen", None):
+            self.client.get(f"{PREFIX}/products/{random.choice(self.seen)}", name="/products/{id}")
 
     @task(1)
     def relogin(self):
