@@ -3,8 +3,9 @@
 
 - No credential outside a Secret: no ConfigMap key or literal env value named
   like a password, token secret or database URL, and no `postgres://user:pw@`.
-- Every workload container: liveness and readiness probes (Jobs excepted) and
-  resources. The four services (edge, users, auth, catalog): >= 2 replicas, or
+- Every workload container: liveness and readiness probes (Jobs excepted),
+  resources, and an image that is official or the project's own.
+- With --default: the default release has everything a user relies on. The four services (edge, users, auth, catalog): >= 2 replicas, or
   an HPA with minReplicas >= 2.
 
   helm template otus helm/otus | python3 helm/check_rendered.py
@@ -18,6 +19,11 @@ SECRET_NAMES = re.compile(r"PASSWORD|SECRET|DATABASE_URL|TOKEN", re.I)
 URL_WITH_PASSWORD = re.compile(r"postgres(ql)?://[^:/@\s]+:[^@\s]+@")
 
 SERVICES = {"edge", "users", "auth", "catalog"}
+# Docker official images, the exporters' and tools' own images, and ours.
+IMAGES = re.compile(
+    r"^(postgres|redis):|^jaegertracing/|^locustio/locust:|"
+    r"^quay\.io/prometheuscommunity/postgres-exporter:|^oliver006/redis_exporter:|^otus-rs/otus:"
+)
 failures = []
 docs = [d for d in yaml.safe_load_all(sys.stdin) if d]
 hpa_min = {
@@ -52,6 +58,8 @@ for d in docs:
                         failures.append(f"{where}: {c['name']} has no {probe}")
             if "resources" not in c:
                 failures.append(f"{where}: {c['name']} has no resources")
+            if not IMAGES.search(c["image"]):
+                failures.append(f"{where}: image {c['image']} is neither official nor the project's")
         component = d["metadata"].get("labels", {}).get("app.kubernetes.io/component")
         if kind == "Deployment" and component in SERVICES:
             replicas = d["spec"].get("replicas")
@@ -59,6 +67,38 @@ for d in docs:
                 replicas = hpa_min.get(name, 0)
             if replicas < 2:
                 failures.append(f"{where}: fewer than 2 replicas")
+if "--default" in sys.argv:
+    def count(kind, pred=lambda d: True):
+        return sum(1 for d in docs if d.get("kind") == kind and pred(d))
+    def component(d):
+        return d["metadata"].get("labels", {}).get("app.kubernetes.io/component")
+    expected = {
+        "4 service Deployments": count("Deployment", lambda d: component(d) in SERVICES) == 4,
+        "PostgreSQL StatefulSet with a PVC on the official image": count(
+            "StatefulSet",
+            lambda d: d["spec"].get("volumeClaimTemplates")
+            and d["spec"]["template"]["spec"]["containers"][0]["image"].startswith("postgres:"),
+        ) == 1,
+        "Redis": count("Deployment", lambda d: component(d) == "redis") == 1,
+        "migrations hook Job": count(
+            "Job", lambda d: "helm.sh/hook" in d["metadata"].get("annotations", {}) and component(d) == "migrate"
+        ) == 1,
+        "Ingress with the rewrite on arch.homework": count(
+            "Ingress",
+            lambda d: d["spec"]["rules"][0]["host"] == "arch.homework"
+            and d["metadata"]["annotations"].get("nginx.ingress.kubernetes.io/rewrite-target") == "/$1",
+        ) == 1,
+        "ServiceMonitors for 4 services and 2 exporters": count("ServiceMonitor") == 6,
+        "PrometheusRule": count("PrometheusRule") == 1,
+        "dashboard ConfigMaps": count(
+            "ConfigMap", lambda d: d["metadata"].get("labels", {}).get("grafana_dashboard") == "1"
+        ) >= 2,
+        "Jaeger": count("Deployment", lambda d: component(d) == "jaeger") == 1,
+        "the Secret": count("Secret") == 1,
+    }
+    for what, ok in expected.items():
+        if not ok:
+            failures.append(f"default release lacks: {what}")
 kinds = sorted({d["kind"] for d in docs})
 print(f"{len(docs)} resources ({', '.join(kinds)})")
 for f in failures:

@@ -109,6 +109,12 @@ spec:
             grpc: {port: {{ $svc.port }}, service: {{ printf "otus.%s.v1.%sService" $name (title $name) | quote }}}
             periodSeconds: 5
           {{- end }}
+          # Give the endpoints controller and ingress-nginx time to stop routing
+          # here before SIGTERM makes the process stop accepting and drain.
+          lifecycle:
+            preStop:
+              exec:
+                command: ["sleep", "5"]
           resources:
             {{- toYaml $svc.resources | nindent 12 }}
           securityContext:
