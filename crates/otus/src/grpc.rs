@@ -42,11 +42,19 @@ fn reflection_services() -> anyhow::Result<(
     ))
 }
 
-async fn database_status(db: &DatabaseConnection, service: &str) -> ServingStatus {
-    match db.ping().await {
-        Ok(()) => ServingStatus::Serving,
+/// SERVING when the service's own table answers: the database is up *and*
+/// migrated. (A bare ping would report ready before the migrations Job ran,
+/// and requests would then fail on a missing table.)
+async fn database_status(db: &DatabaseConnection, service: &str, table: &str) -> ServingStatus {
+    use sea_orm::ConnectionTrait as _;
+    let probe = sea_orm::Statement::from_string(
+        db.get_database_backend(),
+        format!("SELECT 1 FROM {table} LIMIT 1"),
+    );
+    match db.query_one_raw(probe).await {
+        Ok(_) => ServingStatus::Serving,
         Err(e) => {
-            tracing::warn!(error = %e, %service, "database ping failed");
+            tracing::warn!(error = %e, %service, %table, "database not ready");
             ServingStatus::NotServing
         }
     }
@@ -59,10 +67,11 @@ async fn database_status(db: &DatabaseConnection, service: &str) -> ServingStatu
 async fn watch_database(
     reporter: HealthReporter,
     service: &'static str,
+    table: &'static str,
     db: DatabaseConnection,
     shutdown: CancellationToken,
 ) {
-    let mut last = database_status(&db, service).await;
+    let mut last = database_status(&db, service, table).await;
     reporter.set_service_status(service, last).await;
     tokio::spawn(async move {
         loop {
@@ -70,7 +79,7 @@ async fn watch_database(
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(DB_HEALTH_INTERVAL) => {}
             }
-            let status = database_status(&db, service).await;
+            let status = database_status(&db, service, table).await;
             if status != last {
                 reporter.set_service_status(service, status).await;
                 last = status;
@@ -95,12 +104,13 @@ type MeteredRouter = tonic::transport::server::Router<
 
 async fn standard_services(
     service: &'static str,
+    table: &'static str,
     db: &DatabaseConnection,
     metrics: &otus_telemetry::Metrics,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<MeteredRouter> {
     let (reporter, health) = tonic_health::server::health_reporter();
-    watch_database(reporter, service, db.clone(), shutdown.clone()).await;
+    watch_database(reporter, service, table, db.clone(), shutdown.clone()).await;
     let (reflection_v1, reflection_v1alpha) = reflection_services()?;
     Ok(Server::builder()
         .layer(metrics.grpc_server_layer())
@@ -133,7 +143,7 @@ pub async fn serve_users(
     shutdown: CancellationToken,
 ) -> anyhow::Result<Bound> {
     let (local, incoming) = bind(addr, "users").await?;
-    let router = standard_services(otus_users::SERVICE_NAME, &db, metrics, &shutdown)
+    let router = standard_services(otus_users::SERVICE_NAME, "users", &db, metrics, &shutdown)
         .await?
         .add_service(UsersServiceServer::new(UsersApi::new(db, key)));
     let fut = async move {
@@ -204,9 +214,15 @@ pub async fn serve_auth(
     let api = AuthApi::new(db.clone(), sessions, limiter, users, key, settings)
         .map_err(|e| anyhow::anyhow!("starting the auth service: {e}"))?;
     let (local, incoming) = bind(addr, "auth").await?;
-    let router = standard_services(otus_auth::SERVICE_NAME, &db, metrics, &shutdown)
-        .await?
-        .add_service(AuthServiceServer::new(api));
+    let router = standard_services(
+        otus_auth::SERVICE_NAME,
+        "credentials",
+        &db,
+        metrics,
+        &shutdown,
+    )
+    .await?
+    .add_service(AuthServiceServer::new(api));
     let fut = async move {
         router
             .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
@@ -229,11 +245,17 @@ pub async fn serve_catalog(
     let cache = otus_catalog::SearchCache::new(store, ttl, metrics.registry())
         .context("registering catalog metrics")?;
     let (local, incoming) = bind(addr, "catalog").await?;
-    let router = standard_services(otus_catalog::SERVICE_NAME, &db, metrics, &shutdown)
-        .await?
-        .add_service(CatalogServiceServer::new(otus_catalog::CatalogApi::new(
-            db, cache, strategy,
-        )));
+    let router = standard_services(
+        otus_catalog::SERVICE_NAME,
+        "products",
+        &db,
+        metrics,
+        &shutdown,
+    )
+    .await?
+    .add_service(CatalogServiceServer::new(otus_catalog::CatalogApi::new(
+        db, cache, strategy,
+    )));
     let fut = async move {
         router
             .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())

@@ -159,3 +159,57 @@ async fn the_users_service_rejects_direct_calls_without_a_valid_identity(app: Te
         .into_inner();
     assert_eq!(own.username, victim.username);
 }
+
+/// Before the migrations ran, the service is alive ("" SERVING) but not ready
+/// (its own name NOT_SERVING), so Kubernetes sends it no traffic yet.
+#[tokio::test]
+async fn a_service_is_not_ready_until_its_schema_exists() {
+    let path =
+        std::env::temp_dir().join(format!("otus-unmigrated-{}.sqlite", uuid::Uuid::new_v4()));
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let db = otus_migration::db::connect(&url, &otus_migration::db::PoolSettings::default())
+        .await
+        .expect("connect");
+    let shutdown = otus_telemetry::CancellationToken::new();
+    let (addr, serve) = otus::grpc::serve_users(
+        "127.0.0.1:0".parse().expect("addr"),
+        db.clone(),
+        IdentityKey::new(&[1u8; 32]).expect("key"),
+        &otus_telemetry::Metrics::new(),
+        shutdown.clone(),
+    )
+    .await
+    .expect("serve");
+    tokio::spawn(serve);
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let health = HealthClient::new(channel);
+    let status = |service: &'static str| {
+        let mut h = health.clone();
+        async move {
+            h.check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .expect("check")
+            .into_inner()
+            .status
+        }
+    };
+    assert_eq!(status("").await, ServingStatus::Serving as i32, "alive");
+    assert_eq!(
+        status("otus.users.v1.UsersService").await,
+        ServingStatus::NotServing as i32,
+        "not ready without its table"
+    );
+    shutdown.cancel();
+    drop(db);
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.clone().into_os_string();
+        p.push(suffix);
+        let _ = std::fs::remove_file(p);
+    }
+}
