@@ -30,8 +30,12 @@ pub mod session {
         #[sea_orm(primary_key, auto_increment = false)]
         pub token_hash: String,
         pub user_id: i64,
+        /// Unix seconds (rounded up); kept for replicas of the previous
+        /// release during a rolling update. Read `expires_at_ms`.
         pub expires_at: i64,
         pub created_at: DateTimeWithTimeZone,
+        /// Unix milliseconds; 0 in rows written by the previous release.
+        pub expires_at_ms: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -37,8 +37,28 @@ pub enum StoreError {
     Redis(#[from] fred::error::Error),
 }
 
-fn unix_now() -> i64 {
-    Utc::now().timestamp()
+fn unix_now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+/// `ttl` in whole milliseconds, at least 1 (a zero TTL is not a session).
+fn ttl_millis(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1)
+}
+
+/// Rows whose session is still alive at `now_ms`: by `expires_at_ms`, or by
+/// `expires_at` (seconds) for rows a replica of the previous release wrote
+/// during a rolling update (`expires_at_ms = 0`; see the migration
+/// `m20261125_000004_session_expiry_ms`).
+fn alive_at(now_ms: i64) -> sea_orm::Condition {
+    use sea_orm::Condition;
+    Condition::any()
+        .add(session::Column::ExpiresAtMs.gt(now_ms))
+        .add(
+            Condition::all()
+                .add(session::Column::ExpiresAtMs.eq(0))
+                .add(session::Column::ExpiresAt.gt(now_ms.div_euclid(1000))),
+        )
 }
 
 /// Session storage.
@@ -59,16 +79,20 @@ impl SessionStore {
         }
     }
 
-    /// Stores a session for `user_id` that expires after `ttl`.
+    /// Stores a session for `user_id` that expires `ttl` (to the
+    /// millisecond) after this call.
     #[tracing::instrument(name = "session_store.create", skip_all, fields(store = self.backend()))]
     pub async fn create(&self, hash: &str, user_id: i64, ttl: Duration) -> Result<(), StoreError> {
-        let secs = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX).max(1);
+        let millis = ttl_millis(ttl);
         match self {
             Self::Sql(db) => {
+                let expires_at_ms = unix_now_ms().saturating_add(millis);
                 session::ActiveModel {
                     token_hash: Set(hash.to_owned()),
                     user_id: Set(user_id),
-                    expires_at: Set(unix_now().saturating_add(secs)),
+                    // Rounded up, for replicas of the previous release.
+                    expires_at: Set(expires_at_ms.saturating_add(999).div_euclid(1000)),
+                    expires_at_ms: Set(expires_at_ms),
                     created_at: Set(Utc::now().fixed_offset()),
                 }
                 .insert(db)
@@ -78,11 +102,11 @@ impl SessionStore {
                 let key = format!("{prefix}session:{hash}");
                 let set = format!("{prefix}user-sessions:{user_id}");
                 let () = client
-                    .set(&key, user_id, Some(Expiration::EX(secs)), None, false)
+                    .set(&key, user_id, Some(Expiration::PX(millis)), None, false)
                     .await?;
                 let _: i64 = client.sadd(&set, hash).await?;
                 // The set lives as long as its newest session.
-                let _: i64 = client.expire(&set, secs, None).await?;
+                let _: i64 = client.pexpire(&set, millis, None).await?;
             }
         }
         Ok(())
@@ -93,7 +117,7 @@ impl SessionStore {
     pub async fn get(&self, hash: &str) -> Result<Option<i64>, StoreError> {
         match self {
             Self::Sql(db) => Ok(session::Entity::find_by_id(hash.to_owned())
-                .filter(session::Column::ExpiresAt.gt(unix_now()))
+                .filter(alive_at(unix_now_ms()))
                 .one(db)
                 .await?
                 .map(|s| s.user_id)),
@@ -149,7 +173,7 @@ impl SessionStore {
     pub async fn prune_expired(&self) -> Result<u64, StoreError> {
         match self {
             Self::Sql(db) => Ok(session::Entity::delete_many()
-                .filter(session::Column::ExpiresAt.lte(unix_now()))
+                .filter(alive_at(unix_now_ms()).not())
                 .exec(db)
                 .await?
                 .rows_affected),
@@ -288,5 +312,158 @@ impl LoginLimiter {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use fred::prelude::{Builder, ClientLike as _, Config};
+    use sea_orm::{ConnectionTrait as _, Database};
+
+    use super::*;
+
+    /// A session of 1.5 s must still be alive at 1.2 s (a store counting whole
+    /// seconds gives it between 0.5 and 1.5 s, and a truncating one between 0
+    /// and 1 s) and gone just after 1.5 s. The "alive" observation only counts
+    /// when the lookup returned before the TTL ran out, so a stalled machine
+    /// makes the test retry, never pass without having seen it.
+    async fn sessions_live_exactly_their_ttl(store: &SessionStore) {
+        const TTL: Duration = Duration::from_millis(1500);
+        const CHECK_ALIVE_AT: Duration = Duration::from_millis(1200);
+        const ATTEMPTS: u32 = 5;
+        let run = uuid_like();
+        for attempt in 0..ATTEMPTS {
+            let hash = format!("{run}{attempt:04}");
+            let before = Instant::now();
+            store.create(&hash, 7, TTL).await.expect("create");
+            let created = Instant::now();
+            tokio::time::sleep_until((before + CHECK_ALIVE_AT).into()).await;
+            let alive = store.get(&hash).await.expect("get");
+            let looked_up = before.elapsed();
+            let conclusive = looked_up < TTL;
+            if conclusive {
+                assert_eq!(
+                    alive,
+                    Some(7),
+                    "a {TTL:?} session was gone {looked_up:?} after it was created"
+                );
+            } else {
+                eprintln!(
+                    "attempt {attempt}: the lookup returned {looked_up:?} after creation, \
+                     past the TTL: retrying"
+                );
+            }
+            tokio::time::sleep_until((created + TTL + Duration::from_millis(50)).into()).await;
+            assert_eq!(
+                store.get(&hash).await.expect("get"),
+                None,
+                "a {TTL:?} session still answered {:?} after it was created",
+                created.elapsed()
+            );
+            assert_eq!(
+                store.prune_expired().await.expect("prune"),
+                match store {
+                    SessionStore::Sql(_) => 1,
+                    SessionStore::Redis { .. } => 0,
+                }
+            );
+            if conclusive {
+                return;
+            }
+        }
+        panic!("no lookup returned within the TTL in {ATTEMPTS} attempts: machine too slow");
+    }
+
+    fn uuid_like() -> String {
+        uuid::Uuid::new_v4().simple().to_string()
+    }
+
+    async fn migrated(url: &str) -> DatabaseConnection {
+        let db = Database::connect(url).await.expect("connect");
+        use otus_migration::MigratorTrait as _;
+        otus_migration::Migrator::up(&db, None)
+            .await
+            .expect("migrate");
+        db
+    }
+
+    #[tokio::test]
+    async fn sql_sessions_on_sqlite_expire_to_the_millisecond() {
+        let db = migrated("sqlite::memory:").await;
+        sessions_live_exactly_their_ttl(&SessionStore::Sql(db)).await;
+    }
+
+    #[tokio::test]
+    #[cfg_attr(
+        not(otus_pg_tests),
+        ignore = "TEST_DATABASE_URL is not set: the SQL store runs on SQLite only"
+    )]
+    async fn sql_sessions_on_postgres_expire_to_the_millisecond() {
+        let admin_url = std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL");
+        let name = format!("otus_store_test_{}", std::process::id());
+        let admin = Database::connect(&admin_url).await.expect("connect");
+        let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+        admin.execute_unprepared(&drop).await.expect("drop");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .expect("create database");
+        let (base, query) = admin_url.split_once('?').unwrap_or((&admin_url, ""));
+        let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
+        let query = if query.is_empty() {
+            String::new()
+        } else {
+            format!("?{query}")
+        };
+        let db = migrated(&format!("{base}/{name}{query}")).await;
+        sessions_live_exactly_their_ttl(&SessionStore::Sql(db.clone())).await;
+        db.close().await.expect("close");
+        admin.execute_unprepared(&drop).await.expect("drop");
+    }
+
+    #[tokio::test]
+    #[cfg_attr(
+        not(otus_redis_tests),
+        ignore = "TEST_REDIS_URL is not set: cannot test the Redis session store"
+    )]
+    async fn redis_sessions_expire_to_the_millisecond() {
+        let url = std::env::var("TEST_REDIS_URL").expect("TEST_REDIS_URL");
+        let client = Builder::from_config(Config::from_url(&url).expect("redis url"))
+            .build()
+            .expect("client");
+        client.init().await.expect("connect to Redis");
+        let prefix = format!("otus-store-test-{}:", uuid_like());
+        sessions_live_exactly_their_ttl(&SessionStore::Redis {
+            client: client.clone(),
+            prefix: prefix.clone(),
+        })
+        .await;
+        let _: i64 = client
+            .del(format!("{prefix}user-sessions:7"))
+            .await
+            .expect("clean up");
+    }
+
+    /// Rows written by the previous release (seconds only) keep working during
+    /// a rolling update.
+    #[tokio::test]
+    async fn rows_without_milliseconds_expire_by_seconds() {
+        let db = migrated("sqlite::memory:").await;
+        let now = Utc::now().timestamp();
+        for (hash, expires_at) in [("old-alive", now + 60), ("old-dead", now - 1)] {
+            db.execute_unprepared(&format!(
+                "INSERT INTO sessions (token_hash, user_id, expires_at, created_at) \
+                 VALUES ('{hash}', 3, {expires_at}, '2026-11-24T00:00:00+00:00')"
+            ))
+            .await
+            .expect("insert an old-style row");
+        }
+        let store = SessionStore::Sql(db);
+        assert_eq!(store.get("old-alive").await.expect("get"), Some(3));
+        assert_eq!(store.get("old-dead").await.expect("get"), None);
+        assert_eq!(store.prune_expired().await.expect("prune"), 1);
+        assert_eq!(store.get("old-alive").await.expect("get"), Some(3));
     }
 }

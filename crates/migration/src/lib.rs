@@ -21,6 +21,7 @@ pub const PRODUCTS_TRGM_INDEX: &str = "CREATE INDEX IF NOT EXISTS products_name_
 mod m20261124_000001_create_users;
 mod m20261124_000002_create_auth;
 mod m20261124_000003_create_products;
+mod m20261125_000004_session_expiry_ms;
 
 /// Applies every migration in order; `seaql_migrations` records what ran.
 pub struct Migrator;
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_create_users::Migration),
             Box::new(m20261124_000002_create_auth::Migration),
             Box::new(m20261124_000003_create_products::Migration),
+            Box::new(m20261125_000004_session_expiry_ms::Migration),
         ]
     }
 }
