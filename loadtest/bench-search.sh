@@ -50,13 +50,15 @@ start_server() { # db_url cache baseline
   GRPC_DEADLINE_MS=120000 REQUEST_TIMEOUT_MS=120000 DATABASE_ACQUIRE_TIMEOUT_MS=120000 \
     "$OTUS_BIN" all-in-one >/tmp/otus-bench-server.log 2>&1 &
   SERVER=$!
-  for _ in $(seq 1 100); do
-    curl -fsS "http://127.0.0.1:$PORT/ready" >/dev/null 2>&1 && return 0
+  local deadline=$(( $(date +%s) + 60 ))
+  until curl -fsS "http://127.0.0.1:$PORT/ready" >/dev/null 2>&1; do
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      cat /tmp/otus-bench-server.log >&2
+      echo "the server did not become ready within 60 s" >&2
+      exit 1
+    fi
     sleep 0.2
   done
-  cat /tmp/otus-bench-server.log >&2
-  echo "the server did not become ready" >&2
-  exit 1
 }
 
 ROWS=()

@@ -15,6 +15,7 @@
 #                  starts prometheus-postgres-exporter on :9187
 #   REDIS_ADDR     e.g. redis://127.0.0.1:6379, starts prometheus-redis-exporter on :9121
 #   DETACH=1       start in the background, print the PIDs file, and return
+#   READY_TIMEOUT  seconds to wait for Prometheus to report ready (60)
 # Install: apt-get install --no-install-recommends prometheus
 #          [prometheus-postgres-exporter prometheus-redis-exporter]
 set -euo pipefail
@@ -55,11 +56,16 @@ prometheus --config.file="$DIR/prometheus.yml" --storage.tsdb.path="$DIR/data" \
   --web.listen-address="127.0.0.1:$PROM_PORT" >"$DIR/prometheus.log" 2>&1 &
 pids+=($!)
 printf '%s\n' "${pids[@]}" >"$DIR/pids"
-for _ in $(seq 1 50); do
-  curl -fsS "http://127.0.0.1:$PROM_PORT/-/ready" >/dev/null 2>&1 && break
+# Poll for readiness (bounded), never a fixed sleep.
+deadline=$(( $(date +%s) + ${READY_TIMEOUT:-60} ))
+until curl -fsS "http://127.0.0.1:$PROM_PORT/-/ready" >/dev/null 2>&1; do
+  if [ "$(date +%s)" -ge "$deadline" ]; then
+    cat "$DIR/prometheus.log" >&2
+    echo "Prometheus did not become ready within ${READY_TIMEOUT:-60}s" >&2
+    exit 1
+  fi
   sleep 0.2
 done
-curl -fsS "http://127.0.0.1:$PROM_PORT/-/ready" >/dev/null || { cat "$DIR/prometheus.log" >&2; exit 1; }
 echo "Prometheus: http://127.0.0.1:$PROM_PORT  (scraping: $TARGETS; config and logs in $DIR)"
 echo "Try: http://127.0.0.1:$PROM_PORT/graph?g0.expr=histogram_quantile(0.99%2C%20sum%20by%20(route%2C%20le)%20(rate(http_server_request_duration_seconds_bucket%5B1m%5D)))"
 if [ "${DETACH:-0}" = 1 ]; then
