@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# The `otus` binary (every subcommand: all-in-one, edge, users, migrate).
+# The `otus` binary, every subcommand: the processes edge, users, auth, catalog
+# (or all of them in one: all-in-one) and the jobs migrate and seed-products.
 # Official images only: rust to build, debian slim to run, as a non-root user.
 # protoc comes from the protoc-bin-vendored crate; TLS is rustls: the runtime
 # needs no build tools and no OpenSSL.
@@ -21,7 +22,7 @@ COPY --from=build /usr/local/bin/otus /usr/local/bin/otus
 USER 10001:10001
 # The embedded SQLite default writes otus.sqlite here (all-in-one mode).
 WORKDIR /data
-# 8000 REST (edge), 9000/9001 admin /metrics, 50051 gRPC (users).
-EXPOSE 8000 9000 9001 50051
+# 8000 REST (edge); 50051 users, 50052 auth, 50053 catalog gRPC; 9000-9003 admin /metrics (9000 edge, 9001 users, 9002 auth, 9003 catalog).
+EXPOSE 8000 9000 9001 9002 9003 50051 50052 50053
 ENTRYPOINT ["/usr/local/bin/otus"]
 CMD ["all-in-one"]

@@ -23,8 +23,9 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Everything in one process (edge + users, migrations applied first):
-    /// the local mode. Uses an embedded SQLite file unless DATABASE_URL is set.
+    /// Everything in one process (edge + users + auth + catalog, migrations
+    /// applied first): the local mode. Uses an embedded SQLite file unless
+    /// DATABASE_URL is set.
     AllInOne(AllInOneArgs),
     /// The REST edge only; talks to the services over gRPC.
     Edge(EdgeArgs),
@@ -177,7 +178,7 @@ impl AuthTuning {
 /// How the edge treats requests (shared by `edge` and `all-in-one`).
 #[derive(Debug, Clone, Args)]
 pub struct EdgeTuning {
-    /// Deadline of every gRPC call the edge makes, in milliseconds.
+    /// Deadline of every outgoing gRPC call, in milliseconds.
     #[arg(long, env = "GRPC_DEADLINE_MS", default_value_t = 5000)]
     pub grpc_deadline_ms: u64,
     /// Upper bound on a whole HTTP request, in milliseconds (504 beyond).
@@ -305,7 +306,7 @@ pub struct AuthArgs {
     /// Where the users service answers gRPC.
     #[arg(long, env = "USERS_GRPC_URL", default_value = "http://127.0.0.1:50051")]
     pub users_grpc_url: String,
-    /// Deadline of calls to the users service, in milliseconds.
+    /// Deadline of every outgoing gRPC call, in milliseconds.
     #[arg(long, env = "GRPC_DEADLINE_MS", default_value_t = 5000)]
     pub grpc_deadline_ms: u64,
     #[command(flatten)]
@@ -355,7 +356,8 @@ pub struct SeedArgs {
     /// Random seed: the same seed gives the same products.
     #[arg(long, env = "SEED_SEED", default_value_t = 1)]
     pub seed: u64,
-    /// What to do with existing products.
+    /// What to do with products already there: `if-empty`, `replace` or
+    /// `append`.
     #[arg(long, env = "SEED_MODE", value_enum, default_value_t = SeedMode::IfEmpty)]
     pub mode: SeedMode,
     /// Rows per batch (one COPY chunk or one SQLite transaction).

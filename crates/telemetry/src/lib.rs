@@ -26,6 +26,39 @@ use tracing_subscriber::{EnvFilter, layer::SubscriberExt as _, util::SubscriberI
 /// sea-orm stays at info: its per-statement spans (not log lines) are INFO.
 pub const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn,h2=warn,tower=warn,hyper=warn";
 
+/// An environment variable read directly (a standard name other tools set)
+/// rather than through `otus`'s command line.
+#[derive(Clone, Copy, Debug)]
+pub struct EnvVar {
+    /// The variable.
+    pub name: &'static str,
+    /// What applies when it is unset.
+    pub default: &'static str,
+    /// What it does.
+    pub meaning: &'static str,
+}
+
+/// Every variable this crate reads from the environment itself. The README's
+/// configuration table lists them beside the command-line ones (a test keeps
+/// the two in step).
+pub const ENVIRONMENT: &[EnvVar] = &[
+    EnvVar {
+        name: "OTEL_EXPORTER_OTLP_ENDPOINT",
+        default: "unset (no export)",
+        meaning: "OTLP/gRPC endpoint for traces, e.g. `http://jaeger:4317`",
+    },
+    EnvVar {
+        name: "OTEL_SERVICE_NAME",
+        default: "`otus-edge`, `otus-users`, … (`otus` for all-in-one)",
+        meaning: "Service name on the spans",
+    },
+    EnvVar {
+        name: "RUST_LOG",
+        default: "`info,sqlx=warn,…`",
+        meaning: "Log filter (also filters spans: keep `sea_orm=info` for SQL spans)",
+    },
+];
+
 /// Log line format.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LogFormat {

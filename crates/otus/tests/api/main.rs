@@ -11,6 +11,7 @@ mod helpers;
 
 mod auth;
 mod catalog;
+mod docs;
 mod grpc;
 mod health;
 mod metrics;
