@@ -10,6 +10,15 @@ use crate::store::StoreError;
 /// `google.rpc.ErrorInfo.domain` of every error this service returns.
 pub const ERROR_DOMAIN: &str = "auth.otus";
 
+impl From<crate::password::HashError> for AuthError {
+    fn from(e: crate::password::HashError) -> Self {
+        match e {
+            crate::password::HashError::Busy => Self::Busy,
+            crate::password::HashError::Failed(cause) => Self::Internal(cause),
+        }
+    }
+}
+
 /// Everything that can go wrong in an auth RPC.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -32,6 +41,10 @@ pub enum AuthError {
     /// with a RetryInfo detail.
     #[error("too many login attempts")]
     TooManyAttempts { retry_after: Duration },
+    /// Every password-hashing slot stayed busy for the whole wait.
+    /// → UNAVAILABLE, `AUTH_BUSY`, with a RetryInfo detail.
+    #[error("password hashing at capacity")]
+    Busy,
     /// The session store or database failed. → UNAVAILABLE,
     /// `AUTH_STORE_UNAVAILABLE`.
     #[error("store: {0}")]
@@ -89,6 +102,12 @@ impl From<AuthError> for Status {
                 ),
                 "TOO_MANY_ATTEMPTS",
                 ErrorDetails::with_retry_info(Some(retry_after)),
+            ),
+            AuthError::Busy => status(
+                Code::Unavailable,
+                "the service is at its capacity for password checks; try again in a second",
+                "AUTH_BUSY",
+                ErrorDetails::with_retry_info(Some(Duration::from_secs(1))),
             ),
             AuthError::Store(cause) => {
                 tracing::warn!(error = %cause, "auth store unavailable");

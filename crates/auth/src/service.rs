@@ -36,6 +36,11 @@ pub struct AuthSettings {
     pub limits: LoginLimits,
     /// Deadline of calls to the users service.
     pub users_deadline: Duration,
+    /// Most password hashes computed at once (each needs
+    /// [`password::WORK_MEMORY_BYTES`]).
+    pub hash_max_concurrent: usize,
+    /// How long a request waits for a free hashing slot before 503.
+    pub hash_max_wait: Duration,
 }
 
 impl Default for AuthSettings {
@@ -44,6 +49,8 @@ impl Default for AuthSettings {
             session_ttl: Duration::from_secs(24 * 3600),
             limits: LoginLimits::default(),
             users_deadline: Duration::from_secs(5),
+            hash_max_concurrent: 2,
+            hash_max_wait: Duration::from_secs(1),
         }
     }
 }
@@ -57,6 +64,8 @@ pub struct AuthApi {
     users: UsersServiceClient<UsersChannel>,
     key: IdentityKey,
     settings: AuthSettings,
+    /// Bounded password hashing (memory and concurrency).
+    hasher: password::Hasher,
     /// A real argon2id hash of a random password: verifying against it when
     /// the username is unknown makes that answer cost what a wrong password
     /// costs, so timing does not reveal which usernames exist.
@@ -75,6 +84,7 @@ impl AuthApi {
     ) -> Result<Self, AuthError> {
         let dummy_hash = password::hash(&password::new_session_token())
             .map_err(|e| AuthError::Internal(format!("hashing the dummy password: {e}")))?;
+        let hasher = password::Hasher::new(settings.hash_max_concurrent, settings.hash_max_wait);
         Ok(Self {
             db,
             sessions,
@@ -82,6 +92,7 @@ impl AuthApi {
             users: UsersServiceClient::new(users),
             key,
             settings,
+            hasher,
             dummy_hash,
         })
     }
@@ -94,17 +105,12 @@ impl AuthApi {
         req
     }
 
-    async fn hash_blocking(&self, password: String) -> Result<String, AuthError> {
-        tokio::task::spawn_blocking(move || password::hash(&password))
-            .await
-            .map_err(|e| AuthError::Internal(format!("hash task: {e}")))?
-            .map_err(|e| AuthError::Internal(format!("hashing: {e}")))
+    async fn hash_bounded(&self, password: String) -> Result<String, AuthError> {
+        Ok(self.hasher.hash(password).await?)
     }
 
-    async fn verify_blocking(&self, password: String, phc: String) -> Result<bool, AuthError> {
-        tokio::task::spawn_blocking(move || password::verify(&password, &phc))
-            .await
-            .map_err(|e| AuthError::Internal(format!("verify task: {e}")))
+    async fn verify_bounded(&self, password: String, phc: String) -> Result<bool, AuthError> {
+        Ok(self.hasher.verify(password, phc).await?)
     }
 
     async fn session_user(&self, token: &str) -> Result<i64, AuthError> {
@@ -183,7 +189,7 @@ impl AuthApi {
             Some(c) => (c.password_hash.clone(), true),
             None => (self.dummy_hash.clone(), false),
         };
-        let matches = self.verify_blocking(req.password, phc).await?;
+        let matches = self.verify_bounded(req.password, phc).await?;
         let (Some(user_id), true, true) = (user_id, known, matches) else {
             self.limiter.increment(&user_key, limits.window).await?;
             return Err(AuthError::InvalidCredentials);
@@ -215,12 +221,24 @@ impl AuthService for AuthApi {
         if let Some(why) = password::check_policy(&password) {
             return Err(AuthError::InvalidPassword(why).into());
         }
+        // The cheap checks first (fields, username free), so a bad or
+        // duplicate registration never costs a hash.
+        self.users
+            .clone()
+            .create_user(self.as_service(CreateUserRequest {
+                user: user.clone(),
+                validate_only: true,
+            }))
+            .await?;
         // Hash before creating anything: the slow step cannot fail halfway.
-        let phc = self.hash_blocking(password).await?;
+        let phc = self.hash_bounded(password).await?;
         let created = self
             .users
             .clone()
-            .create_user(self.as_service(CreateUserRequest { user }))
+            .create_user(self.as_service(CreateUserRequest {
+                user,
+                validate_only: false,
+            }))
             .await?
             .into_inner();
         let now = Utc::now().fixed_offset();

@@ -158,6 +158,14 @@ pub struct AuthTuning {
     /// The login counting window, in seconds.
     #[arg(long, env = "LOGIN_WINDOW_SECS", default_value_t = 300)]
     pub login_window_secs: u64,
+    /// Most argon2id password hashes computed at once; each holds 19 MiB, so
+    /// this bounds the memory that registrations and logins can take.
+    #[arg(long, env = "ARGON2_MAX_CONCURRENT", default_value_t = 2)]
+    pub argon2_max_concurrent: usize,
+    /// Milliseconds a registration or login waits for a free hashing slot
+    /// before 503 `AUTH_BUSY` with `Retry-After`.
+    #[arg(long, env = "ARGON2_MAX_WAIT_MS", default_value_t = 1000)]
+    pub argon2_max_wait_ms: u64,
 }
 
 impl AuthTuning {
@@ -171,6 +179,8 @@ impl AuthTuning {
                 window: Duration::from_secs(self.login_window_secs.max(1)),
             },
             users_deadline,
+            hash_max_concurrent: self.argon2_max_concurrent.max(1),
+            hash_max_wait: Duration::from_millis(self.argon2_max_wait_ms),
         }
     }
 }

@@ -133,7 +133,11 @@ impl UsersService for UsersApi {
         // Registration goes through the auth service, which stores the
         // password; a profile without a credential would be an orphan.
         self.authorize(&request, Access::Auth)?;
-        let user = request.into_inner().user.unwrap_or_default();
+        let CreateUserRequest {
+            user,
+            validate_only,
+        } = request.into_inner();
+        let user = user.unwrap_or_default();
         let violations = validate::check(Fields {
             username: &user.username,
             first_name: &user.first_name,
@@ -143,6 +147,22 @@ impl UsersService for UsersApi {
         });
         if !violations.is_empty() {
             return Err(UsersError::Invalid(violations).into());
+        }
+        if validate_only {
+            // The unique index still decides races at the real create.
+            let taken = entity::Entity::find()
+                .select_only()
+                .column(entity::Column::Id)
+                .filter(entity::Column::Username.eq(&user.username))
+                .into_tuple::<i64>()
+                .one(&self.db)
+                .await
+                .map_err(UsersError::from_db)?
+                .is_some();
+            if taken {
+                return Err(UsersError::UsernameTaken.into());
+            }
+            return Ok(Response::new(User { id: 0, ..user }));
         }
         let now = Utc::now().fixed_offset();
         let model = entity::ActiveModel {

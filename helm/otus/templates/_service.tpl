@@ -38,6 +38,10 @@ data:
   {{- if or (eq $name "auth") (eq $name "catalog") }}
   REDIS_URL: {{ include "otus.redisUrl" $root | quote }}
   {{- end }}
+  {{- with $svc.passwordHashing }}
+  ARGON2_MAX_CONCURRENT: {{ .maxConcurrent | quote }}
+  ARGON2_MAX_WAIT_MS: {{ .maxWaitMs | quote }}
+  {{- end }}
   {{- if eq $name "catalog" }}
   CACHE_ENABLED: {{ ternary "1" "0" $root.Values.cacheEnabled | quote }}
   {{- end }}
@@ -116,7 +120,12 @@ spec:
               exec:
                 command: ["sleep", "5"]
           resources:
-            {{- toYaml $svc.resources | nindent 12 }}
+            {{- $resources := deepCopy $svc.resources }}
+            {{- with $svc.passwordHashing }}
+            {{- $limit := add .baseMemoryMi (mul .maxConcurrent .workMemoryMi) }}
+            {{- $_ := set $resources "limits" (merge (dict "memory" (printf "%dMi" $limit)) ($resources.limits | default dict)) }}
+            {{- end }}
+            {{- toYaml $resources | nindent 12 }}
           securityContext:
             {{- include "otus.containerSecurity" $root | nindent 12 }}
 ---

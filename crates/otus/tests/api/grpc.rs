@@ -89,6 +89,7 @@ async fn invalid_input_is_invalid_argument_with_a_machine_reason_and_field() {
             email: "not-an-email".into(),
             ..User::default()
         }),
+        validate_only: false,
     });
     otus_identity::attach(&mut req, &app.mint(&Identity::Service("auth".into())));
     let status = users
@@ -143,6 +144,7 @@ async fn the_users_service_rejects_direct_calls_without_a_valid_identity(app: Te
             email: "s@example.com".into(),
             ..User::default()
         }),
+        validate_only: false,
     });
     otus_identity::attach(&mut create, &app.mint(&Identity::User(other.id)));
     let denied = users

@@ -227,6 +227,10 @@ impl TestApp {
                 login_max_failures_per_username: MAX_FAILURES,
                 login_max_attempts_per_address: MAX_ATTEMPTS_PER_ADDRESS,
                 login_window_secs: 300,
+                // Tests race many registrations on a busy machine: wait long
+                // rather than answer 503 (the bound itself has its own test).
+                argon2_max_concurrent: 2,
+                argon2_max_wait_ms: 60_000,
             },
             identity: IdentityArgs {
                 identity_token_secret: Some(secret.clone()),
