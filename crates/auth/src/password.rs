@@ -29,6 +29,9 @@ pub fn check_policy(password: &str) -> Option<String> {
         Some(format!(
             "password must be at most {MAX_PASSWORD_CHARS} characters"
         ))
+    } else if password.contains('\0') {
+        // Many clients and stores cut strings at NUL; refuse it everywhere.
+        Some("password must not contain NUL characters".into())
     } else {
         None
     }
@@ -316,5 +319,6 @@ mod tests {
         assert!(check_policy("short").is_some());
         assert!(check_policy("long enough").is_none());
         assert!(check_policy(&"x".repeat(129)).is_some());
+        assert!(check_policy("long\0enough").is_some());
     }
 }

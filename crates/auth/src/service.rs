@@ -146,6 +146,12 @@ impl AuthApi {
     }
 
     async fn login_checked(&self, req: LoginRequest) -> Result<LoginResponse, AuthError> {
+        if req.password.contains('\0') {
+            // No stored password can contain it (registration refuses it).
+            return Err(AuthError::InvalidPassword(
+                "password must not contain NUL characters".into(),
+            ));
+        }
         let limits = &self.settings.limits;
         let addr_key = format!("login:addr:{}", req.client_address);
         let (attempts, reset) = self.limiter.increment(&addr_key, limits.window).await?;

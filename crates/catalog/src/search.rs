@@ -69,6 +69,26 @@ impl Search {
                 format!("q must be at most {MAX_QUERY_CHARS} characters"),
             ));
         }
+        // NUL cannot be stored or compared by PostgreSQL (an error, not a
+        // miss), and SQLite cuts a LIKE pattern at it (so `%00x` would match
+        // everything): refuse control characters other than whitespace, which
+        // only separates words.
+        let unprintable = |s: &str| {
+            s.chars()
+                .any(|c| c.is_control() && !c.is_ascii_whitespace())
+        };
+        if unprintable(&req.query) {
+            return Err(bad(
+                "INVALID_QUERY",
+                "q must not contain control characters",
+            ));
+        }
+        if unprintable(&req.category) {
+            return Err(bad(
+                "INVALID_CATEGORY",
+                "category must not contain control characters",
+            ));
+        }
         let mut words: Vec<String> = req.query.split_whitespace().map(fold).collect();
         words.sort();
         words.dedup();
@@ -124,10 +144,12 @@ impl Search {
     /// One string per distinct answer: the cache key.
     pub fn cache_key(&self) -> String {
         let opt = |v: Option<i64>| v.map_or_else(String::new, |v| v.to_string());
+        // Strings in Debug form (quoted, escaped), so no query or category
+        // text can imitate another parameter's part of the key.
         format!(
-            "v1|q={}|c={}|min={}|max={}|l={}|o={}",
-            self.words.join(" "),
-            self.category.as_deref().unwrap_or(""),
+            "v2|q={:?}|c={:?}|min={}|max={}|l={}|o={}",
+            self.words,
+            self.category,
             opt(self.min_price_cents),
             opt(self.max_price_cents),
             self.limit,
@@ -240,5 +262,34 @@ mod tests {
             "repeats count once"
         );
         assert_eq!(with(&|r| r.limit = 0), None, "0 means the default");
+        assert_eq!(with(&|r| r.query = "a\0b".into()), Some("INVALID_QUERY"));
+        assert_eq!(with(&|r| r.query = "\u{85}".into()), Some("INVALID_QUERY"));
+        assert_eq!(
+            with(&|r| r.category = "\0".into()),
+            Some("INVALID_CATEGORY")
+        );
+        assert_eq!(
+            with(&|r| r.query = "a\tb\nc".into()),
+            None,
+            "whitespace separates"
+        );
+    }
+
+    #[test]
+    fn query_text_cannot_imitate_another_parameter_in_the_cache_key() {
+        let mut crafted = req("a|c=b");
+        crafted.category = String::new();
+        let mut real = req("a");
+        real.category = "b".into();
+        assert_ne!(
+            Search::new(&crafted).unwrap().cache_key(),
+            Search::new(&real).unwrap().cache_key()
+        );
+        let mut crafted = req(r#"a"|c=Some("b")"#);
+        crafted.category = String::new();
+        assert_ne!(
+            Search::new(&crafted).unwrap().cache_key(),
+            Search::new(&real).unwrap().cache_key()
+        );
     }
 }

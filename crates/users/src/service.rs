@@ -274,6 +274,9 @@ impl UsersService for UsersApi {
     ) -> Result<Response<LookupUsernameResponse>, Status> {
         self.authorize(&request, Access::Auth)?;
         let username = request.into_inner().username;
+        if let Some(v) = validate::lookup_username(&username) {
+            return Err(UsersError::Invalid(vec![v]).into());
+        }
         let id: Option<i64> = entity::Entity::find()
             .select_only()
             .column(entity::Column::Id)

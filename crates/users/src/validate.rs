@@ -52,6 +52,20 @@ pub fn check(f: Fields<'_>) -> Vec<Violation> {
     out
 }
 
+/// A username as typed at login: anything a registration could have stored
+/// is looked up; characters none can hold (control characters, NUL above
+/// all, which PostgreSQL cannot store at all) are a client error, the same on
+/// every backend.
+pub fn lookup_username(v: &str) -> Option<Violation> {
+    has_control(v).then(|| {
+        Violation::new(
+            "username",
+            "INVALID_USERNAME",
+            "username must not contain control characters",
+        )
+    })
+}
+
 fn has_control(s: &str) -> bool {
     s.chars().any(char::is_control)
 }

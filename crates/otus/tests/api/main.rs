@@ -8,6 +8,7 @@
 #![expect(clippy::expect_used, reason = "a failed expectation is a failed test")]
 
 mod helpers;
+mod hostile;
 
 mod auth;
 mod catalog;

@@ -1,0 +1,116 @@
+//! Hostile input: what a client sends must never cost a 5xx, and what a
+//! database cannot store is a 400 on every backend.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, new_user, on_both_backends};
+
+/// Characters some backend cannot store or treats specially: NUL
+/// (PostgreSQL refuses it in text, SQLite cuts strings at it), and C0/C1
+/// controls that no field accepts.
+const REFUSED: [&str; 4] = ["a\u{0}b", "\u{0}", "a\u{1b}b", "a\u{85}b"];
+
+async fn assert_400(resp: reqwest::Response, what: &str) -> Value {
+    let status = resp.status().as_u16();
+    let body: Value = resp
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{what}: answer is not JSON ({status}): {e}"));
+    assert_eq!(status, 400, "{what}: {body}");
+    assert_eq!(body["code"], 400, "{what}: {body}");
+    assert!(
+        body["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "{what}: {body}"
+    );
+    body
+}
+
+on_both_backends!(input_a_database_cannot_store_is_a_400_everywhere);
+
+async fn input_a_database_cannot_store_is_a_400_everywhere(app: TestApp) {
+    let (user, token) = app.user_with_token().await;
+    let before = app.get("/me", Some(&token)).await.text().await.expect("me");
+    let fields = [
+        "username",
+        "firstName",
+        "lastName",
+        "email",
+        "phone",
+        "password",
+    ];
+    for bad in REFUSED {
+        for field in fields {
+            if field == "password" && !bad.contains('\u{0}') {
+                // Other controls are allowed in passwords (never stored).
+                continue;
+            }
+            for path in ["/register", "/user"] {
+                let mut body = new_user();
+                body[field] = if field == "password" {
+                    json!(format!("long enough password {bad}"))
+                } else {
+                    json!(bad)
+                };
+                let what = format!("POST {path} with {field}={bad:?}");
+                assert_400(app.post_json(path, None, &body).await, &what).await;
+            }
+            if field != "password" {
+                let what = format!("PUT /me with {field}={bad:?}");
+                let resp = app
+                    .put_json("/me", Some(&token), &json!({ field: bad }))
+                    .await;
+                assert_400(resp, &what).await;
+                let what = format!("PUT /user/{{id}} with {field}={bad:?}");
+                let resp = app
+                    .put_json(
+                        &format!("/user/{}", user.id),
+                        Some(&token),
+                        &json!({ field: bad }),
+                    )
+                    .await;
+                assert_400(resp, &what).await;
+            }
+        }
+        let login = json!({"username": bad, "password": "whatever long"});
+        assert_400(
+            app.post_json("/login", None, &login).await,
+            &format!("login username {bad:?}"),
+        )
+        .await;
+        let login =
+            json!({"username": user.username, "password": format!("{}{bad}", user.password)});
+        let what = format!("login password with {bad:?}");
+        let resp = app.post_json("/login", None, &login).await;
+        if bad.contains('\u{0}') {
+            assert_400(resp, &what).await;
+        } else {
+            // Other controls are only wrong passwords: no stored one has them.
+            assert_eq!(resp.status(), 401, "{what}");
+        }
+    }
+    // Search parameters, percent-encoded as a browser would send them.
+    for query in [
+        "q=%00",
+        "q=%00qqqq",
+        "q=%D0%BA%D0%BE%D1%81%00",
+        "q=a%1Bb",
+        "q=a%C2%85b",
+        "category=%00",
+        "category=%D0%A2%D1%83%D1%80%D0%B8%D0%B7%D0%BC%00",
+    ] {
+        let resp = app.get(&format!("/products?{query}"), None).await;
+        assert_400(resp, &format!("GET /products?{query}")).await;
+    }
+    // A lone surrogate is not a character at all: malformed JSON.
+    let raw = r#"{"username":"a\ud800b","email":"x@example.com","password":"long enough"}"#;
+    let resp = app
+        .send(Method::POST, "/register", None, Some(raw.into()))
+        .await;
+    assert_400(resp, "lone surrogate in JSON").await;
+
+    // Nothing was changed or lost by any of it, and the session still works.
+    let after = app.get("/me", Some(&token)).await.text().await.expect("me");
+    assert_eq!(before, after, "the profile is unchanged");
+    app.login(&user).await;
+}
