@@ -10,8 +10,10 @@
 //! - [`body`]: strict JSON body reading (4xx JSON errors, never 500).
 //! - [`error`]: [`ApiError`], the one error shape, and the gRPC→HTTP mapping.
 //! - [`observe`]: request id, access log, metrics by route template, timeout.
+//! - [`listener`]: the HTTP/1.1 listener (header-read timeout, connection
+//!   cap) and body reading (413 on a declared oversize, 408 on a stalled body).
 //!
-//! A request flows: `observe` (id, span, metrics) → `timeout` → body limit →
+//! A request flows: `observe` (id, span, metrics) → `timeout` → body read →
 //! handler → gRPC call with a deadline and the request id in metadata →
 //! response or [`ApiError`].
 
@@ -19,11 +21,12 @@ pub mod auth;
 pub mod body;
 pub mod error;
 pub mod health;
+pub mod listener;
 pub mod observe;
 pub mod products;
 pub mod users;
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::{
@@ -62,6 +65,8 @@ pub struct EdgeConfig {
     pub request_timeout: Duration,
     /// Largest accepted request body in bytes; larger gets 413.
     pub body_limit: usize,
+    /// Time a client has to send a request body; beyond it 408.
+    pub body_read_timeout: Duration,
 }
 
 /// What every handler can reach. Cheap to clone.
@@ -176,6 +181,13 @@ pub fn router(
         .with_state(state)
         .layer(DefaultBodyLimit::max(cfg.body_limit))
         .layer(middleware::from_fn_with_state(
+            listener::BodyLimits {
+                max_bytes: cfg.body_limit,
+                read_timeout: cfg.body_read_timeout,
+            },
+            listener::read_body,
+        ))
+        .layer(middleware::from_fn_with_state(
             cfg.request_timeout,
             observe::timeout,
         ))
@@ -201,27 +213,7 @@ async fn method_not_allowed(req: Request) -> ApiError {
     )
 }
 
-/// Binds the public listener; returns its address and the serving future,
-/// which ends after `shutdown` fires and in-flight requests finish.
-pub async fn serve(
-    addr: SocketAddr,
-    router: Router,
-    shutdown: CancellationToken,
-) -> anyhow::Result<(SocketAddr, impl Future<Output = std::io::Result<()>>)> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding the HTTP port {addr}"))?;
-    let local = listener.local_addr()?;
-    let fut = async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-    };
-    Ok((local, fut))
-}
+pub use listener::{ListenerLimits, serve};
 
 #[cfg(test)]
 mod tests {
@@ -238,6 +230,7 @@ mod tests {
             grpc_deadline: Duration::from_millis(1500),
             request_timeout: Duration::from_secs(10),
             body_limit: 1024,
+            body_read_timeout: Duration::from_secs(5),
         };
         let state = AppState::new(&cfg, &Metrics::new(), CancellationToken::new()).unwrap();
         let mut headers = HeaderMap::new();

@@ -194,9 +194,22 @@ pub struct EdgeTuning {
     /// Upper bound on a whole HTTP request, in milliseconds (504 beyond).
     #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
     pub request_timeout_ms: u64,
-    /// Largest accepted request body, in bytes (413 beyond).
+    /// Largest accepted request body, in bytes (413 beyond, at once when
+    /// Content-Length declares it).
     #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = 64 * 1024)]
     pub body_limit_bytes: usize,
+    /// Milliseconds a client has to send a request body (408 beyond).
+    #[arg(long, env = "BODY_READ_TIMEOUT_MS", default_value_t = 5000)]
+    pub body_read_timeout_ms: u64,
+    /// Milliseconds a client has to send a request's headers; also how long an
+    /// idle keep-alive connection stays open. Above ingress-nginx's upstream
+    /// keep-alive timeout (60 s), so nginx never reuses a connection the edge
+    /// is closing.
+    #[arg(long, env = "HTTP_HEADER_READ_TIMEOUT_MS", default_value_t = 75_000)]
+    pub http_header_read_timeout_ms: u64,
+    /// Most open HTTP connections per process; more wait in the accept backlog.
+    #[arg(long, env = "HTTP_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub http_max_connections: usize,
     /// Mark the session cookie `Secure` (serve over HTTPS).
     #[arg(long, env = "COOKIE_SECURE", default_value_t = false)]
     pub cookie_secure: bool,
@@ -223,6 +236,15 @@ impl EdgeTuning {
             grpc_deadline: Duration::from_millis(self.grpc_deadline_ms),
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             body_limit: self.body_limit_bytes,
+            body_read_timeout: Duration::from_millis(self.body_read_timeout_ms),
+        }
+    }
+
+    /// The public listener's bounds.
+    pub fn listener_limits(&self) -> otus_edge::ListenerLimits {
+        otus_edge::ListenerLimits {
+            header_read_timeout: Duration::from_millis(self.http_header_read_timeout_ms.max(1)),
+            max_connections: self.http_max_connections,
         }
     }
 }

@@ -163,7 +163,13 @@ impl AllInOne {
         let catalog_url = format!("http://{}", loopback(catalog_grpc_addr));
         let edge_cfg = args.edge.edge_config(users_url, auth_url, catalog_url);
         let router = otus_edge::router(&edge_cfg, &metrics, shutdown.clone())?;
-        let (http_addr, edge) = otus_edge::serve(args.http_addr, router, shutdown.clone()).await?;
+        let (http_addr, edge) = otus_edge::serve(
+            args.http_addr,
+            router,
+            args.edge.listener_limits(),
+            shutdown.clone(),
+        )
+        .await?;
         let (admin_addr, admin) =
             otus_telemetry::serve_admin(args.admin_addr, metrics, shutdown).await?;
         let serve = Box::pin(async move {
@@ -229,7 +235,13 @@ pub async fn run_edge(args: EdgeArgs) -> anyhow::Result<()> {
         &metrics,
         shutdown.clone(),
     )?;
-    let (http, edge) = otus_edge::serve(args.http_addr, router, shutdown.clone()).await?;
+    let (http, edge) = otus_edge::serve(
+        args.http_addr,
+        router,
+        args.tuning.listener_limits(),
+        shutdown.clone(),
+    )
+    .await?;
     let (admin, admin_fut) =
         otus_telemetry::serve_admin(args.admin_addr, metrics, shutdown).await?;
     tracing::info!(%http, %admin, users = %args.users_grpc_url, "edge listening");

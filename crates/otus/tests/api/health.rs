@@ -46,12 +46,17 @@ async fn with_the_users_service_down_the_edge_answers_503_quickly() {
         grpc_deadline: Duration::from_secs(5),
         request_timeout: Duration::from_secs(10),
         body_limit: 1024,
+        body_read_timeout: Duration::from_secs(5),
     };
     let router =
         otus_edge::router(&cfg, &otus_telemetry::Metrics::new(), shutdown.clone()).expect("router");
     let (addr, serve) = otus_edge::serve(
         "127.0.0.1:0".parse().expect("addr"),
         router,
+        otus_edge::ListenerLimits {
+            header_read_timeout: Duration::from_secs(30),
+            max_connections: 64,
+        },
         shutdown.clone(),
     )
     .await

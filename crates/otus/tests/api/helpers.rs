@@ -33,6 +33,9 @@ pub struct Options {
     /// Redis for this app regardless of backend (e.g. a private
     /// redis-server a test kills); `None`: `TEST_REDIS_URL` on PostgreSQL.
     pub redis_url: Option<String>,
+    /// The edge's header-read (and keep-alive idle) timeout. Long by default:
+    /// a short one would close the client's pooled connections under it.
+    pub header_read_timeout_ms: u64,
 }
 
 impl Default for Options {
@@ -41,9 +44,13 @@ impl Default for Options {
             session_ttl_secs: 3600,
             cache_enabled: true,
             redis_url: None,
+            header_read_timeout_ms: 30_000,
         }
     }
 }
+
+/// Time the test apps give a client to send a body (short, to test 408).
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_millis(1000);
 
 /// A fresh database that is removed when dropped.
 enum TestDb {
@@ -209,6 +216,9 @@ impl TestApp {
                 grpc_deadline_ms: 5000,
                 request_timeout_ms: 10_000,
                 body_limit_bytes: BODY_LIMIT,
+                body_read_timeout_ms: u64::try_from(BODY_READ_TIMEOUT.as_millis()).expect("ms"),
+                http_header_read_timeout_ms: opts.header_read_timeout_ms,
+                http_max_connections: 256,
                 cookie_secure: false,
                 trust_proxy_headers: true,
             },

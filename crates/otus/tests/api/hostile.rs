@@ -1,10 +1,12 @@
 //! Hostile input: what a client sends must never cost a 5xx, and what a
 //! database cannot store is a 400 on every backend.
 
+use std::time::{Duration, Instant};
+
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, new_user, on_both_backends};
+use crate::helpers::{BODY_READ_TIMEOUT, Backend, Options, TestApp, new_user, on_both_backends};
 
 /// Characters some backend cannot store or treats specially: NUL
 /// (PostgreSQL refuses it in text, SQLite cuts strings at it), and C0/C1
@@ -113,4 +115,102 @@ async fn input_a_database_cannot_store_is_a_400_everywhere(app: TestApp) {
     let after = app.get("/me", Some(&token)).await.text().await.expect("me");
     assert_eq!(before, after, "the profile is unchanged");
     app.login(&user).await;
+}
+
+/// Sends `raw` on a new connection to the edge and returns everything the
+/// server writes until it closes the connection (bounded by `deadline`).
+async fn raw_exchange(app: &TestApp, raw: &[u8], deadline: Duration) -> (String, Duration) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let addr = app.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let started = Instant::now();
+    stream.write_all(raw).await.expect("send");
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(deadline, stream.read_to_end(&mut out)).await;
+    assert!(
+        read.is_ok(),
+        "the server kept the connection open for {deadline:?}; got so far: {:?}",
+        String::from_utf8_lossy(&out)
+    );
+    (
+        String::from_utf8_lossy(&out).into_owned(),
+        started.elapsed(),
+    )
+}
+
+fn status_and_body(response: &str) -> (u16, Value) {
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {response:?}"));
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let body =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("body not JSON ({e}): {response:?}"));
+    (status, body)
+}
+
+#[tokio::test]
+async fn a_declared_oversized_body_is_413_without_waiting_for_it() {
+    let app = TestApp::spawn(Backend::Sqlite).await.expect("sqlite");
+    for expect in ["", "Expect: 100-continue\r\n"] {
+        let raw = format!(
+            "POST /register HTTP/1.1\r\nHost: arch.homework\r\nContent-Type: application/json\r\n\
+             Content-Length: 10000000\r\n{expect}\r\n"
+        );
+        // The body never comes: only an answer that does not wait for it is
+        // 413 (waiting would end in the body timeout's 408).
+        let (response, _) = raw_exchange(&app, raw.as_bytes(), Duration::from_secs(20)).await;
+        assert!(!response.contains("100 Continue"), "{response}");
+        let (status, body) = status_and_body(&response);
+        assert_eq!(status, 413, "{expect:?}: {response}");
+        assert_eq!(body["reason"], "PAYLOAD_TOO_LARGE");
+    }
+}
+
+#[tokio::test]
+async fn a_stalled_body_is_408_json_within_the_body_timeout() {
+    let app = TestApp::spawn(Backend::Sqlite).await.expect("sqlite");
+    let raw = "POST /login HTTP/1.1\r\nHost: arch.homework\r\nContent-Type: application/json\r\n\
+               Content-Length: 100\r\n\r\n{\"username\":";
+    let (response, took) = raw_exchange(&app, raw.as_bytes(), Duration::from_secs(20)).await;
+    let (status, body) = status_and_body(&response);
+    assert_eq!(status, 408, "{response}");
+    assert_eq!(body["reason"], "BODY_TIMEOUT");
+    assert_eq!(body["code"], 408);
+    assert!(
+        took >= BODY_READ_TIMEOUT,
+        "answered after {took:?}, before the body timeout"
+    );
+}
+
+#[tokio::test]
+async fn connections_that_never_finish_their_headers_are_closed() {
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        Options {
+            header_read_timeout_ms: 500,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("sqlite");
+    // Half a request head, then nothing; and a connection that sends nothing.
+    for raw in [
+        &b"GET /health/ HTTP/1.1\r\nHost: arch.homework\r\nX-Slow: "[..],
+        &b""[..],
+    ] {
+        let (response, took) = raw_exchange(&app, raw, Duration::from_secs(20)).await;
+        assert!(
+            took >= Duration::from_millis(500),
+            "closed after {took:?}, before the header timeout"
+        );
+        // hyper may answer 408 before closing; never anything else.
+        assert!(
+            response.is_empty() || response.starts_with("HTTP/1.1 408"),
+            "{response:?}"
+        );
+    }
+    // A well-behaved client is unaffected.
+    assert_eq!(app.get("/health/", None).await.status(), 200);
 }

@@ -1,0 +1,197 @@
+//! The public HTTP listener and request bodies, with every cost a client can
+//! impose bounded: connections per process, time to send headers, time to
+//! send a body, body size.
+//!
+//! - [`serve`]: HTTP/1.1 (what ingress-nginx speaks upstream) with a
+//!   header-read timeout that also closes idle keep-alive connections and
+//!   connections that never send a byte, and a cap on open connections
+//!   (beyond it new ones wait in the kernel's backlog).
+//! - [`read_body`]: a declared `Content-Length` over the limit is `413` at
+//!   once, without reading (so `Expect: 100-continue` gets no `100`); a body
+//!   that does not arrive within the body timeout is `408`; the body is then
+//!   handed on in memory, at most the limit.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use axum::{
+    Router,
+    body::{Body, Bytes},
+    extract::{ConnectInfo, Request, State},
+    http::{StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse as _, Response},
+};
+use http_body_util::BodyExt as _;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use otus_telemetry::CancellationToken;
+
+use crate::error::ApiError;
+
+/// Bounds of the public listener.
+#[derive(Clone, Copy, Debug)]
+pub struct ListenerLimits {
+    /// Time a client has to send a request's headers; also how long an idle
+    /// keep-alive connection stays open.
+    pub header_read_timeout: Duration,
+    /// Most open connections; more wait in the kernel's accept backlog.
+    pub max_connections: usize,
+}
+
+/// Bounds on request bodies.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimits {
+    /// Largest body, in bytes.
+    pub max_bytes: usize,
+    /// Time a client has to send the whole body once the headers are in.
+    pub read_timeout: Duration,
+}
+
+/// Reads the body under [`BodyLimits`] before any handler sees the request.
+pub async fn read_body(State(limits): State<BodyLimits>, req: Request, next: Next) -> Response {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            format!(
+                "request body is larger than the limit of {} bytes",
+                limits.max_bytes
+            ),
+        )
+        .into_response()
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max_bytes as u64) {
+        return close(too_large());
+    }
+    let (parts, mut body) = req.into_parts();
+    let mut buf: Vec<u8> = Vec::new();
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|_| ReadError::Aborted)?;
+            if let Ok(data) = frame.into_data() {
+                if buf.len() + data.len() > limits.max_bytes {
+                    return Err(ReadError::TooLarge);
+                }
+                buf.extend_from_slice(&data);
+            }
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(limits.read_timeout, read).await {
+        Ok(Ok(())) => {
+            next.run(Request::from_parts(parts, Body::from(Bytes::from(buf))))
+                .await
+        }
+        Ok(Err(ReadError::TooLarge)) => close(too_large()),
+        Ok(Err(ReadError::Aborted)) => close(
+            ApiError::bad_request("INVALID_BODY", "the request body could not be read")
+                .into_response(),
+        ),
+        Err(_) => close(
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "BODY_TIMEOUT",
+                format!(
+                    "the request body did not arrive within {} ms",
+                    limits.read_timeout.as_millis()
+                ),
+            )
+            .into_response(),
+        ),
+    }
+}
+
+enum ReadError {
+    TooLarge,
+    Aborted,
+}
+
+/// The connection cannot be reused after a body was left unread.
+fn close(mut resp: Response) -> Response {
+    resp.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    resp
+}
+
+/// Binds the public listener; returns its address and the serving future,
+/// which ends after `shutdown` fires and in-flight requests finish (idle
+/// connections are closed at once).
+pub async fn serve(
+    addr: SocketAddr,
+    router: Router,
+    limits: ListenerLimits,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(SocketAddr, impl Future<Output = std::io::Result<()>>)> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the HTTP port {addr}"))?;
+    let local = listener.local_addr()?;
+    let max = limits.max_connections.clamp(
+        1,
+        tokio::sync::Semaphore::MAX_PERMITS.min(u32::MAX as usize),
+    );
+    let permits = Arc::new(tokio::sync::Semaphore::new(max));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true);
+    let fut = async move {
+        loop {
+            let permit = tokio::select! {
+                p = permits.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+                () = shutdown.cancelled() => break,
+            };
+            let (stream, peer) = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        // E.g. out of file descriptors: back off, keep serving.
+                        tracing::warn!(error = %e, "accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = shutdown.cancelled() => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let router = router.clone();
+            let service =
+                hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    tower::ServiceExt::oneshot(router.clone(), req.map(Body::new))
+                });
+            let conn = http.serve_connection(TokioIo::new(stream), service);
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                tokio::pin!(conn);
+                let result = tokio::select! {
+                    r = conn.as_mut() => r,
+                    () = shutdown.cancelled() => {
+                        conn.as_mut().graceful_shutdown();
+                        conn.await
+                    }
+                };
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, %peer, "connection ended with an error");
+                }
+            });
+        }
+        drop(listener);
+        // Every connection holds a permit until it ends: all back, all done.
+        let all = u32::try_from(max).unwrap_or(u32::MAX);
+        let _ = permits.acquire_many(all).await;
+        Ok(())
+    };
+    Ok((local, fut))
+}
