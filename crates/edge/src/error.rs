@@ -107,7 +107,7 @@ pub fn http_status(code: Code) -> StatusCode {
 
 impl From<tonic::Status> for ApiError {
     fn from(s: tonic::Status) -> Self {
-        let status = http_status(s.code());
+        let mut status = http_status(s.code());
         // Our services attach google.rpc.ErrorInfo to every error they
         // produce; its message is written for clients. Without it the status
         // came from the transport (connection refused, deadline), whose text
@@ -135,7 +135,16 @@ impl From<tonic::Status> for ApiError {
                         "DEADLINE_EXCEEDED",
                         "a backend service did not answer in time",
                     ),
-                    Code::Cancelled => ("CANCELLED", "the request was cancelled"),
+                    // Without our ErrorInfo, CANCELLED comes from the
+                    // transport: the backend closed the connection under the
+                    // call (a restart). The backend went away: 503.
+                    Code::Cancelled => {
+                        status = StatusCode::SERVICE_UNAVAILABLE;
+                        (
+                            "BACKEND_UNAVAILABLE",
+                            "a backend service is unavailable; try again later",
+                        )
+                    }
                     _ => ("INTERNAL", "internal error"),
                 };
                 tracing::warn!(grpc.code = ?s.code(), grpc.message = %s.message(), "backend call failed");
@@ -167,6 +176,13 @@ mod tests {
         for (code, http) in cases {
             assert_eq!(http_status(code).as_u16(), http, "{code:?}");
         }
+    }
+
+    #[test]
+    fn a_call_cut_by_a_restarting_backend_is_503() {
+        let e = ApiError::from(tonic::Status::cancelled("connection closed"));
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.reason(), "BACKEND_UNAVAILABLE");
     }
 
     #[test]
