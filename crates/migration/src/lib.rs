@@ -22,6 +22,7 @@ mod m20261124_000001_create_users;
 mod m20261124_000002_create_auth;
 mod m20261124_000003_create_products;
 mod m20261125_000004_session_expiry_ms;
+mod m20261125_000005_username_key;
 
 /// Applies every migration in order; `seaql_migrations` records what ran.
 pub struct Migrator;
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000002_create_auth::Migration),
             Box::new(m20261124_000003_create_products::Migration),
             Box::new(m20261125_000004_session_expiry_ms::Migration),
+            Box::new(m20261125_000005_username_key::Migration),
         ]
     }
 }

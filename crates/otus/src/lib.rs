@@ -58,6 +58,13 @@ pub async fn migrate(conn: &DatabaseConnection) -> anyhow::Result<usize> {
     Migrator::up(conn, None)
         .await
         .context("applying migrations")?;
+    // Data the schema cannot compute itself (keys computed in Rust).
+    let keyed = otus_users::username::backfill_keys(conn)
+        .await
+        .context("back-filling username keys")?;
+    if keyed > 0 {
+        tracing::info!(rows = keyed, "username keys back-filled");
+    }
     tracing::info!(applied = pending.len(), "database schema is up to date");
     Ok(pending.len())
 }

@@ -10,6 +10,9 @@ pub struct Model {
     pub id: i64,
     #[sea_orm(unique)]
     pub username: String,
+    /// [`crate::username::key`] of `username`, unique; `None` only in rows
+    /// not yet back-filled.
+    pub username_key: Option<String>,
     pub first_name: String,
     pub last_name: String,
     pub email: String,

@@ -3,6 +3,8 @@
 //!
 //! - [`service`]: the gRPC methods. Each validates its input, talks to the
 //!   database through sea-orm, and returns a canonical status on failure.
+//! - [`username`]: the uniqueness key that makes look-alike names the same
+//!   name, and its back-fill.
 //! - [`validate`]: the field rules (username, e-mail, phone…). Enforced here,
 //!   by the owner of the data, not at the edge.
 //! - [`error`]: [`UsersError`] and its single mapping to `tonic::Status`, with
@@ -15,6 +17,7 @@
 pub mod entity;
 pub mod error;
 pub mod service;
+pub mod username;
 pub mod validate;
 
 pub use error::UsersError;

@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status};
 use crate::{
     entity,
     error::UsersError,
+    username,
     validate::{self, Fields},
 };
 
@@ -80,6 +81,18 @@ fn check_id(id: i64) -> Result<(), UsersError> {
         });
     }
     Ok(())
+}
+
+/// Rows whose username is the same name as `username` (uniqueness key
+/// `key`): by key, or exactly for a row not yet back-filled.
+fn same_name(username: &str, key: &str) -> sea_orm::Condition {
+    sea_orm::Condition::any()
+        .add(entity::Column::UsernameKey.eq(key))
+        .add(
+            sea_orm::Condition::all()
+                .add(entity::Column::UsernameKey.is_null())
+                .add(entity::Column::Username.eq(username)),
+        )
 }
 
 fn fields(m: &entity::Model) -> Fields<'_> {
@@ -148,12 +161,13 @@ impl UsersService for UsersApi {
         if !violations.is_empty() {
             return Err(UsersError::Invalid(violations).into());
         }
+        let key = username::key(&user.username);
         if validate_only {
             // The unique index still decides races at the real create.
             let taken = entity::Entity::find()
                 .select_only()
                 .column(entity::Column::Id)
-                .filter(entity::Column::Username.eq(&user.username))
+                .filter(same_name(&user.username, &key))
                 .into_tuple::<i64>()
                 .one(&self.db)
                 .await
@@ -167,6 +181,7 @@ impl UsersService for UsersApi {
         let now = Utc::now().fixed_offset();
         let model = entity::ActiveModel {
             username: Set(user.username),
+            username_key: Set(Some(key)),
             first_name: Set(user.first_name),
             last_name: Set(user.last_name),
             email: Set(user.email),
@@ -220,6 +235,7 @@ impl UsersService for UsersApi {
                 _ => {}
             }
         }
+        next.username_key = Some(username::key(&next.username));
         // Validate the user as it would be stored, so an update can never
         // produce a profile that create would have refused.
         let violations = validate::check(fields(&next));
@@ -231,6 +247,7 @@ impl UsersService for UsersApi {
         }
         let mut active: entity::ActiveModel = current.into();
         active.username = Set(next.username);
+        active.username_key = Set(next.username_key);
         active.first_name = Set(next.first_name);
         active.last_name = Set(next.last_name);
         active.email = Set(next.email);
@@ -277,10 +294,11 @@ impl UsersService for UsersApi {
         if let Some(v) = validate::lookup_username(&username) {
             return Err(UsersError::Invalid(vec![v]).into());
         }
+        let key = username::key(&username);
         let id: Option<i64> = entity::Entity::find()
             .select_only()
             .column(entity::Column::Id)
-            .filter(entity::Column::Username.eq(username))
+            .filter(same_name(&username, &key))
             .into_tuple()
             .one(&self.db)
             .await

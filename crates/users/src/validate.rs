@@ -97,6 +97,13 @@ fn username(v: &str) -> Option<Violation> {
             "username must not contain control characters",
         ));
     }
+    if v.chars().any(crate::username::is_invisible) {
+        return Some(Violation::new(
+            F,
+            R,
+            "username must not contain invisible or direction-changing characters",
+        ));
+    }
     None
 }
 

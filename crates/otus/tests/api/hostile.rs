@@ -214,3 +214,100 @@ async fn connections_that_never_finish_their_headers_are_closed() {
     // A well-behaved client is unaffected.
     assert_eq!(app.get("/health/", None).await.status(), 200);
 }
+
+on_both_backends!(
+    look_alike_usernames_are_taken_or_invalid,
+    existing_look_alikes_are_keyed_apart
+);
+
+/// The ten look-alike forms of the attack run, against a name with an
+/// accent, a capital and Latin letters that have Cyrillic twins.
+async fn look_alike_usernames_are_taken_or_invalid(app: TestApp) {
+    let tag = &uuid::Uuid::new_v4().simple().to_string()[..6];
+    let original = format!("Zo\u{e9}.Lovelace{tag}");
+    let user = app.register(json!({"username": original})).await;
+    let look_alikes = [
+        ("NFD", format!("Zoe\u{301}.Lovelace{tag}")),
+        ("case", format!("zo\u{e9}.lovelace{tag}")),
+        (
+            "zero-width space",
+            format!("Zo\u{e9}.Love\u{200B}lace{tag}"),
+        ),
+        (
+            "zero-width joiner",
+            format!("Zo\u{e9}.Love\u{200D}lace{tag}"),
+        ),
+        (
+            "zero-width non-joiner",
+            format!("Zo\u{e9}.Love\u{200C}lace{tag}"),
+        ),
+        ("U+FEFF", format!("\u{FEFF}Zo\u{e9}.Lovelace{tag}")),
+        ("RTL override", format!("Zo\u{e9}.Lovelace{tag}\u{202E}")),
+        ("soft hyphen", format!("Zo\u{e9}.Love\u{AD}lace{tag}")),
+        ("fullwidth", format!("Ｚｏ\u{e9}.Ｌｏｖｅｌａｃｅ{tag}")),
+        ("Cyrillic о", format!("Z\u{43e}\u{e9}.Lovelace{tag}")),
+    ];
+    for (form, name) in look_alikes {
+        let mut body = new_user();
+        body["username"] = json!(name);
+        let resp = app.post_json("/register", None, &body).await;
+        let status = resp.status().as_u16();
+        let answer: Value = resp.json().await.expect("JSON");
+        assert!(
+            (status == 409 && answer["reason"] == "USERNAME_TAKEN")
+                || (status == 400 && answer["reason"] == "INVALID_USERNAME"),
+            "{form} ({name:?}) was not refused: {status} {answer}"
+        );
+    }
+    // Renaming another account to a look-alike is refused the same way.
+    let (_, token) = app.user_with_token().await;
+    let resp = app
+        .put_json(
+            "/me",
+            Some(&token),
+            &json!({"username": format!("ZO\u{c9}.LOVELACE{tag}")}),
+        )
+        .await;
+    assert_eq!(resp.status(), 409, "rename to a look-alike");
+    // The owner logs in with any spelling of the same name.
+    let login = json!({"username": format!("zoe\u{301}.lovelace{tag}"), "password": user.password});
+    let resp = app.post_json("/login", None, &login).await;
+    assert_eq!(resp.status(), 200, "login by another spelling");
+    let body: Value = resp.json().await.expect("JSON");
+    assert_eq!(body["userId"], user.id);
+}
+
+/// Rows from before the uniqueness key (written without it) get keys when
+/// `otus migrate` back-fills them; an existing look-alike pair keeps both
+/// accounts, and neither name can be registered again.
+async fn existing_look_alikes_are_keyed_apart(app: TestApp) {
+    use sea_orm::ConnectionTrait as _;
+    let db = sea_orm::Database::connect(&app.database_url)
+        .await
+        .expect("connect");
+    let tag = &uuid::Uuid::new_v4().simple().to_string()[..6];
+    for name in [format!("old{tag}"), format!("OLD{tag}")] {
+        db.execute_unprepared(&format!(
+            "INSERT INTO users (username, first_name, last_name, email, phone, created_at, updated_at) \
+             VALUES ('{name}', '', '', 'x@example.com', '', '2026-11-24T00:00:00+00:00', '2026-11-24T00:00:00+00:00')"
+        ))
+        .await
+        .expect("insert a row the old way");
+    }
+    let filled = otus_users::username::backfill_keys(&db)
+        .await
+        .expect("backfill");
+    assert_eq!(filled, 2);
+    assert_eq!(
+        otus_users::username::backfill_keys(&db)
+            .await
+            .expect("again"),
+        0
+    );
+    for name in [format!("Old{tag}"), format!("old{tag}")] {
+        let mut body = new_user();
+        body["username"] = json!(name);
+        let resp = app.post_json("/register", None, &body).await;
+        assert_eq!(resp.status(), 409, "{name} after the back-fill");
+    }
+}
