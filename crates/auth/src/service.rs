@@ -160,7 +160,8 @@ impl AuthApi {
                 retry_after: Duration::from_secs(reset),
             });
         }
-        let user_key = format!("login:user:{}", req.username);
+        // Counted per account, whatever spelling of the name is tried.
+        let user_key = format!("login:user:{}", otus_identity::username::key(&req.username));
         let (failures, reset) = self.limiter.peek(&user_key).await?;
         if failures >= limits.max_failures_per_username {
             return Err(AuthError::TooManyAttempts {

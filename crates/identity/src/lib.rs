@@ -10,6 +10,10 @@
 //! The edge never holds the secret: it gets user tokens from
 //! `AuthService/Authenticate`, so a header a client sets can never become an
 //! identity, and a client calling a service directly has no way to mint one.
+//!
+//! [`username`]: when two usernames name the same account.
+
+pub mod username;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

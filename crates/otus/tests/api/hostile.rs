@@ -275,6 +275,29 @@ async fn look_alike_usernames_are_taken_or_invalid(app: TestApp) {
     assert_eq!(resp.status(), 200, "login by another spelling");
     let body: Value = resp.json().await.expect("JSON");
     assert_eq!(body["userId"], user.id);
+    // Failures count per account: other spellings do not buy more guesses.
+    for i in 0..crate::helpers::MAX_FAILURES {
+        // A different spelling each time: one letter's case flipped.
+        let spelling: String = original
+            .chars()
+            .enumerate()
+            .map(|(j, c)| match (j == i as usize, c.is_uppercase()) {
+                (true, true) => c.to_lowercase().next().unwrap_or(c),
+                (true, false) => c.to_uppercase().next().unwrap_or(c),
+                _ => c,
+            })
+            .collect();
+        let guess = json!({"username": spelling, "password": "not the password"});
+        let resp = app.post_json("/login", None, &guess).await;
+        assert_eq!(resp.status(), 401, "guess {i} as {spelling:?}");
+    }
+    let right = json!({"username": original, "password": user.password});
+    let resp = app.post_json("/login", None, &right).await;
+    assert_eq!(
+        resp.status(),
+        429,
+        "the account is locked after its failures, in any spelling"
+    );
 }
 
 /// Rows from before the uniqueness key (written without it) get keys when
