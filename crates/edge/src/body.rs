@@ -25,15 +25,34 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
         // A missing Content-Type is tolerated; any other type is a client
         // error (note `curl -d` sends x-www-form-urlencoded unless told
         // `-H 'Content-Type: application/json'`).
-        if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
+        // Every Content-Type header counts (a proxy may read another one than
+        // we do), and a charset other than UTF-8 is not what we would decode.
+        for ct in req.headers().get_all(header::CONTENT_TYPE) {
             let ct = ct.to_str().unwrap_or_default().to_ascii_lowercase();
-            let essence = ct.split(';').next().unwrap_or_default().trim();
-            if essence != "application/json" && !essence.ends_with("+json") {
-                return Err(ApiError::new(
+            let mut parts = ct.split(';');
+            let essence = parts.next().unwrap_or_default().trim();
+            let unsupported = |why: String| {
+                ApiError::new(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
                     "UNSUPPORTED_MEDIA_TYPE",
-                    format!("Content-Type must be application/json, got {essence:?}"),
-                ));
+                    why,
+                )
+            };
+            if essence != "application/json" && !essence.ends_with("+json") {
+                return Err(unsupported(format!(
+                    "Content-Type must be application/json, got {essence:?}"
+                )));
+            }
+            for param in parts {
+                if let Some((name, value)) = param.split_once('=')
+                    && name.trim() == "charset"
+                    && !matches!(value.trim().trim_matches('"'), "utf-8" | "utf8")
+                {
+                    return Err(unsupported(format!(
+                        "JSON bodies must be UTF-8, got charset {:?}",
+                        value.trim()
+                    )));
+                }
             }
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|r| {
@@ -54,7 +73,14 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
             ));
         }
         match serde_json::from_slice::<Value>(&bytes) {
-            Ok(Value::Object(map)) => Ok(Self(map)),
+            Ok(Value::Object(map)) => {
+                // serde_json keeps the last of repeated keys; a client (or a
+                // proxy) may have meant the first. Ambiguity is an error.
+                if let Err(e) = serde_json::from_slice::<UniqueKeys>(&bytes) {
+                    return Err(ApiError::bad_request("DUPLICATE_FIELD", e.to_string()));
+                }
+                Ok(Self(map))
+            }
             Ok(_) => Err(ApiError::bad_request(
                 "INVALID_BODY",
                 "request body must be a JSON object",
@@ -64,6 +90,37 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
                 format!("request body is not valid JSON: {e}"),
             )),
         }
+    }
+}
+
+/// A JSON object read only to refuse repeated keys (values are skipped).
+struct UniqueKeys;
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = UniqueKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<UniqueKeys, A::Error> {
+                let mut seen = std::collections::HashSet::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    if !seen.insert(key.clone()) {
+                        return Err(serde::de::Error::custom(format!(
+                            "field {key:?} appears more than once"
+                        )));
+                    }
+                }
+                Ok(UniqueKeys)
+            }
+        }
+        d.deserialize_map(Visitor)
     }
 }
 

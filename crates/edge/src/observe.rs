@@ -100,6 +100,27 @@ fn request_id(req: &Request) -> HeaderValue {
     }
 }
 
+/// Headers every answer carries: `X-Content-Type-Options: nosniff` (a JSON
+/// answer is never sniffed into HTML), and `Cache-Control: no-store` on
+/// everything but the public catalog, so no shared cache keeps a profile, a
+/// token or a session answer.
+pub async fn security_headers(req: Request, next: Next) -> Response {
+    let public = req.uri().path().starts_with("/products");
+    let mut resp = next.run(req).await;
+    let headers = resp.headers_mut();
+    headers.insert(
+        axum::http::header::X_CONTENT_TYPE_OPTIONS,
+        axum::http::HeaderValue::from_static("nosniff"),
+    );
+    if !public && !headers.contains_key(axum::http::header::CACHE_CONTROL) {
+        headers.insert(
+            axum::http::header::CACHE_CONTROL,
+            axum::http::HeaderValue::from_static("no-store"),
+        );
+    }
+    resp
+}
+
 /// Outermost middleware: request id, span, access log line and metrics.
 pub async fn observe(State(metrics): State<HttpMetrics>, mut req: Request, next: Next) -> Response {
     let start = Instant::now();

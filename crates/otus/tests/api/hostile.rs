@@ -334,3 +334,56 @@ async fn existing_look_alikes_are_keyed_apart(app: TestApp) {
         assert_eq!(resp.status(), 409, "{name} after the back-fill");
     }
 }
+
+#[tokio::test]
+async fn ambiguous_bodies_are_refused_and_answers_are_not_cached_or_sniffed() {
+    let app = TestApp::spawn(Backend::Sqlite).await.expect("sqlite");
+    let dup = r#"{"username":"a","username":"b","password":"long enough password"}"#;
+    let resp = app
+        .send(Method::POST, "/login", None, Some(dup.into()))
+        .await;
+    let body = assert_400(resp, "repeated key").await;
+    assert_eq!(body["reason"], "DUPLICATE_FIELD", "{body}");
+
+    let login = json!({"username": "nobody", "password": "long enough password"}).to_string();
+    for content_types in [
+        vec!["application/json; charset=utf-16"],
+        vec!["application/json; charset=latin1"],
+        vec!["application/json", "text/plain"],
+    ] {
+        let mut req = app
+            .client
+            .post(format!("{}/login", app.base))
+            .body(login.clone());
+        for ct in &content_types {
+            req = req.header("content-type", *ct);
+        }
+        let resp = req.send().await.expect("send");
+        assert_eq!(resp.status(), 415, "{content_types:?}");
+    }
+    let resp = app
+        .client
+        .post(format!("{}/login", app.base))
+        .header("content-type", "application/json; charset=UTF-8")
+        .body(login)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 401, "UTF-8 is fine");
+
+    let (_, token) = app.user_with_token().await;
+    for (path, token, no_store) in [
+        ("/me", Some(token.as_str()), true),
+        ("/nope", None, true),
+        ("/products?q=x", None, false),
+    ] {
+        let resp = app.get(path, token).await;
+        let h = resp.headers();
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(
+            h.get("cache-control").is_some_and(|v| v == "no-store"),
+            no_store,
+            "{path}"
+        );
+    }
+}
