@@ -191,6 +191,7 @@ pub fn router(
             cfg.request_timeout,
             observe::timeout,
         ))
+        .layer(middleware::from_fn(listener::limit_head))
         .layer(middleware::from_fn(observe::security_headers))
         .layer(middleware::from_fn_with_state(
             http_metrics,

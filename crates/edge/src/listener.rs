@@ -47,6 +47,49 @@ pub struct BodyLimits {
     pub read_timeout: Duration,
 }
 
+/// Longest request target (path and query) answered normally.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// Most request headers answered normally.
+pub const MAX_HEADERS: usize = 100;
+/// Largest total size of the request headers answered normally.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+/// What the HTTP library itself accepts, above the limits just named, so that
+/// requests between the two get this crate's JSON 414/431 rather than the
+/// library's bodiless ones. Beyond these, hyper answers (bodiless) and closes.
+const HYPER_MAX_HEADERS: usize = 256;
+const HYPER_MAX_BUF: usize = 256 * 1024;
+
+/// 414 and 431 as JSON, for a request target or headers over the limits.
+pub async fn limit_head(req: Request, next: Next) -> Response {
+    let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if target > MAX_URI_BYTES {
+        return close(
+            ApiError::new(
+                StatusCode::URI_TOO_LONG,
+                "URI_TOO_LONG",
+                format!("the request target is longer than {MAX_URI_BYTES} bytes"),
+            )
+            .into_response(),
+        );
+    }
+    let headers = req.headers();
+    let bytes: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if headers.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
+        return close(
+            ApiError::new(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "HEADERS_TOO_LARGE",
+                format!("at most {MAX_HEADERS} request headers of {MAX_HEADER_BYTES} bytes in all"),
+            )
+            .into_response(),
+        );
+    }
+    next.run(req).await
+}
+
 /// Reads the body under [`BodyLimits`] before any handler sees the request.
 pub async fn read_body(State(limits): State<BodyLimits>, req: Request, next: Next) -> Response {
     let too_large = || {
@@ -141,6 +184,8 @@ pub async fn serve(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
+        .max_headers(HYPER_MAX_HEADERS)
+        .max_buf_size(HYPER_MAX_BUF)
         .keep_alive(true);
     let fut = async move {
         loop {

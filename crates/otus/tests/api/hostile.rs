@@ -387,3 +387,36 @@ async fn ambiguous_bodies_are_refused_and_answers_are_not_cached_or_sniffed() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_long_uri_and_too_many_headers_get_json_errors() {
+    let app = TestApp::spawn(Backend::Sqlite).await.expect("sqlite");
+    let long = format!("/products?q={}", "a".repeat(20 * 1024));
+    let resp = app.get(&long, None).await;
+    assert_eq!(resp.status(), 414);
+    let body: Value = resp.json().await.expect("414 is JSON");
+    assert_eq!(body["reason"], "URI_TOO_LONG");
+
+    let mut req = app.client.get(format!("{}/health/", app.base));
+    for i in 0..150 {
+        req = req.header(format!("x-h{i}"), "v");
+    }
+    let resp = req.send().await.expect("send");
+    assert_eq!(resp.status(), 431);
+    let body: Value = resp.json().await.expect("431 is JSON");
+    assert_eq!(body["reason"], "HEADERS_TOO_LARGE");
+
+    let resp = app
+        .client
+        .get(format!("{}/health/", app.base))
+        .header("x-big", "b".repeat(40 * 1024))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 431);
+    let ct = resp.headers()["content-type"]
+        .to_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(ct.starts_with("application/json"), "{ct}");
+}
