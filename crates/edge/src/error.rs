@@ -135,10 +135,12 @@ impl From<tonic::Status> for ApiError {
                         "DEADLINE_EXCEEDED",
                         "a backend service did not answer in time",
                     ),
-                    // Without our ErrorInfo, CANCELLED comes from the
-                    // transport: the backend closed the connection under the
-                    // call (a restart). The backend went away: 503.
-                    Code::Cancelled => {
+                    // Without our ErrorInfo (our services put one on every
+                    // error they make, INTERNAL included), these come from the
+                    // transport: the backend closed or reset the connection
+                    // under the call (a restart, a crash). The backend went
+                    // away: 503.
+                    Code::Cancelled | Code::Unknown | Code::Internal | Code::Aborted => {
                         status = StatusCode::SERVICE_UNAVAILABLE;
                         (
                             "BACKEND_UNAVAILABLE",
@@ -180,9 +182,25 @@ mod tests {
 
     #[test]
     fn a_call_cut_by_a_restarting_backend_is_503() {
-        let e = ApiError::from(tonic::Status::cancelled("connection closed"));
-        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(e.reason(), "BACKEND_UNAVAILABLE");
+        for s in [
+            tonic::Status::cancelled("connection closed"),
+            tonic::Status::unknown("h2 protocol error: connection reset"),
+            tonic::Status::internal("h2 protocol error: stream no longer needed"),
+        ] {
+            let e = ApiError::from(s);
+            assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(e.reason(), "BACKEND_UNAVAILABLE");
+        }
+    }
+
+    #[test]
+    fn a_backends_own_internal_error_stays_500() {
+        let mut details = tonic_types::ErrorDetails::new();
+        details.set_error_info("INTERNAL", "users.otus", std::collections::HashMap::new());
+        let s = tonic::Status::with_error_details(Code::Internal, "internal error", details);
+        let e = ApiError::from(s);
+        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(e.reason(), "INTERNAL");
     }
 
     #[test]

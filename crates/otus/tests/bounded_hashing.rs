@@ -10,16 +10,14 @@
 
 #![expect(clippy::expect_used, reason = "a failed expectation is a failed test")]
 
-use std::{
-    io::{BufRead as _, BufReader},
-    process::{Child, Command, Stdio},
-    sync::mpsc,
-    time::Duration,
-};
+#[path = "support/processes.rs"]
+mod processes;
 
+use std::process::{Command, Stdio};
+
+use processes::{OTUS, proc_status_bytes, start};
 use serde_json::{Value, json};
 
-const OTUS: &str = env!("CARGO_BIN_EXE_otus");
 /// The bound under test, and what the chart derives the auth memory limit from.
 const MAX_CONCURRENT: u64 = 2;
 const MIB: u64 = 1024 * 1024;
@@ -27,61 +25,6 @@ const MIB: u64 = 1024 * 1024;
 const WORK_MEMORY: u64 = 19 * MIB;
 /// The process without any hashing in flight (debug build, all crates).
 const BASE_ALLOWANCE: u64 = 64 * MIB;
-
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `otus <sub>` and waits (bounded) for its "listening" log line;
-/// returns the process and that line's fields (the bound addresses).
-fn start(sub: &str, env: &[(&str, String)]) -> (Proc, Value) {
-    let mut cmd = Command::new(OTUS);
-    cmd.arg(sub)
-        .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("start otus");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<Value>(&line)
-                && v["message"]
-                    .as_str()
-                    .is_some_and(|m| m.ends_with("listening"))
-            {
-                let _ = tx.send(v);
-            }
-        }
-    });
-    let proc = Proc(child);
-    let fields = rx
-        .recv_timeout(Duration::from_secs(60))
-        .unwrap_or_else(|_| panic!("otus {sub} did not log that it is listening within 60 s"));
-    (proc, fields)
-}
-
-/// `name:` value in kB from /proc/<pid>/status, in bytes.
-fn proc_status_bytes(pid: u32, name: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(name))
-        .and_then(|rest| rest.trim().trim_end_matches(" kB").parse::<u64>().ok())
-        .map(|kb| kb * 1024)
-        .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_registrations_and_logins_stay_within_the_memory_budget() {
