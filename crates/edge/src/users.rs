@@ -159,6 +159,18 @@ async fn update_user(
         id,
         ..User::default()
     };
+    // A client may send back the user it read (otus55 allows it): an `id`
+    // equal to the one being updated is not a change. Any other id is
+    // refused as read-only below.
+    let without_id;
+    let body = if body.0.get("id").and_then(serde_json::Value::as_i64) == Some(id) {
+        let mut map = body.0.clone();
+        map.remove("id");
+        without_id = JsonObject(map);
+        &without_id
+    } else {
+        body
+    };
     let mut paths = Vec::new();
     for (field, value) in body.string_fields(UPDATABLE, READ_ONLY)? {
         paths.push(field.proto.to_owned());

@@ -6,7 +6,10 @@
 #![expect(clippy::expect_used, reason = "a failed expectation is a failed test")]
 
 #[path = "support/processes.rs"]
-#[allow(dead_code, reason = "shared with other test binaries, which use all of it")]
+#[allow(
+    dead_code,
+    reason = "shared with other test binaries, which use all of it"
+)]
 mod processes;
 
 use std::{

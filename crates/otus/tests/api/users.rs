@@ -13,7 +13,22 @@ on_both_backends!(
     exactly_one_of_twenty_racing_registrations_wins,
     a_body_over_the_limit_gets_413,
     me_reads_and_updates_the_callers_own_profile,
+    the_user_as_read_can_be_sent_back,
 );
+
+/// otus55 lets a client PUT back the user it read, `id` included: an `id`
+/// equal to the one in the path is not a change.
+async fn the_user_as_read_can_be_sent_back(app: TestApp) {
+    let (user, token) = app.user_with_token().await;
+    let mut read: Value = app.get("/me", Some(&token)).await.json().await.expect("me");
+    read["firstName"] = json!("Augusta");
+    for path in [format!("/user/{}", user.id), "/me".to_owned()] {
+        let resp = app.put_json(&path, Some(&token), &read).await;
+        assert_eq!(resp.status(), 200, "PUT {path} with the user as read");
+        let back: Value = resp.json().await.expect("JSON");
+        assert_eq!(back, read, "PUT {path}");
+    }
+}
 
 async fn a_user_goes_through_create_read_update_delete(app: TestApp) {
     let input = new_user();
@@ -261,7 +276,7 @@ async fn bad_input_gets_a_400_json_error_and_changes_nothing(app: TestApp) {
         (
             Method::PUT,
             "/me".into(),
-            json!({"id": id}).to_string(),
+            json!({"id": id.to_string()}).to_string(),
             "READ_ONLY_FIELD",
         ),
         (
