@@ -179,8 +179,9 @@ def users_collection():
             req("Duplicate username is 409", "POST", "/user",
                 body={"username": "{{userUsername}}", "email": "other.{{userEmail}}", "password": "{{userPassword}}"},
                 tests=error(409, "Conflict", "USERNAME_TAKEN")),
-            req("Client-supplied id is 400", "PUT", "/user/{{userId}}", token="token",
-                body={"id": 1, "firstName": "Mallory"}, tests=error(400, "Bad Request", "READ_ONLY_FIELD")),
+            # The user as read may be sent back (its own id); any other id is refused.
+            req("Another user's id in the body is 400", "PUT", "/user/{{userId}}", token="token",
+                body={"id": 987654321, "firstName": "Mallory"}, tests=error(400, "Bad Request", "READ_ONLY_FIELD")),
             req("Invalid email is 400", "PUT", "/user/{{userId}}", token="token",
                 body={"email": "not-an-email"}, tests=error(400, "Bad Request", "INVALID_EMAIL")),
             req("Delete user", "DELETE", "/user/{{userId}}", token="token", tests=status(204, "No Content")),
