@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
+use otus_db::Db;
 use otus_identity::{Identity, IdentityKey};
 use otus_proto::{
     auth::v1::{
@@ -14,7 +15,7 @@ use otus_proto::{
         users_service_client::UsersServiceClient,
     },
 };
-use sea_orm::{ActiveModelTrait as _, ActiveValue::Set, DatabaseConnection, EntityTrait as _};
+use sea_orm::{ActiveModelTrait as _, ActiveValue::Set, EntityTrait as _};
 use tonic::{Code, Request, Response, Status, transport::Channel};
 
 /// The channel to the users service, metered by the caller's layer.
@@ -58,7 +59,7 @@ impl Default for AuthSettings {
 /// Serves registration, login, logout and authentication.
 #[derive(Clone)]
 pub struct AuthApi {
-    db: DatabaseConnection,
+    db: Db,
     sessions: SessionStore,
     limiter: LoginLimiter,
     users: UsersServiceClient<UsersChannel>,
@@ -75,7 +76,7 @@ pub struct AuthApi {
 impl AuthApi {
     /// The service. `users` is a channel to the users service.
     pub fn new(
-        db: DatabaseConnection,
+        db: Db,
         sessions: SessionStore,
         limiter: LoginLimiter,
         users: UsersChannel,

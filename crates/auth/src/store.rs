@@ -21,8 +21,8 @@ use std::{
 use chrono::Utc;
 use fred::prelude::{Client, Expiration, KeysInterface as _, SetsInterface as _};
 use sea_orm::{
-    ActiveModelTrait as _, ActiveValue::Set, ColumnTrait as _, DatabaseConnection, DbErr,
-    EntityTrait as _, QueryFilter as _,
+    ActiveModelTrait as _, ActiveValue::Set, ColumnTrait as _, DbErr, EntityTrait as _,
+    QueryFilter as _,
 };
 use tracing::Instrument as _;
 
@@ -65,7 +65,7 @@ fn alive_at(now_ms: i64) -> sea_orm::Condition {
 #[derive(Clone)]
 pub enum SessionStore {
     /// The `sessions` table.
-    Sql(DatabaseConnection),
+    Sql(otus_db::Db),
     /// Redis keys under `prefix`.
     Redis { client: Client, prefix: String },
 }
@@ -320,7 +320,7 @@ mod tests {
     use std::time::Instant;
 
     use fred::prelude::{Builder, ClientLike as _, Config};
-    use sea_orm::{ConnectionTrait as _, Database};
+    use sea_orm::{ConnectionTrait as _, Database, DatabaseConnection};
 
     use super::*;
 
@@ -392,7 +392,7 @@ mod tests {
     #[tokio::test]
     async fn sql_sessions_on_sqlite_expire_to_the_millisecond() {
         let db = migrated("sqlite::memory:").await;
-        sessions_live_exactly_their_ttl(&SessionStore::Sql(db)).await;
+        sessions_live_exactly_their_ttl(&SessionStore::Sql(otus_db::Db::always_up(db))).await;
     }
 
     #[tokio::test]
@@ -418,7 +418,8 @@ mod tests {
             format!("?{query}")
         };
         let db = migrated(&format!("{base}/{name}{query}")).await;
-        sessions_live_exactly_their_ttl(&SessionStore::Sql(db.clone())).await;
+        sessions_live_exactly_their_ttl(&SessionStore::Sql(otus_db::Db::always_up(db.clone())))
+            .await;
         db.close().await.expect("close");
         admin.execute_unprepared(&drop).await.expect("drop");
     }
@@ -460,7 +461,7 @@ mod tests {
             .await
             .expect("insert an old-style row");
         }
-        let store = SessionStore::Sql(db);
+        let store = SessionStore::Sql(otus_db::Db::always_up(db));
         assert_eq!(store.get("old-alive").await.expect("get"), Some(3));
         assert_eq!(store.get("old-dead").await.expect("get"), None);
         assert_eq!(store.prune_expired().await.expect("prune"), 1);

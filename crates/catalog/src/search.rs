@@ -2,8 +2,8 @@
 
 use otus_proto::catalog::v1::SearchProductsRequest;
 use sea_orm::{
-    ColumnTrait as _, Condition, DatabaseConnection, DbErr, EntityTrait as _, PaginatorTrait as _,
-    QueryFilter as _, QueryOrder as _, QuerySelect as _,
+    ColumnTrait as _, Condition, DbErr, EntityTrait as _, PaginatorTrait as _, QueryFilter as _,
+    QueryOrder as _, QuerySelect as _,
     sea_query::{Expr, LikeExpr},
 };
 
@@ -190,7 +190,7 @@ impl Search {
     /// The page (ordered by id) and the total number of matches.
     pub async fn run(
         &self,
-        db: &DatabaseConnection,
+        db: &impl sea_orm::ConnectionTrait,
         strategy: Strategy,
     ) -> Result<(Vec<entity::Model>, u64), DbErr> {
         let page = entity::Entity::find()

@@ -1,11 +1,12 @@
 //! The `otus.catalog.v1.CatalogService` implementation.
 
+use otus_db::Db;
 use otus_proto::catalog::v1::{
     GetProductRequest, Product, SearchProductsRequest, SearchProductsResponse,
     catalog_service_server::CatalogService,
 };
 use prost::Message as _;
-use sea_orm::{DatabaseConnection, EntityTrait as _};
+use sea_orm::EntityTrait as _;
 use tonic::{Request, Response, Status, metadata::MetadataValue};
 
 use crate::{
@@ -21,14 +22,14 @@ pub const CACHE_HEADER: &str = "x-cache";
 /// Serves product search and lookup.
 #[derive(Clone)]
 pub struct CatalogApi {
-    db: DatabaseConnection,
+    db: Db,
     cache: SearchCache,
     strategy: Strategy,
 }
 
 impl CatalogApi {
     /// A service over an open (and migrated) database.
-    pub fn new(db: DatabaseConnection, cache: SearchCache, strategy: Strategy) -> Self {
+    pub fn new(db: Db, cache: SearchCache, strategy: Strategy) -> Self {
         if strategy == Strategy::UnindexedBaseline {
             tracing::warn!("catalog runs the UNINDEXED baseline search (benchmarks only)");
         }

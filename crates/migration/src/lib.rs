@@ -4,13 +4,8 @@
 //! chart) and are also applied at start-up by the local all-in-one mode. The
 //! same migrations target PostgreSQL and the embedded SQLite default; where
 //! the two differ, the migration branches on the backend and says why.
-//!
-//! [`db`] opens connections (Postgres or the embedded SQLite default) with the
-//! pool settings every service shares.
 
 pub use sea_orm_migration::prelude::*;
-
-pub mod db;
 
 /// The trigram index that makes product name search fast on PostgreSQL. Also
 /// used by the bulk loader, which drops it for a large load into an empty

@@ -4,7 +4,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
-use otus_migration::db::{DEFAULT_DATABASE_URL, PoolSettings};
+use otus_db::{DEFAULT_DATABASE_URL, PoolSettings};
 use otus_telemetry::LogFormat;
 
 /// otus-rs: the Otus "Software Architect" homework system.
@@ -60,7 +60,7 @@ pub struct DbArgs {
     /// embedded SQLite file `otus.sqlite` in the working directory.
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
     pub database_url: String,
-    /// Maximum pooled connections per process.
+    /// Maximum pooled connections per process (PostgreSQL: plus one for the circuit breaker's health check).
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
     pub database_max_connections: u32,
     /// Milliseconds a query waits for a connection before failing with 503.

@@ -6,6 +6,7 @@ use std::{future::Future, net::SocketAddr, pin::Pin, time::Duration};
 
 use anyhow::Context as _;
 use otus_auth::{AuthApi, LoginLimiter, SessionStore};
+use otus_db::Db;
 use otus_identity::IdentityKey;
 use otus_proto::{
     auth::v1::auth_service_server::AuthServiceServer,
@@ -14,7 +15,6 @@ use otus_proto::{
 };
 use otus_telemetry::CancellationToken;
 use otus_users::UsersApi;
-use sea_orm::DatabaseConnection;
 use tonic::transport::{Server, server::TcpIncoming};
 use tonic_health::{ServingStatus, server::HealthReporter};
 
@@ -45,7 +45,7 @@ fn reflection_services() -> anyhow::Result<(
 /// SERVING when the service's own table answers: the database is up *and*
 /// migrated. (A bare ping would report ready before the migrations Job ran,
 /// and requests would then fail on a missing table.)
-async fn database_status(db: &DatabaseConnection, service: &str, table: &str) -> ServingStatus {
+async fn database_status(db: &Db, service: &str, table: &str) -> ServingStatus {
     use sea_orm::ConnectionTrait as _;
     let probe = sea_orm::Statement::from_string(
         db.get_database_backend(),
@@ -68,7 +68,7 @@ async fn watch_database(
     reporter: HealthReporter,
     service: &'static str,
     table: &'static str,
-    db: DatabaseConnection,
+    db: Db,
     shutdown: CancellationToken,
 ) {
     let mut last = database_status(&db, service, table).await;
@@ -105,7 +105,7 @@ type MeteredRouter = tonic::transport::server::Router<
 async fn standard_services(
     service: &'static str,
     table: &'static str,
-    db: &DatabaseConnection,
+    db: &Db,
     metrics: &otus_telemetry::Metrics,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<MeteredRouter> {
@@ -137,7 +137,7 @@ pub type Bound = (
 /// Binds and wires the users service.
 pub async fn serve_users(
     addr: SocketAddr,
-    db: DatabaseConnection,
+    db: Db,
     key: IdentityKey,
     metrics: &otus_telemetry::Metrics,
     shutdown: CancellationToken,
@@ -161,7 +161,7 @@ const SESSION_PRUNE_INTERVAL: Duration = Duration::from_secs(600);
 /// What the auth service is built from.
 pub struct AuthDeps {
     /// Its database (credentials; sessions without Redis).
-    pub db: DatabaseConnection,
+    pub db: Db,
     /// Redis client and key prefix, when configured.
     pub redis: Option<(fred::prelude::Client, String)>,
     /// Channel to the users service.
@@ -235,7 +235,7 @@ pub async fn serve_auth(
 /// Binds and wires the catalog service.
 pub async fn serve_catalog(
     addr: SocketAddr,
-    db: DatabaseConnection,
+    db: Db,
     store: otus_catalog::cache::Store,
     ttl: Duration,
     strategy: otus_catalog::search::Strategy,

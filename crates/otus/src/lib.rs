@@ -13,7 +13,8 @@ pub mod grpc;
 use std::net::SocketAddr;
 
 use anyhow::Context as _;
-use otus_migration::{Migrator, MigratorTrait as _, db};
+use otus_db as db;
+use otus_migration::{Migrator, MigratorTrait as _};
 use otus_telemetry::{CancellationToken, Metrics};
 use sea_orm::DatabaseConnection;
 
@@ -34,17 +35,20 @@ pub async fn connect(args: &DbArgs) -> anyhow::Result<DatabaseConnection> {
         })
 }
 
-/// Connects and reports every SQL statement's duration to `metrics`.
-pub async fn connect_metered(
-    args: &DbArgs,
-    metrics: &Metrics,
-) -> anyhow::Result<DatabaseConnection> {
+/// Connects for a service: every SQL statement's duration goes to
+/// `metrics`, and the pool sits behind the circuit breaker (queries fail at
+/// once while the database is known to be down).
+pub async fn connect_metered(args: &DbArgs, metrics: &Metrics) -> anyhow::Result<db::Db> {
     let mut conn = connect(args).await?;
     let m = metrics.clone();
     conn.set_metric_callback(move |info| {
         m.observe_db(&info.statement.sql, info.failed, info.elapsed)
     });
-    Ok(conn)
+    Ok(db::Db::new(
+        conn,
+        &args.database_url,
+        &db::ProbeSettings::default(),
+    ))
 }
 
 /// Applies pending migrations and reports what it did.
@@ -130,7 +134,7 @@ impl AllInOne {
     pub async fn start(args: &AllInOneArgs, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let metrics = Metrics::new();
         let conn = connect_metered(&args.db, &metrics).await?;
-        migrate(&conn).await?;
+        migrate(conn.connection()).await?;
         let key = args.identity.key_or_random()?;
         let redis = redis(&args.redis).await?;
         let deadline = std::time::Duration::from_millis(args.edge.grpc_deadline_ms);
@@ -265,7 +269,7 @@ pub async fn run_users(args: UsersArgs) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let conn = connect_metered(&args.db, &metrics).await?;
     if args.migrate_on_start {
-        migrate(&conn).await?;
+        migrate(conn.connection()).await?;
     }
     let (grpc, users) =
         grpc::serve_users(args.grpc_addr, conn, key, &metrics, shutdown.clone()).await?;

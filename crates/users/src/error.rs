@@ -1,6 +1,6 @@
 //! The users service's errors and their one mapping to gRPC status.
 
-use sea_orm::{DbErr, RuntimeErr, SqlErr};
+use sea_orm::{DbErr, SqlErr};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt as _};
 
@@ -57,25 +57,11 @@ impl UsersError {
         if let Some(SqlErr::UniqueConstraintViolation(_)) = e.sql_err() {
             return Self::UsernameTaken;
         }
-        if is_unavailable(&e) {
+        if otus_db::is_unavailable(&e) {
             Self::Unavailable(e)
         } else {
             Self::Internal(e)
         }
-    }
-}
-
-fn is_unavailable(e: &DbErr) -> bool {
-    use sea_orm::sqlx::Error as Sqlx;
-    match e {
-        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
-        DbErr::Exec(RuntimeErr::SqlxError(s)) | DbErr::Query(RuntimeErr::SqlxError(s)) => {
-            matches!(
-                **s,
-                Sqlx::Io(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::Tls(_)
-            )
-        }
-        _ => false,
     }
 }
 

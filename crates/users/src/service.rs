@@ -1,14 +1,15 @@
 //! The `otus.users.v1.UsersService` implementation.
 
 use chrono::Utc;
+use otus_db::Db;
 use otus_identity::{Identity, IdentityKey};
 use otus_proto::users::v1::{
     CreateUserRequest, DeleteUserRequest, GetUserRequest, LookupUsernameRequest,
     LookupUsernameResponse, UpdateUserRequest, User, users_service_server::UsersService,
 };
 use sea_orm::{
-    ActiveModelTrait as _, ActiveValue::Set, ColumnTrait as _, DatabaseConnection,
-    EntityTrait as _, QueryFilter as _, QuerySelect as _,
+    ActiveModelTrait as _, ActiveValue::Set, ColumnTrait as _, EntityTrait as _, QueryFilter as _,
+    QuerySelect as _,
 };
 use tonic::{Request, Response, Status};
 
@@ -22,7 +23,7 @@ use crate::{
 /// Serves user profiles from the `users` table.
 #[derive(Clone)]
 pub struct UsersApi {
-    db: DatabaseConnection,
+    db: Db,
     key: IdentityKey,
 }
 
@@ -41,7 +42,7 @@ enum Access {
 impl UsersApi {
     /// A service over an open (and migrated) database, trusting identity
     /// tokens signed with `key`.
-    pub fn new(db: DatabaseConnection, key: IdentityKey) -> Self {
+    pub fn new(db: Db, key: IdentityKey) -> Self {
         Self { db, key }
     }
 

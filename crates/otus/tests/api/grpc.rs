@@ -169,13 +169,13 @@ async fn a_service_is_not_ready_until_its_schema_exists() {
     let path =
         std::env::temp_dir().join(format!("otus-unmigrated-{}.sqlite", uuid::Uuid::new_v4()));
     let url = format!("sqlite://{}?mode=rwc", path.display());
-    let db = otus_migration::db::connect(&url, &otus_migration::db::PoolSettings::default())
+    let db = otus_db::connect(&url, &otus_db::PoolSettings::default())
         .await
         .expect("connect");
     let shutdown = otus_telemetry::CancellationToken::new();
     let (addr, serve) = otus::grpc::serve_users(
         "127.0.0.1:0".parse().expect("addr"),
-        db.clone(),
+        otus_db::Db::always_up(db.clone()),
         IdentityKey::new(&[1u8; 32]).expect("key"),
         &otus_telemetry::Metrics::new(),
         shutdown.clone(),

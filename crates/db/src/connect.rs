@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use sea_orm_migration::sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 
 /// Where the embedded default keeps its data when `DATABASE_URL` is unset: a
 /// file in the working directory, created on first start.
@@ -42,8 +42,8 @@ pub async fn connect(url: &str, pool: &PoolSettings) -> Result<DatabaseConnectio
         .sqlx_logging(false);
     if url.starts_with("sqlite:") {
         opts.map_sqlx_sqlite_opts(|o| {
-            o.journal_mode(sea_orm_migration::sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
-                .synchronous(sea_orm_migration::sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+            o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(5))
                 .foreign_keys(true)
         });
