@@ -22,7 +22,7 @@ use serde::Serialize;
 use crate::{
     AppState,
     body::{Field, JsonObject},
-    error::ApiError,
+    error::{ApiError, read_retried_once},
     users,
 };
 
@@ -88,13 +88,19 @@ impl FromRequestParts<AppState> for Caller {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let SessionToken(token) = SessionToken::from_request_parts(parts, state).await?;
-        let req = state.rpc(
-            &parts.headers,
-            AuthenticateRequest {
-                session_token: token,
-            },
-        );
-        let resp = state.auth.clone().authenticate(req).await?.into_inner();
+        // Authenticate only reads the session: safe to send twice.
+        let resp = read_retried_once(|| {
+            let req = state.rpc(
+                &parts.headers,
+                AuthenticateRequest {
+                    session_token: token.clone(),
+                },
+            );
+            let mut client = state.auth.clone();
+            async move { client.authenticate(req).await }
+        })
+        .await?
+        .into_inner();
         Ok(Self {
             user_id: resp.user_id,
             identity_token: resp.identity_token,

@@ -105,6 +105,37 @@ pub fn http_status(code: Code) -> StatusCode {
     }
 }
 
+/// Whether `s` says the backend went away under the call rather than
+/// answering it: no `ErrorInfo` (our services put one on every error they
+/// make), and a code the transport produces when a connection is refused,
+/// closed or reset (a restart, a crash). A read can safely be sent again.
+pub(crate) fn backend_went_away(s: &tonic::Status) -> bool {
+    matches!(
+        s.code(),
+        Code::Unavailable | Code::Cancelled | Code::Unknown | Code::Internal | Code::Aborted
+    ) && s.get_error_details().error_info().is_none()
+}
+
+/// Runs an idempotent read, and once more if the backend went away under
+/// the first attempt ([`backend_went_away`]): the channel reconnects, so the
+/// second attempt goes out on a new connection (in Kubernetes, possibly to
+/// another pod), and a backend's restart costs the client nothing when
+/// another instance answers. Writes are never retried (the first attempt may
+/// have been applied).
+pub(crate) async fn read_retried_once<R, F, Fut>(mut call: F) -> Result<R, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<R, tonic::Status>>,
+{
+    match call().await {
+        Err(s) if backend_went_away(&s) => {
+            tracing::debug!(grpc.code = ?s.code(), grpc.message = %s.message(), "backend went away under a read; retrying once");
+            call().await
+        }
+        other => other,
+    }
+}
+
 impl From<tonic::Status> for ApiError {
     fn from(s: tonic::Status) -> Self {
         let mut status = http_status(s.code());
@@ -191,6 +222,55 @@ mod tests {
             assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
             assert_eq!(e.reason(), "BACKEND_UNAVAILABLE");
         }
+    }
+
+    #[tokio::test]
+    async fn a_read_is_retried_once_when_the_backend_went_away_and_only_then() {
+        let attempts = std::cell::Cell::new(0);
+        // Cut under the first attempt, answered by the second.
+        let r = read_retried_once(|| {
+            attempts.set(attempts.get() + 1);
+            let n = attempts.get();
+            async move {
+                if n == 1 {
+                    Err(tonic::Status::cancelled("connection closed"))
+                } else {
+                    Ok(n)
+                }
+            }
+        })
+        .await;
+        assert_eq!(r.ok(), Some(2));
+        // Gone twice: the second failure is the answer (no third attempt).
+        attempts.set(0);
+        let r: Result<(), _> = read_retried_once(|| {
+            attempts.set(attempts.get() + 1);
+            async { Err(tonic::Status::unavailable("connection refused")) }
+        })
+        .await;
+        assert_eq!(r.map_err(|s| s.code()), Err(Code::Unavailable));
+        assert_eq!(attempts.get(), 2);
+        // A backend's own answer (with ErrorInfo), even UNAVAILABLE, is final.
+        attempts.set(0);
+        let r: Result<(), _> = read_retried_once(|| {
+            attempts.set(attempts.get() + 1);
+            let mut details = tonic_types::ErrorDetails::new();
+            details.set_error_info(
+                "DATABASE_UNAVAILABLE",
+                "catalog.otus",
+                std::collections::HashMap::new(),
+            );
+            async move {
+                Err(tonic::Status::with_error_details(
+                    Code::Unavailable,
+                    "database down",
+                    details,
+                ))
+            }
+        })
+        .await;
+        assert_eq!(r.map_err(|s| s.code()), Err(Code::Unavailable));
+        assert_eq!(attempts.get(), 1);
     }
 
     #[test]

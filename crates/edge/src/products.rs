@@ -13,7 +13,11 @@ use axum::{
 use otus_proto::catalog::v1::{GetProductRequest, Product, SearchProductsRequest};
 use serde::Serialize;
 
-use crate::{AppState, body::PathId, error::ApiError};
+use crate::{
+    AppState,
+    body::PathId,
+    error::{ApiError, read_retried_once},
+};
 
 /// The routes of this module.
 pub fn router() -> Router<AppState> {
@@ -133,8 +137,13 @@ async fn search(
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(params) = query.map_err(|e| bad("INVALID_QUERY_STRING", e.body_text()))?;
-    let req = state.rpc(&headers, parse(params)?);
-    let resp = state.catalog.clone().search_products(req).await?;
+    let search = parse(params)?;
+    let resp = read_retried_once(|| {
+        let req = state.rpc(&headers, search.clone());
+        let mut client = state.catalog.clone();
+        async move { client.search_products(req).await }
+    })
+    .await?;
     let cache = resp
         .metadata()
         .get("x-cache")
@@ -160,16 +169,13 @@ async fn product(
     headers: HeaderMap,
     PathId(id): PathId,
 ) -> Result<Json<ProductJson>, ApiError> {
-    let req = state.rpc(&headers, GetProductRequest { id });
-    Ok(Json(
-        state
-            .catalog
-            .clone()
-            .get_product(req)
-            .await?
-            .into_inner()
-            .into(),
-    ))
+    let product = read_retried_once(|| {
+        let req = state.rpc(&headers, GetProductRequest { id });
+        let mut client = state.catalog.clone();
+        async move { client.get_product(req).await }
+    })
+    .await?;
+    Ok(Json(product.into_inner().into()))
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use crate::{
     AppState,
     auth::{Caller, SessionToken, session_ended},
     body::{Field, JsonObject, PathId},
-    error::ApiError,
+    error::{ApiError, read_retried_once},
 };
 
 /// The routes of this module.
@@ -143,8 +143,13 @@ async fn get_user(
     caller: &Caller,
     id: i64,
 ) -> Result<Json<UserJson>, ApiError> {
-    let req = state.rpc_as(headers, &caller.identity_token, GetUserRequest { id });
-    let user = state.users.clone().get_user(req).await?.into_inner();
+    let user = read_retried_once(|| {
+        let req = state.rpc_as(headers, &caller.identity_token, GetUserRequest { id });
+        let mut client = state.users.clone();
+        async move { client.get_user(req).await }
+    })
+    .await?
+    .into_inner();
     Ok(Json(user.into()))
 }
 
