@@ -15,7 +15,9 @@ use otus_proto::{
 };
 use otus_telemetry::CancellationToken;
 use otus_users::UsersApi;
-use tonic::transport::{Server, server::TcpIncoming};
+use tonic::transport::Server;
+
+use crate::listener::bind;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 /// How often the users service checks its database for the health status.
@@ -113,18 +115,14 @@ async fn standard_services(
     watch_database(reporter, service, table, db.clone(), shutdown.clone()).await;
     let (reflection_v1, reflection_v1alpha) = reflection_services()?;
     Ok(Server::builder()
+        // A peer that stopped answering (gone without closing) is dropped
+        // after a minute and a half instead of holding its connection.
+        .http2_keepalive_interval(Some(Duration::from_secs(60)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .layer(metrics.grpc_server_layer())
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha))
-}
-
-async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<(SocketAddr, TcpIncoming)> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding the {what} gRPC port {addr}"))?;
-    let local = listener.local_addr()?;
-    Ok((local, TcpIncoming::from(listener).with_nodelay(Some(true))))
 }
 
 /// A bound gRPC server: its address and the future that serves it until

@@ -2,6 +2,7 @@
 //!
 //! - [`config`]: the command line and environment variables.
 //! - [`grpc`]: how a gRPC service is served (health, reflection, shutdown).
+//! - [`listener`]: binding a gRPC port; a deadline for a new connection's first bytes.
 //! - [`run_all_in_one`], [`run_edge`], [`run_users`], [`run_auth`], [`migrate`]: one per
 //!   subcommand. `main.rs` only parses arguments and calls one of them.
 //!
@@ -9,6 +10,7 @@
 
 pub mod config;
 pub mod grpc;
+pub mod listener;
 
 use std::net::SocketAddr;
 

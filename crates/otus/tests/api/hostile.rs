@@ -215,6 +215,47 @@ async fn connections_that_never_finish_their_headers_are_closed() {
     assert_eq!(app.get("/health/", None).await.status(), 200);
 }
 
+/// A connection to a gRPC port that sends nothing, or a few bytes of the
+/// HTTP/2 preface, is closed at the preface deadline instead of being held.
+#[tokio::test]
+async fn grpc_connections_that_never_send_the_preface_are_closed() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let app = TestApp::spawn(Backend::Sqlite).await.expect("sqlite");
+    let limit = otus::listener::PREFACE_TIMEOUT;
+    let mut conns = Vec::new();
+    for sent in [&b""[..], &b"PRI * HT"[..]] {
+        let mut conn = tokio::net::TcpStream::connect(app.grpc)
+            .await
+            .expect("connect");
+        conn.write_all(sent).await.expect("write");
+        conns.push(conn);
+    }
+    let started = std::time::Instant::now();
+    for mut conn in conns {
+        // The server's SETTINGS frame may come first; read until closed.
+        let mut buf = [0u8; 1024];
+        let closed = tokio::time::timeout(limit * 3, async {
+            loop {
+                match conn.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(
+            closed.is_ok(),
+            "a silent gRPC connection was still open after {:?}",
+            limit * 3
+        );
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= limit - Duration::from_millis(100),
+        "closed after {took:?}, before the deadline"
+    );
+}
+
 on_both_backends!(
     look_alike_usernames_are_taken_or_invalid,
     existing_look_alikes_are_keyed_apart
