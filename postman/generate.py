@@ -254,9 +254,10 @@ def auth_collection():
 def catalog_collection():
     page_shape = [
         "const page = pm.response.json();",
-        "pm.test('page shape {items, total, limit, offset}', function () {",
+        "pm.test('page shape {items, total, totalRelation, limit, offset}', function () {",
         "    pm.expect(page.items).to.be.an('array');",
         "    pm.expect(page.total).to.be.a('number');",
+        "    pm.expect(page.totalRelation).to.be.oneOf(['eq', 'gte']);",
         "    pm.expect(page.limit).to.be.a('number');",
         "    pm.expect(page.offset).to.be.a('number');",
         "});",
@@ -330,6 +331,16 @@ def catalog_collection():
                 "});"]),
             req("Unknown product is 404", "GET", "/products/999999999",
                 tests=error(404, "Not Found", "PRODUCT_NOT_FOUND")),
+            req("Everything: total counted up to 10 000", "GET", "/products?limit=1",
+                tests=status(200, "OK") + page_shape + [
+                    "pm.test('exact up to 10 000, else 10 000 and gte', function () {",
+                    "    pm.expect(page.total).to.be.within(1, 10000);",
+                    "    if (page.totalRelation === 'gte') pm.expect(page.total).to.eql(10000);",
+                    "});"]),
+            req("Only short words is 400", "GET", "/products?q=ab",
+                tests=error(400, "Bad Request", "QUERY_TOO_SHORT")),
+            req("Past offset + limit = 10 000 is 400", "GET", "/products?offset=9995&limit=10",
+                tests=error(400, "Bad Request", "INVALID_OFFSET")),
             req("limit=-1 is 400", "GET", "/products?limit=-1", tests=error(400, "Bad Request", "INVALID_LIMIT")),
             req("minPrice=abc is 400", "GET", "/products?minPrice=abc",
                 tests=error(400, "Bad Request", "INVALID_PRICE")),

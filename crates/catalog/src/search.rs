@@ -13,8 +13,18 @@ use crate::{entity, error::CatalogError};
 pub const DEFAULT_LIMIT: i32 = 20;
 /// Largest page size.
 pub const MAX_LIMIT: i32 = 100;
-/// Largest offset (deep paging costs the database a scan per request).
-pub const MAX_OFFSET: i32 = 1_000_000;
+/// Deepest page: `offset + limit` at most this (Elasticsearch's
+/// `max_result_window`). Deeper paging would cost the database a walk past
+/// every skipped match; narrowing the search is the way further.
+pub const MAX_WINDOW: i32 = 10_000;
+/// `total` is exact up to this many matches; above it, `total` is this
+/// bound and the relation is "gte" (Elasticsearch's `track_total_hits`).
+/// Counting stops there, so no search counts more rows than this.
+pub const TOTAL_BOUND: u64 = 10_000;
+/// A query's words must include one at least this long: the index is built
+/// from three-character pieces (trigrams), so a search of only shorter
+/// words would read the whole catalog.
+pub const MIN_INDEXED_WORD_CHARS: usize = 3;
 /// Most words in a query.
 pub const MAX_WORDS: usize = 10;
 /// Longest query, in characters.
@@ -98,6 +108,19 @@ impl Search {
                 format!("q must have at most {MAX_WORDS} words"),
             ));
         }
+        if !words.is_empty()
+            && words
+                .iter()
+                .all(|w| w.chars().count() < MIN_INDEXED_WORD_CHARS)
+        {
+            return Err(bad(
+                "QUERY_TOO_SHORT",
+                format!(
+                    "q needs at least one word of {MIN_INDEXED_WORD_CHARS} or more characters \
+                     (shorter words may be added to narrow it)"
+                ),
+            ));
+        }
         let limit = match req.limit {
             0 => DEFAULT_LIMIT,
             l if (1..=MAX_LIMIT).contains(&l) => l,
@@ -108,10 +131,15 @@ impl Search {
                 ));
             }
         };
-        if !(0..=MAX_OFFSET).contains(&req.offset) {
+        if req.offset < 0 || req.offset > MAX_WINDOW - limit {
             return Err(bad(
                 "INVALID_OFFSET",
-                format!("offset must be 0..{MAX_OFFSET}, got {}", req.offset),
+                format!(
+                    "offset must be 0..{} with limit {limit} (offset + limit at most \
+                     {MAX_WINDOW}; narrow the search to see further), got {}",
+                    MAX_WINDOW - limit,
+                    req.offset
+                ),
             ));
         }
         for p in [req.min_price_cents, req.max_price_cents]
@@ -147,7 +175,7 @@ impl Search {
         // Strings in Debug form (quoted, escaped), so no query or category
         // text can imitate another parameter's part of the key.
         format!(
-            "v2|q={:?}|c={:?}|min={}|max={}|l={}|o={}",
+            "v3|q={:?}|c={:?}|min={}|max={}|l={}|o={}",
             self.words,
             self.category,
             opt(self.min_price_cents),
@@ -187,22 +215,47 @@ impl Search {
         c
     }
 
-    /// The page (ordered by id) and the total number of matches.
+    /// The page (ordered by id) and the number of matches, counted up to
+    /// [`TOTAL_BOUND`] + 1 (more than the bound means "at least the bound").
     pub async fn run(
         &self,
         db: &impl sea_orm::ConnectionTrait,
         strategy: Strategy,
-    ) -> Result<(Vec<entity::Model>, u64), DbErr> {
+    ) -> Result<(Vec<entity::Model>, Total), DbErr> {
         let page = entity::Entity::find()
             .filter(self.condition(strategy))
             .order_by_asc(entity::Column::Id)
             .limit(u64::try_from(self.limit).unwrap_or(20))
             .offset(u64::try_from(self.offset).unwrap_or(0))
             .all(db);
-        let total = entity::Entity::find()
+        // SELECT COUNT(*) FROM (SELECT id ... LIMIT bound + 1): counting
+        // stops at the bound.
+        let counted = entity::Entity::find()
+            .select_only()
+            .column(entity::Column::Id)
             .filter(self.condition(strategy))
+            .limit(TOTAL_BOUND + 1)
             .count(db);
-        tokio::try_join!(page, total)
+        let (rows, counted) = tokio::try_join!(page, counted)?;
+        Ok((rows, Total::of(counted)))
+    }
+}
+
+/// A search's total: exact, or a lower bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Total {
+    Exact(u64),
+    AtLeast(u64),
+}
+
+impl Total {
+    /// From a count taken with `LIMIT TOTAL_BOUND + 1`.
+    pub fn of(counted: u64) -> Self {
+        if counted > TOTAL_BOUND {
+            Self::AtLeast(TOTAL_BOUND)
+        } else {
+            Self::Exact(counted)
+        }
     }
 }
 
@@ -257,19 +310,52 @@ mod tests {
             Some("INVALID_QUERY")
         );
         assert_eq!(
-            with(&|r| r.query = "a ".repeat(11)),
+            with(&|r| r.query = "abc ".repeat(11)),
             None,
             "repeats count once"
         );
+        assert_eq!(with(&|r| r.query = "ab".into()), Some("QUERY_TOO_SHORT"));
+        assert_eq!(with(&|r| r.query = "a bc".into()), Some("QUERY_TOO_SHORT"));
+        assert_eq!(
+            with(&|r| r.query = "a bc abc".into()),
+            None,
+            "one long word suffices"
+        );
+        assert_eq!(with(&|r| r.query = "ёж".into()), Some("QUERY_TOO_SHORT"));
+        assert_eq!(
+            with(&|r| r.query = "ёжик".into()),
+            None,
+            "characters, not bytes"
+        );
+        assert_eq!(
+            with(&|r| {
+                r.offset = 9990;
+                r.limit = 10;
+            }),
+            None,
+            "the window's last page"
+        );
+        assert_eq!(
+            with(&|r| {
+                r.offset = 9991;
+                r.limit = 10;
+            }),
+            Some("INVALID_OFFSET")
+        );
+        assert_eq!(
+            with(&|r| r.offset = 9981),
+            Some("INVALID_OFFSET"),
+            "the default limit counts"
+        );
         assert_eq!(with(&|r| r.limit = 0), None, "0 means the default");
-        assert_eq!(with(&|r| r.query = "a\0b".into()), Some("INVALID_QUERY"));
+        assert_eq!(with(&|r| r.query = "abc\0b".into()), Some("INVALID_QUERY"));
         assert_eq!(with(&|r| r.query = "\u{85}".into()), Some("INVALID_QUERY"));
         assert_eq!(
             with(&|r| r.category = "\0".into()),
             Some("INVALID_CATEGORY")
         );
         assert_eq!(
-            with(&|r| r.query = "a\tb\nc".into()),
+            with(&|r| r.query = "abc\tb\nc".into()),
             None,
             "whitespace separates"
         );
@@ -277,19 +363,31 @@ mod tests {
 
     #[test]
     fn query_text_cannot_imitate_another_parameter_in_the_cache_key() {
-        let mut crafted = req("a|c=b");
+        let mut crafted = req("abc|c=b");
         crafted.category = String::new();
-        let mut real = req("a");
+        let mut real = req("abc");
         real.category = "b".into();
         assert_ne!(
             Search::new(&crafted).unwrap().cache_key(),
             Search::new(&real).unwrap().cache_key()
         );
-        let mut crafted = req(r#"a"|c=Some("b")"#);
+        let mut crafted = req(r#"abc"|c=Some("b")"#);
         crafted.category = String::new();
         assert_ne!(
             Search::new(&crafted).unwrap().cache_key(),
             Search::new(&real).unwrap().cache_key()
         );
+    }
+}
+
+#[cfg(test)]
+mod total_tests {
+    use super::{TOTAL_BOUND, Total};
+
+    #[test]
+    fn a_count_past_the_bound_is_a_lower_bound() {
+        assert_eq!(Total::of(0), Total::Exact(0));
+        assert_eq!(Total::of(TOTAL_BOUND), Total::Exact(TOTAL_BOUND));
+        assert_eq!(Total::of(TOTAL_BOUND + 1), Total::AtLeast(TOTAL_BOUND));
     }
 }

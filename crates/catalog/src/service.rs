@@ -2,7 +2,7 @@
 
 use otus_db::Db;
 use otus_proto::catalog::v1::{
-    GetProductRequest, Product, SearchProductsRequest, SearchProductsResponse,
+    GetProductRequest, Product, SearchProductsRequest, SearchProductsResponse, TotalRelation,
     catalog_service_server::CatalogService,
 };
 use prost::Message as _;
@@ -13,7 +13,7 @@ use crate::{
     cache::{Lookup, SearchCache},
     entity,
     error::CatalogError,
-    search::{Search, Strategy},
+    search::{Search, Strategy, Total},
 };
 
 /// Response metadata saying where a search answer came from.
@@ -84,11 +84,16 @@ impl CatalogService for CatalogApi {
             .run(&self.db, self.strategy)
             .await
             .map_err(CatalogError::Db)?;
+        let (total, relation) = match total {
+            Total::Exact(n) => (n, TotalRelation::Eq),
+            Total::AtLeast(n) => (n, TotalRelation::Gte),
+        };
         let resp = SearchProductsResponse {
             products: rows.into_iter().map(to_proto).collect(),
             total: i64::try_from(total).unwrap_or(i64::MAX),
             limit: search.limit,
             offset: search.offset,
+            total_relation: relation.into(),
         };
         if caching {
             // Stored in the background: a slow cache never delays the answer.

@@ -10,7 +10,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use otus_proto::catalog::v1::{GetProductRequest, Product, SearchProductsRequest};
+use otus_proto::catalog::v1::{GetProductRequest, Product, SearchProductsRequest, TotalRelation};
 use serde::Serialize;
 
 use crate::{
@@ -51,9 +51,12 @@ impl From<Product> for ProductJson {
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct PageJson {
     items: Vec<ProductJson>,
     total: i64,
+    /// `"eq"`: `total` is exact; `"gte"`: there are at least `total`.
+    total_relation: &'static str,
     limit: i32,
     offset: i32,
 }
@@ -124,7 +127,8 @@ fn parse(params: Vec<(String, String)>) -> Result<SearchProductsRequest, ApiErro
             "minPrice" => req.min_price_cents = Some(price(name, value)?),
             "maxPrice" => req.max_price_cents = Some(price(name, value)?),
             "limit" => req.limit = int(name, value, 1..=100, "INVALID_LIMIT")?,
-            _ => req.offset = int(name, value, 0..=1_000_000, "INVALID_OFFSET")?,
+            // The catalog checks offset + limit against its window.
+            _ => req.offset = int(name, value, 0..=9_999, "INVALID_OFFSET")?,
         }
     }
     Ok(req)
@@ -150,9 +154,14 @@ async fn search(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let page = resp.into_inner();
+    let total_relation = match page.total_relation() {
+        TotalRelation::Gte => "gte",
+        TotalRelation::Eq | TotalRelation::Unspecified => "eq",
+    };
     let mut out = Json(PageJson {
         items: page.products.into_iter().map(Into::into).collect(),
         total: page.total,
+        total_relation,
         limit: page.limit,
         offset: page.offset,
     })

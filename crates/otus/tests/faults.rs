@@ -125,7 +125,7 @@ async fn restarting_a_backend_under_load_gives_503s_never_500s() {
                 let path = if i % 2 == 0 {
                     format!("/products/{}", 1 + i % 200)
                 } else {
-                    "/products?q=a&limit=5".to_owned()
+                    "/products?q=%D1%80%D0%BE%D0%B1%D0%BE%D1%82&limit=5".to_owned()
                 };
                 let Ok(resp) = client.get(format!("{base}{path}")).send().await else {
                     continue;
@@ -324,7 +324,7 @@ async fn a_database_outage_gives_prompt_503s_and_service_resumes() {
                 let path = if i % 2 == 0 {
                     format!("/products/{}", 1 + i % 200)
                 } else {
-                    "/products?q=a&limit=5".to_owned()
+                    "/products?q=%D1%80%D0%BE%D0%B1%D0%BE%D1%82&limit=5".to_owned()
                 };
                 let start = Instant::now();
                 let Ok(resp) = client.get(format!("{base}{path}")).send().await else {

@@ -96,7 +96,43 @@ on_both_backends!(
     search_answers_match_a_reference_query,
     bad_search_parameters_are_400,
     a_product_is_found_by_id,
+    totals_are_exact_up_to_the_bound_then_a_lower_bound,
 );
+
+/// `total` is exact up to 10 000 matches (`"totalRelation": "eq"`), then
+/// 10 000 with `"gte"`; pages reach down to offset + limit = 10 000.
+async fn totals_are_exact_up_to_the_bound_then_a_lower_bound(app: TestApp) {
+    const MANY: u64 = 10_050;
+    let db = sea_orm::Database::connect(&app.database_url)
+        .await
+        .expect("connect");
+    seed::load(&db, MANY, 7, seed::Mode::Replace, 2000, |_, _| {})
+        .await
+        .expect("seed");
+    let get = |qs: String| {
+        let app = &app;
+        async move {
+            let resp = app.get(&format!("/products?{qs}"), None).await;
+            assert_eq!(resp.status(), 200, "{qs}");
+            resp.json::<Value>().await.expect("json")
+        }
+    };
+    // Everything: more than the bound.
+    let all = get("limit=1".into()).await;
+    assert_eq!(all["total"], 10_000, "{all}");
+    assert_eq!(all["totalRelation"], "gte", "{all}");
+    // The deepest page is the 10 000th product.
+    let ids = reference(&app, &[], None, None, None).await;
+    let last = get("offset=9999&limit=1".into()).await;
+    assert_eq!(rows_of(&last), ids[9999..10_000], "deepest page");
+    // A narrower search: exact, equal to the reference count.
+    let category = ids[0].category.clone();
+    let expected = reference(&app, &[], Some(&category), None, None).await;
+    assert!(expected.len() < 10_000, "a category under the bound");
+    let narrow = get(format!("category={category}&limit=1")).await;
+    assert_eq!(narrow["total"], expected.len(), "{narrow}");
+    assert_eq!(narrow["totalRelation"], "eq", "{narrow}");
+}
 
 async fn search_answers_match_a_reference_query(app: TestApp) {
     seeded(&app).await;
@@ -176,7 +212,8 @@ async fn search_answers_match_a_reference_query(app: TestApp) {
             20,
             0,
         ),
-        ("q=%25", vec!["%"], None, None, None, 20, 0),
+        // Literal `%` (a LIKE wildcard if it were not escaped).
+        ("q=%25%25%25", vec!["%%%"], None, None, None, 20, 0),
         ("offset=2990&limit=100", vec![], None, None, None, 100, 2990),
     ];
     let mut nonempty = 0;
@@ -221,6 +258,10 @@ async fn bad_search_parameters_are_400(app: TestApp) {
         ("limit=101", "INVALID_LIMIT"),
         ("limit=ten", "INVALID_LIMIT"),
         ("offset=-1", "INVALID_OFFSET"),
+        ("offset=10001", "INVALID_OFFSET"),
+        ("offset=9991&limit=10", "INVALID_OFFSET"),
+        ("q=ab", "QUERY_TOO_SHORT"),
+        ("q=a%20bc&category=x", "QUERY_TOO_SHORT"),
         ("minPrice=abc", "INVALID_PRICE"),
         ("maxPrice=-5", "INVALID_PRICE"),
         ("minPrice=500&maxPrice=100", "INVALID_PRICE_RANGE"),
