@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use fred::prelude::{Client, Expiration, KeysInterface as _};
 use otus_telemetry::trace::redis_span;
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
 use tracing::Instrument as _;
 
 /// Bound on one Redis cache operation.
@@ -45,6 +45,9 @@ pub struct SearchCache {
     requests: IntCounterVec,
     /// `cache_operation_duration_seconds{operation="get|set",outcome="ok|error"}`.
     durations: HistogramVec,
+    /// `catalog_search_coalesced_total`: misses answered by a concurrent
+    /// identical search's computation.
+    coalesced: IntCounter,
 }
 
 impl SearchCache {
@@ -68,13 +71,19 @@ impl SearchCache {
             ]),
             &["operation", "outcome"],
         )?;
+        let coalesced = IntCounter::new(
+            "catalog_search_coalesced_total",
+            "Searches answered by a concurrent identical search's database query instead of their own.",
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(durations.clone()))?;
+        registry.register(Box::new(coalesced.clone()))?;
         Ok(Self {
             store,
             ttl,
             requests,
             durations,
+            coalesced,
         })
     }
 
@@ -91,6 +100,11 @@ impl SearchCache {
     /// Whether caching is on.
     pub fn enabled(&self) -> bool {
         !matches!(self.store, Store::Disabled)
+    }
+
+    /// Counts a search answered by another's computation.
+    pub fn count_coalesced(&self) {
+        self.coalesced.inc();
     }
 
     fn count(&self, result: &str) {

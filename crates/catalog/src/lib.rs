@@ -11,6 +11,7 @@
 //! - [`error`]: [`CatalogError`] and its mapping to `tonic::Status`.
 
 pub mod cache;
+pub mod coalesce;
 pub mod entity;
 pub mod error;
 pub mod search;

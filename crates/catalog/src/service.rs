@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status, metadata::MetadataValue};
 
 use crate::{
     cache::{Lookup, SearchCache},
+    coalesce::{Coalescer, Source},
     entity,
     error::CatalogError,
     search::{Search, Strategy, Total},
@@ -25,6 +26,8 @@ pub struct CatalogApi {
     db: Db,
     cache: SearchCache,
     strategy: Strategy,
+    /// Searches being computed, shared by concurrent identical misses.
+    inflight: Coalescer<Result<SearchProductsResponse, Status>>,
 }
 
 impl CatalogApi {
@@ -37,7 +40,27 @@ impl CatalogApi {
             db,
             cache,
             strategy,
+            inflight: Coalescer::default(),
         }
+    }
+
+    /// One search's answer from the database.
+    async fn compute(&self, search: &Search) -> Result<SearchProductsResponse, CatalogError> {
+        let (rows, total) = search
+            .run(&self.db, self.strategy)
+            .await
+            .map_err(CatalogError::Db)?;
+        let (total, relation) = match total {
+            Total::Exact(n) => (n, TotalRelation::Eq),
+            Total::AtLeast(n) => (n, TotalRelation::Gte),
+        };
+        Ok(SearchProductsResponse {
+            products: rows.into_iter().map(to_proto).collect(),
+            total: i64::try_from(total).unwrap_or(i64::MAX),
+            limit: search.limit,
+            offset: search.offset,
+            total_relation: relation.into(),
+        })
     }
 }
 
@@ -80,28 +103,27 @@ impl CatalogService for CatalogApi {
                 Err(e) => tracing::warn!(error = %e, "undecodable cache entry ignored"),
             }
         }
-        let (rows, total) = search
-            .run(&self.db, self.strategy)
-            .await
-            .map_err(CatalogError::Db)?;
-        let (total, relation) = match total {
-            Total::Exact(n) => (n, TotalRelation::Eq),
-            Total::AtLeast(n) => (n, TotalRelation::Gte),
-        };
-        let resp = SearchProductsResponse {
-            products: rows.into_iter().map(to_proto).collect(),
-            total: i64::try_from(total).unwrap_or(i64::MAX),
-            limit: search.limit,
-            offset: search.offset,
-            total_relation: relation.into(),
-        };
-        if caching {
-            // Stored in the background: a slow cache never delays the answer.
-            let cache = self.cache.clone();
-            let bytes = resp.encode_to_vec();
-            tokio::spawn(async move { cache.put(key, bytes).await });
+        // Concurrent misses for one search share one query; the one that
+        // ran it stores the answer (successful answers only).
+        let (answer, source) = self
+            .inflight
+            .run(&key, || async {
+                let resp = self.compute(&search).await.map_err(Status::from)?;
+                if caching {
+                    // Stored in the background: a slow cache never delays
+                    // the answer.
+                    let cache = self.cache.clone();
+                    let bytes = resp.encode_to_vec();
+                    let key = key.clone();
+                    tokio::spawn(async move { cache.put(key, bytes).await });
+                }
+                Ok(resp)
+            })
+            .await;
+        if source == Source::Shared {
+            self.cache.count_coalesced();
         }
-        Ok(tagged(resp, caching.then_some("MISS")))
+        Ok(tagged(answer?, caching.then_some("MISS")))
     }
 
     #[tracing::instrument(skip_all, fields(product.id = request.get_ref().id))]
