@@ -17,6 +17,7 @@ pub mod error;
 pub mod search;
 pub mod seed;
 pub mod service;
+pub mod words;
 
 pub use cache::SearchCache;
 pub use error::CatalogError;

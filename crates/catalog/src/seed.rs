@@ -207,19 +207,60 @@ pub struct NewProduct {
     pub price_cents: i64,
 }
 
+/// What generated products look like.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Shape {
+    /// Plausible catalog entries: «Синий рюкзак Байкал Про-123». Few
+    /// distinct words, so a common one (an adjective, a brand) occurs in
+    /// several percent of the names.
+    #[default]
+    Catalog,
+    /// The original solution's data: three random words of a fixed
+    /// vocabulary ([`crate::words::WORDS`]), so a word occurs in about 0.7%
+    /// of the names; a description of ten more.
+    Words,
+}
+
 /// Deterministic product stream.
 pub struct Generator {
     rng: Rng,
+    shape: Shape,
 }
 
 impl Generator {
     /// The stream for `seed`.
-    pub fn new(seed: u64) -> Self {
-        Self { rng: Rng(seed) }
+    pub fn new(seed: u64, shape: Shape) -> Self {
+        Self {
+            rng: Rng(seed),
+            shape,
+        }
     }
 
     /// The next product.
     pub fn product(&mut self) -> NewProduct {
+        match self.shape {
+            Shape::Catalog => self.catalog_product(),
+            Shape::Words => self.words_product(),
+        }
+    }
+
+    fn words_product(&mut self) -> NewProduct {
+        use crate::words::WORDS;
+        let r = &mut self.rng;
+        let mut words = |n: usize| (0..n).map(|_| *r.pick(WORDS)).collect::<Vec<_>>().join(" ");
+        let name = words(3);
+        let description = words(10);
+        let &(category, base, _) = r.pick(CATEGORIES);
+        let roubles = (base * (20 + r.below(380) as u64) / 100).max(1);
+        NewProduct {
+            name,
+            description,
+            category: category.to_owned(),
+            price_cents: i64::try_from(roubles * 100).unwrap_or(i64::MAX),
+        }
+    }
+
+    fn catalog_product(&mut self) -> NewProduct {
         let r = &mut self.rng;
         let &(category, base, nouns) = r.pick(CATEGORIES);
         let &(noun, gender) = r.pick(nouns);
@@ -295,6 +336,7 @@ pub async fn load(
     db: &DatabaseConnection,
     count: u64,
     seed: u64,
+    shape: Shape,
     mode: Mode,
     batch: usize,
     mut progress: impl FnMut(u64, u64),
@@ -324,7 +366,7 @@ pub async fn load(
     }
     let empty = mode == Mode::Replace || existing_before == 0;
     let batch = batch.max(1);
-    let mut generator = Generator::new(seed);
+    let mut generator = Generator::new(seed, shape);
     let mut done = 0u64;
     match backend {
         DatabaseBackend::Postgres => {
@@ -419,15 +461,15 @@ mod tests {
     #[test]
     fn the_same_seed_gives_the_same_products() {
         let a: Vec<_> = {
-            let mut g = Generator::new(7);
+            let mut g = Generator::new(7, Shape::Catalog);
             (0..100).map(|_| g.product()).collect()
         };
         let b: Vec<_> = {
-            let mut g = Generator::new(7);
+            let mut g = Generator::new(7, Shape::Catalog);
             (0..100).map(|_| g.product()).collect()
         };
         let c: Vec<_> = {
-            let mut g = Generator::new(8);
+            let mut g = Generator::new(8, Shape::Catalog);
             (0..100).map(|_| g.product()).collect()
         };
         assert_eq!(a, b);
@@ -436,7 +478,7 @@ mod tests {
 
     #[test]
     fn some_names_contain_kosmos_and_prices_are_positive() {
-        let mut g = Generator::new(1);
+        let mut g = Generator::new(1, Shape::Catalog);
         let products: Vec<_> = (0..10_000).map(|_| g.product()).collect();
         let kosmos = products
             .iter()
@@ -448,5 +490,27 @@ mod tests {
             products.iter().any(|p| p.name.contains("Космическ")),
             "decoys exist"
         );
+    }
+
+    #[test]
+    fn words_names_are_three_vocabulary_words_each_rare() {
+        use crate::words::WORDS;
+        let mut g = Generator::new(1, Shape::Words);
+        let products: Vec<_> = (0..20_000).map(|_| g.product()).collect();
+        assert!(products.iter().all(|p| {
+            let words: Vec<_> = p.name.split(' ').collect();
+            words.len() == 3 && words.iter().all(|w| WORDS.contains(w))
+        }));
+        // A whole vocabulary word is in 0.1-1% of the names (the original
+        // load test's selectivity).
+        for word in ["рюкзак", "синий", "космос"] {
+            let n = products
+                .iter()
+                .filter(|p| p.name.split(' ').any(|w| w == word))
+                .count();
+            assert!((20..=200).contains(&n), "{word}: {n} of 20000");
+        }
+        let mut again = Generator::new(1, Shape::Words);
+        assert_eq!(again.product(), products[0]);
     }
 }

@@ -379,6 +379,16 @@ pub enum SeedMode {
     Append,
 }
 
+/// What `seed-products` generates.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SeedShape {
+    /// Plausible catalog entries (few distinct words, some in several
+    /// percent of the names).
+    Catalog,
+    /// Three random words of a 454-word vocabulary (each in ~0.7% of names).
+    Words,
+}
+
 /// `otus seed-products`.
 #[derive(Debug, Clone, Args)]
 pub struct SeedArgs {
@@ -392,6 +402,11 @@ pub struct SeedArgs {
     /// `append`.
     #[arg(long, env = "SEED_MODE", value_enum, default_value_t = SeedMode::IfEmpty)]
     pub mode: SeedMode,
+    /// What products look like: `catalog` (plausible entries, «Синий рюкзак
+    /// Байкал Про-123») or `words` (three random words of a fixed vocabulary
+    /// of 454, as in the original solution's load test).
+    #[arg(long, env = "SEED_SHAPE", value_enum, default_value_t = SeedShape::Catalog)]
+    pub shape: SeedShape,
     /// Rows per batch (one COPY chunk or one SQLite transaction).
     #[arg(long, env = "SEED_BATCH_SIZE", default_value_t = 20_000)]
     pub batch_size: usize,

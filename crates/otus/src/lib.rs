@@ -22,7 +22,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::config::{
     AllInOneArgs, AuthArgs, CacheArgs, CatalogArgs, DbArgs, EdgeArgs, RedisArgs, SeedArgs,
-    SeedMode, UsersArgs,
+    SeedMode, SeedShape, UsersArgs,
 };
 
 /// Connects to the configured database.
@@ -357,6 +357,10 @@ pub async fn seed_products(args: SeedArgs) -> anyhow::Result<()> {
         &conn,
         args.count,
         args.seed,
+        match args.shape {
+            SeedShape::Catalog => seed::Shape::Catalog,
+            SeedShape::Words => seed::Shape::Words,
+        },
         mode,
         args.batch_size,
         |done, total| {

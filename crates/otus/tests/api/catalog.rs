@@ -20,9 +20,17 @@ async fn seeded(app: &TestApp) {
     let db = sea_orm::Database::connect(&app.database_url)
         .await
         .expect("connect");
-    let report = seed::load(&db, COUNT, 42, seed::Mode::Replace, 1000, |_, _| {})
-        .await
-        .expect("seed");
+    let report = seed::load(
+        &db,
+        COUNT,
+        42,
+        seed::Shape::Catalog,
+        seed::Mode::Replace,
+        1000,
+        |_, _| {},
+    )
+    .await
+    .expect("seed");
     assert_eq!(report.inserted, COUNT);
 }
 
@@ -106,9 +114,17 @@ async fn totals_are_exact_up_to_the_bound_then_a_lower_bound(app: TestApp) {
     let db = sea_orm::Database::connect(&app.database_url)
         .await
         .expect("connect");
-    seed::load(&db, MANY, 7, seed::Mode::Replace, 2000, |_, _| {})
-        .await
-        .expect("seed");
+    seed::load(
+        &db,
+        MANY,
+        7,
+        seed::Shape::Catalog,
+        seed::Mode::Replace,
+        2000,
+        |_, _| {},
+    )
+    .await
+    .expect("seed");
     let get = |qs: String| {
         let app = &app;
         async move {
