@@ -14,6 +14,7 @@ pub mod cache;
 pub mod coalesce;
 pub mod entity;
 pub mod error;
+pub mod index;
 pub mod search;
 pub mod seed;
 pub mod service;
