@@ -124,6 +124,8 @@ def main():
     ap.add_argument("--sample", type=int, default=300)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--drop", action="store_true")
+    ap.add_argument("--dump-searches", metavar="FILE",
+                    help="also write the sampled searches there, one per line (for the Rust index benchmark)")
     args = ap.parse_args()
     conn = psycopg2.connect(args.db)
     conn.autocommit = True
@@ -148,6 +150,10 @@ def main():
         words = [w for w in row[0].split() if len(w) >= 3]
         if words:
             searches.append(rng.sample(words, min(len(words), rng.choice([1, 2]))))
+
+    if args.dump_searches:
+        with open(args.dump_searches, "w", encoding="utf-8") as f:
+            f.writelines(" ".join(words) + "\n" for words in searches)
 
     results = {}
     for name, run in [("trigram", trigram), ("postings", postings)]:

@@ -354,7 +354,10 @@ mod tests {
                 assert_eq!(answer, reference(&products, s), "{shape:?} {s:?}");
                 nonempty += usize::from(!answer.0.is_empty());
             }
-            assert!(nonempty >= 8, "{shape:?}: only {nonempty} cases found anything");
+            assert!(
+                nonempty >= 8,
+                "{shape:?}: only {nonempty} cases found anything"
+            );
         }
     }
 
