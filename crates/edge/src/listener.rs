@@ -111,6 +111,10 @@ pub async fn read_body(State(limits): State<BodyLimits>, req: Request, next: Nex
     if declared.is_some_and(|n| n > limits.max_bytes as u64) {
         return close(too_large());
     }
+    // Nothing to read (a GET, or an empty body): no buffer, no timer.
+    if axum::body::HttpBody::is_end_stream(req.body()) {
+        return next.run(req).await;
+    }
     let (parts, mut body) = req.into_parts();
     let mut buf: Vec<u8> = Vec::new();
     let read = async {

@@ -107,10 +107,17 @@ pub fn init(
             .boxed()
     });
     let registry = tracing_subscriber::registry().with(filter).with(otel);
+    // Colour codes only for a terminal: in a file or a pipe they are noise,
+    // and formatting them costs every line.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     // `try_init` fails only when a subscriber is already installed: keep it.
     let _ = match format {
         LogFormat::Text => registry
-            .with(tracing_subscriber::fmt::layer().with_target(true))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_target(true)
+                    .with_ansi(ansi),
+            )
             .try_init(),
         LogFormat::Json => registry
             .with(
