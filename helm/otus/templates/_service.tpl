@@ -1,4 +1,46 @@
 {{/*
+The ConfigMap data of one otus process (same arguments as otus.service).
+Rendered once for the ConfigMap and once for the Deployment's checksum, so
+any change to it (cacheEnabled, logFormat, the OTLP endpoint, Redis, the
+hashing bounds) rolls the pods.
+*/}}
+{{- define "otus.serviceConfigData" -}}
+{{- $root := .root -}}
+{{- $name := .name -}}
+{{- $svc := .svc -}}
+{{- $full := include "otus.fullname" $root -}}
+LOG_FORMAT: {{ $root.Values.logFormat | quote }}
+ADMIN_ADDR: "0.0.0.0:{{ $svc.adminPort }}"
+OTEL_SERVICE_NAME: "otus-{{ $name }}"
+{{- with include "otus.otlpEndpoint" $root }}
+OTEL_EXPORTER_OTLP_ENDPOINT: {{ . | quote }}
+{{- end }}
+{{- if eq $name "edge" }}
+HTTP_ADDR: "0.0.0.0:{{ $svc.port }}"
+USERS_GRPC_URL: "http://{{ $full }}-users:{{ $root.Values.services.users.port }}"
+AUTH_GRPC_URL: "http://{{ $full }}-auth:{{ $root.Values.services.auth.port }}"
+CATALOG_GRPC_URL: "http://{{ $full }}-catalog:{{ $root.Values.services.catalog.port }}"
+# Behind ingress-nginx, which sets X-Real-IP: per-address login limits see clients.
+TRUST_PROXY_HEADERS: "true"
+{{- else }}
+GRPC_ADDR: "0.0.0.0:{{ $svc.port }}"
+{{- end }}
+{{- if eq $name "auth" }}
+USERS_GRPC_URL: "http://{{ $full }}-users:{{ $root.Values.services.users.port }}"
+{{- end }}
+{{- if or (eq $name "auth") (eq $name "catalog") }}
+REDIS_URL: {{ include "otus.redisUrl" $root | quote }}
+{{- end }}
+{{- with $svc.passwordHashing }}
+ARGON2_MAX_CONCURRENT: {{ .maxConcurrent | quote }}
+ARGON2_MAX_WAIT_MS: {{ .maxWaitMs | quote }}
+{{- end }}
+{{- if eq $name "catalog" }}
+CACHE_ENABLED: {{ ternary "1" "0" $root.Values.cacheEnabled | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
 One otus process: ConfigMap, Deployment, Service, PodDisruptionBudget and
 ServiceMonitor. Written once, instantiated for edge, users, auth and catalog by
 services.yaml. Call with (dict "root" $ "name" "users" "svc" $svc).
@@ -16,35 +58,7 @@ metadata:
   labels:
     {{- include "otus.labels" $ctx | nindent 4 }}
 data:
-  LOG_FORMAT: {{ $root.Values.logFormat | quote }}
-  ADMIN_ADDR: "0.0.0.0:{{ $svc.adminPort }}"
-  OTEL_SERVICE_NAME: "otus-{{ $name }}"
-  {{- with include "otus.otlpEndpoint" $root }}
-  OTEL_EXPORTER_OTLP_ENDPOINT: {{ . | quote }}
-  {{- end }}
-  {{- if eq $name "edge" }}
-  HTTP_ADDR: "0.0.0.0:{{ $svc.port }}"
-  USERS_GRPC_URL: "http://{{ $full }}-users:{{ $root.Values.services.users.port }}"
-  AUTH_GRPC_URL: "http://{{ $full }}-auth:{{ $root.Values.services.auth.port }}"
-  CATALOG_GRPC_URL: "http://{{ $full }}-catalog:{{ $root.Values.services.catalog.port }}"
-  # Behind ingress-nginx, which sets X-Real-IP: per-address login limits see clients.
-  TRUST_PROXY_HEADERS: "true"
-  {{- else }}
-  GRPC_ADDR: "0.0.0.0:{{ $svc.port }}"
-  {{- end }}
-  {{- if eq $name "auth" }}
-  USERS_GRPC_URL: "http://{{ $full }}-users:{{ $root.Values.services.users.port }}"
-  {{- end }}
-  {{- if or (eq $name "auth") (eq $name "catalog") }}
-  REDIS_URL: {{ include "otus.redisUrl" $root | quote }}
-  {{- end }}
-  {{- with $svc.passwordHashing }}
-  ARGON2_MAX_CONCURRENT: {{ .maxConcurrent | quote }}
-  ARGON2_MAX_WAIT_MS: {{ .maxWaitMs | quote }}
-  {{- end }}
-  {{- if eq $name "catalog" }}
-  CACHE_ENABLED: {{ ternary "1" "0" $root.Values.cacheEnabled | quote }}
-  {{- end }}
+  {{- include "otus.serviceConfigData" . | nindent 2 }}
 ---
 apiVersion: apps/v1
 kind: Deployment
@@ -64,7 +78,7 @@ spec:
       labels:
         {{- include "otus.labels" $ctx | nindent 8 }}
       annotations:
-        checksum/config: {{ toJson $svc | sha256sum | trunc 16 }}
+        checksum/config: {{ include "otus.serviceConfigData" . | sha256sum | trunc 16 }}
     spec:
       terminationGracePeriodSeconds: {{ $root.Values.terminationGracePeriodSeconds }}
       automountServiceAccountToken: false
