@@ -60,6 +60,16 @@ fn edge_for_catalog(catalog_addr: &str) -> (Proc, String) {
     (proc, base)
 }
 
+/// The `i`-th read of a worker: a product by id or a search (q=робот),
+/// alternately, over a catalog of 200 products.
+fn catalog_read(i: u64) -> String {
+    if i.is_multiple_of(2) {
+        format!("/products/{}", 1 + i % 200)
+    } else {
+        "/products?q=%D1%80%D0%BE%D0%B1%D0%BE%D1%82&limit=5".to_owned()
+    }
+}
+
 /// `otus seed-products` into `db` (migrates first).
 fn seed(db: &str, count: u32) {
     let seeded = Command::new(OTUS)
@@ -122,11 +132,7 @@ async fn restarting_a_backend_under_load_gives_503s_never_500s() {
             let mut i = w;
             while !stop.load(Ordering::Relaxed) {
                 i += 1;
-                let path = if i % 2 == 0 {
-                    format!("/products/{}", 1 + i % 200)
-                } else {
-                    "/products?q=%D1%80%D0%BE%D0%B1%D0%BE%D1%82&limit=5".to_owned()
-                };
+                let path = catalog_read(i);
                 let Ok(resp) = client.get(format!("{base}{path}")).send().await else {
                     continue;
                 };
@@ -321,11 +327,7 @@ async fn a_database_outage_gives_prompt_503s_and_service_resumes() {
             let mut i = w;
             while !stop.load(Ordering::Relaxed) {
                 i += 1;
-                let path = if i % 2 == 0 {
-                    format!("/products/{}", 1 + i % 200)
-                } else {
-                    "/products?q=%D1%80%D0%BE%D0%B1%D0%BE%D1%82&limit=5".to_owned()
-                };
+                let path = catalog_read(i);
                 let start = Instant::now();
                 let Ok(resp) = client.get(format!("{base}{path}")).send().await else {
                     continue;
