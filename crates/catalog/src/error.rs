@@ -24,6 +24,10 @@ pub enum CatalogError {
     /// The database failed. → UNAVAILABLE, `DATABASE_UNAVAILABLE` (logged).
     #[error("database: {0}")]
     Db(#[from] DbErr),
+    /// A fault of this service (a search task that panicked). → INTERNAL
+    /// with an opaque message; the cause is logged.
+    #[error("internal: {0}")]
+    Internal(String),
 }
 
 fn status(code: Code, message: impl Into<String>, reason: &str) -> Status {
@@ -50,6 +54,10 @@ impl From<CatalogError> for Status {
                     "the catalog database is unavailable; try again later",
                     "DATABASE_UNAVAILABLE",
                 )
+            }
+            CatalogError::Internal(cause) => {
+                tracing::error!(error = %cause, "catalog internal error");
+                status(Code::Internal, "internal error", "INTERNAL")
             }
         }
     }

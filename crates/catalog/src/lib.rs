@@ -5,6 +5,8 @@
 //! - [`search`]: parameter validation and normalisation (word order, case and
 //!   repeats do not change the key), and the SQL: every word a
 //!   `name_search LIKE '%word%'` (trigram-indexed on PostgreSQL).
+//! - [`index`], [`live`]: the in-memory inverted index of product names that
+//!   answers searches, and the task keeping it in step with the database.
 //! - [`cache`]: the search cache: off, in-process (moka) or Redis, with a hard
 //!   timeout so a sick Redis never fails a search.
 //! - [`seed`]: the deterministic product generator and bulk loader.
@@ -15,6 +17,7 @@ pub mod coalesce;
 pub mod entity;
 pub mod error;
 pub mod index;
+pub mod live;
 pub mod search;
 pub mod seed;
 pub mod service;

@@ -6,7 +6,7 @@ use otus_proto::catalog::v1::{
     catalog_service_server::CatalogService,
 };
 use prost::Message as _;
-use sea_orm::EntityTrait as _;
+use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _, QueryOrder as _};
 use tonic::{Request, Response, Status, metadata::MetadataValue};
 
 use crate::{
@@ -14,6 +14,7 @@ use crate::{
     coalesce::{Coalescer, Source},
     entity,
     error::CatalogError,
+    live::LiveIndex,
     search::{Search, Strategy, Total},
 };
 
@@ -26,13 +27,16 @@ pub struct CatalogApi {
     db: Db,
     cache: SearchCache,
     strategy: Strategy,
+    /// The in-memory index (None: the database answers every search).
+    index: Option<LiveIndex>,
     /// Searches being computed, shared by concurrent identical misses.
     inflight: Coalescer<Result<SearchProductsResponse, Status>>,
 }
 
 impl CatalogApi {
-    /// A service over an open (and migrated) database.
-    pub fn new(db: Db, cache: SearchCache, strategy: Strategy) -> Self {
+    /// A service over an open (and migrated) database; searches use `index`
+    /// once it is loaded, the database before (and always without one).
+    pub fn new(db: Db, cache: SearchCache, strategy: Strategy, index: Option<LiveIndex>) -> Self {
         if strategy == Strategy::UnindexedBaseline {
             tracing::warn!("catalog runs the UNINDEXED baseline search (benchmarks only)");
         }
@@ -40,16 +44,39 @@ impl CatalogApi {
             db,
             cache,
             strategy,
+            index: index.filter(|_| strategy != Strategy::UnindexedBaseline),
             inflight: Coalescer::default(),
         }
     }
 
-    /// One search's answer from the database.
-    async fn compute(&self, search: &Search) -> Result<SearchProductsResponse, CatalogError> {
-        let (rows, total) = search
-            .run(&self.db, self.strategy)
+    /// The page and bounded total: the page's ids from the in-memory index
+    /// and their rows by primary key, or everything from the database while
+    /// no index is loaded.
+    async fn find(&self, search: &Search) -> Result<(Vec<entity::Model>, Total), CatalogError> {
+        let Some(loaded) = self.index.as_ref().and_then(LiveIndex::current) else {
+            return Ok(search.run(&self.db, self.strategy).await?);
+        };
+        let s = search.clone();
+        // CPU work of up to a few milliseconds: off the async workers.
+        let (ids, total) = tokio::task::spawn_blocking(move || loaded.index.search(&s))
             .await
-            .map_err(CatalogError::Db)?;
+            .map_err(|e| CatalogError::Internal(format!("index search task: {e}")))?;
+        if ids.is_empty() {
+            return Ok((Vec::new(), total));
+        }
+        // A product deleted since the index was built is left out of the
+        // page (it is gone within the index's freshness bound).
+        let rows = entity::Entity::find()
+            .filter(entity::Column::Id.is_in(ids))
+            .order_by_asc(entity::Column::Id)
+            .all(&self.db)
+            .await?;
+        Ok((rows, total))
+    }
+
+    /// One search's answer.
+    async fn compute(&self, search: &Search) -> Result<SearchProductsResponse, CatalogError> {
+        let (rows, total) = self.find(search).await?;
         let (total, relation) = match total {
             Total::Exact(n) => (n, TotalRelation::Eq),
             Total::AtLeast(n) => (n, TotalRelation::Gte),

@@ -18,6 +18,7 @@ mod m20261124_000002_create_auth;
 mod m20261124_000003_create_products;
 mod m20261125_000004_session_expiry_ms;
 mod m20261125_000005_username_key;
+mod m20261125_000006_catalog_version;
 
 /// Applies every migration in order; `seaql_migrations` records what ran.
 pub struct Migrator;
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000003_create_products::Migration),
             Box::new(m20261125_000004_session_expiry_ms::Migration),
             Box::new(m20261125_000005_username_key::Migration),
+            Box::new(m20261125_000006_catalog_version::Migration),
         ]
     }
 }

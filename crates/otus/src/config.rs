@@ -141,6 +141,12 @@ pub struct CacheArgs {
     #[arg(long, env = "CATALOG_SEARCH_BASELINE", default_value = "false", action = clap::ArgAction::Set,
           value_parser = clap::builder::BoolishValueParser::new())]
     pub catalog_search_baseline: bool,
+    /// Answer searches from an in-memory index of product names, rebuilt when
+    /// the products table changes (false: the database's trigram index answers
+    /// every search).
+    #[arg(long, env = "CATALOG_SEARCH_INDEX", default_value = "true", action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub catalog_search_index: bool,
 }
 
 /// Auth service behaviour (shared by `auth` and `all-in-one`).

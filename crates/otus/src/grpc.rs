@@ -63,25 +63,51 @@ async fn database_status(db: &Db, service: &str, table: &str) -> ServingStatus {
 }
 
 /// Keeps `service`'s health status in step with the database: NOT_SERVING
-/// while a ping fails, so readiness probes (and the edge's `/ready`) notice.
-/// The first status is set before this returns, so the service never
-/// answers health checks with "unknown service".
+/// while a ping fails, so readiness probes (and the edge's `/ready`) notice;
+/// and, with a `gate`, also while the gate is false (the catalog's search
+/// index before its first build). The first status is set before this
+/// returns, so the service never answers health checks with "unknown
+/// service".
 async fn watch_database(
     reporter: HealthReporter,
     service: &'static str,
     table: &'static str,
     db: Db,
+    gate: Option<tokio::sync::watch::Receiver<bool>>,
     shutdown: CancellationToken,
 ) {
-    let mut last = database_status(&db, service, table).await;
+    let open = |gate: &Option<tokio::sync::watch::Receiver<bool>>| {
+        gate.as_ref().is_none_or(|g| *g.borrow())
+    };
+    let status_now = async |db: &Db, open: bool| {
+        if open {
+            database_status(db, service, table).await
+        } else {
+            ServingStatus::NotServing
+        }
+    };
+    let mut last = status_now(&db, open(&gate)).await;
     reporter.set_service_status(service, last).await;
     tokio::spawn(async move {
+        let mut gate = gate;
         loop {
+            let changed = async {
+                match gate.as_mut() {
+                    // A closed gate (its sender gone) never changes again.
+                    Some(g) => {
+                        if g.changed().await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(DB_HEALTH_INTERVAL) => {}
+                () = changed => {}
             }
-            let status = database_status(&db, service, table).await;
+            let status = status_now(&db, open(&gate)).await;
             if status != last {
                 reporter.set_service_status(service, status).await;
                 last = status;
@@ -108,11 +134,12 @@ async fn standard_services(
     service: &'static str,
     table: &'static str,
     db: &Db,
+    gate: Option<tokio::sync::watch::Receiver<bool>>,
     metrics: &otus_telemetry::Metrics,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<MeteredRouter> {
     let (reporter, health) = tonic_health::server::health_reporter();
-    watch_database(reporter, service, table, db.clone(), shutdown.clone()).await;
+    watch_database(reporter, service, table, db.clone(), gate, shutdown.clone()).await;
     let (reflection_v1, reflection_v1alpha) = reflection_services()?;
     Ok(Server::builder()
         // A peer that stopped answering (gone without closing) is dropped
@@ -141,9 +168,16 @@ pub async fn serve_users(
     shutdown: CancellationToken,
 ) -> anyhow::Result<Bound> {
     let (local, incoming) = bind(addr, "users").await?;
-    let router = standard_services(otus_users::SERVICE_NAME, "users", &db, metrics, &shutdown)
-        .await?
-        .add_service(UsersServiceServer::new(UsersApi::new(db, key)));
+    let router = standard_services(
+        otus_users::SERVICE_NAME,
+        "users",
+        &db,
+        None,
+        metrics,
+        &shutdown,
+    )
+    .await?
+    .add_service(UsersServiceServer::new(UsersApi::new(db, key)));
     let fut = async move {
         router
             .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
@@ -216,6 +250,7 @@ pub async fn serve_auth(
         otus_auth::SERVICE_NAME,
         "credentials",
         &db,
+        None,
         metrics,
         &shutdown,
     )
@@ -230,29 +265,57 @@ pub async fn serve_auth(
     Ok((local, Box::pin(fut)))
 }
 
+/// What the catalog service is built from.
+pub struct CatalogDeps {
+    /// Its database (products).
+    pub db: Db,
+    /// Where search answers are cached.
+    pub store: otus_catalog::cache::Store,
+    /// How long a cached answer is served.
+    pub ttl: Duration,
+    /// How the database matches words (when it answers).
+    pub strategy: otus_catalog::search::Strategy,
+    /// Whether searches use the in-memory index (readiness then waits for
+    /// its first build).
+    pub in_memory_index: bool,
+}
+
 /// Binds and wires the catalog service.
 pub async fn serve_catalog(
     addr: SocketAddr,
-    db: Db,
-    store: otus_catalog::cache::Store,
-    ttl: Duration,
-    strategy: otus_catalog::search::Strategy,
+    deps: CatalogDeps,
     metrics: &otus_telemetry::Metrics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Bound> {
+    let CatalogDeps {
+        db,
+        store,
+        ttl,
+        strategy,
+        in_memory_index,
+    } = deps;
     let cache = otus_catalog::SearchCache::new(store, ttl, metrics.registry())
         .context("registering catalog metrics")?;
+    let index = if in_memory_index {
+        let live = otus_catalog::live::LiveIndex::new(metrics.registry())
+            .context("registering search index metrics")?;
+        live.spawn(db.clone(), shutdown.clone());
+        Some(live)
+    } else {
+        None
+    };
     let (local, incoming) = bind(addr, "catalog").await?;
     let router = standard_services(
         otus_catalog::SERVICE_NAME,
         "products",
         &db,
+        index.as_ref().map(otus_catalog::live::LiveIndex::ready),
         metrics,
         &shutdown,
     )
     .await?
     .add_service(CatalogServiceServer::new(otus_catalog::CatalogApi::new(
-        db, cache, strategy,
+        db, cache, strategy, index,
     )));
     let fut = async move {
         router
@@ -280,4 +343,59 @@ pub async fn connect_redis(url: &str) -> anyhow::Result<fred::prelude::Client> {
     client.init().await.context("connecting to Redis")?;
     tracing::info!("redis connected");
     Ok(client)
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic_health::{
+        pb::{
+            HealthCheckRequest, health_check_response::ServingStatus as Pb,
+            health_server::Health as _,
+        },
+        server::HealthService,
+    };
+
+    use super::*;
+
+    async fn status(health: &HealthService, service: &str) -> Pb {
+        let resp = health
+            .check(tonic::Request::new(HealthCheckRequest {
+                service: service.into(),
+            }))
+            .await
+            .expect("known service");
+        resp.into_inner().status()
+    }
+
+    /// The catalog reports NOT_SERVING until its search index is built, even
+    /// with the database up, and SERVING as soon as the gate opens (without
+    /// waiting for the next database check).
+    #[tokio::test]
+    async fn a_closed_gate_keeps_the_service_not_serving() {
+        // One connection: each connection to `:memory:` is its own database.
+        let mut options = sea_orm::ConnectOptions::new("sqlite::memory:");
+        options.max_connections(1);
+        let conn = sea_orm::Database::connect(options).await.expect("sqlite");
+        let db = Db::always_up(conn);
+        use sea_orm::ConnectionTrait as _;
+        db.execute_unprepared("CREATE TABLE things (id INTEGER)")
+            .await
+            .expect("table");
+        let reporter = HealthReporter::new();
+        let health = HealthService::from_health_reporter(reporter.clone());
+        let (open, gate) = tokio::sync::watch::channel(false);
+        let shutdown = CancellationToken::new();
+        watch_database(reporter, "svc", "things", db, Some(gate), shutdown.clone()).await;
+        assert_eq!(status(&health, "svc").await, Pb::NotServing);
+        open.send_replace(true);
+        let deadline = tokio::time::Instant::now() + DB_HEALTH_INTERVAL / 2;
+        while status(&health, "svc").await != Pb::Serving {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "still NOT_SERVING after the gate opened"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        shutdown.cancel();
+    }
 }

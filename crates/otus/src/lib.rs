@@ -86,11 +86,22 @@ async fn redis(args: &RedisArgs) -> anyhow::Result<Option<(fred::prelude::Client
     }
 }
 
-fn strategy(cache: &CacheArgs) -> otus_catalog::search::Strategy {
-    if cache.catalog_search_baseline {
-        otus_catalog::search::Strategy::UnindexedBaseline
-    } else {
-        otus_catalog::search::Strategy::Indexed
+/// What the catalog service is built from, for these settings.
+fn catalog_deps(
+    db: otus_db::Db,
+    cache: &CacheArgs,
+    redis: Option<&(fred::prelude::Client, String)>,
+) -> grpc::CatalogDeps {
+    grpc::CatalogDeps {
+        db,
+        store: cache_store(cache, redis),
+        ttl: std::time::Duration::from_secs(cache.cache_ttl_secs.max(1)),
+        strategy: if cache.catalog_search_baseline {
+            otus_catalog::search::Strategy::UnindexedBaseline
+        } else {
+            otus_catalog::search::Strategy::Indexed
+        },
+        in_memory_index: cache.catalog_search_index && !cache.catalog_search_baseline,
     }
 }
 
@@ -142,10 +153,7 @@ impl AllInOne {
         let deadline = std::time::Duration::from_millis(args.edge.grpc_deadline_ms);
         let (catalog_grpc_addr, catalog) = grpc::serve_catalog(
             args.catalog_grpc_addr,
-            conn.clone(),
-            cache_store(&args.cache, redis.as_ref()),
-            std::time::Duration::from_secs(args.cache.cache_ttl_secs.max(1)),
-            strategy(&args.cache),
+            catalog_deps(conn.clone(), &args.cache, redis.as_ref()),
             &metrics,
             shutdown.clone(),
         )
@@ -322,10 +330,7 @@ pub async fn run_catalog(args: CatalogArgs) -> anyhow::Result<()> {
     let redis = redis(&args.redis).await?;
     let (grpc, catalog) = grpc::serve_catalog(
         args.grpc_addr,
-        conn,
-        cache_store(&args.cache, redis.as_ref()),
-        std::time::Duration::from_secs(args.cache.cache_ttl_secs.max(1)),
-        strategy(&args.cache),
+        catalog_deps(conn, &args.cache, redis.as_ref()),
         &metrics,
         shutdown.clone(),
     )

@@ -32,6 +32,7 @@ async fn seeded(app: &TestApp) {
     .await
     .expect("seed");
     assert_eq!(report.inserted, COUNT);
+    app.catalog_index_current().await;
 }
 
 #[derive(Debug, PartialEq)]
@@ -125,6 +126,7 @@ async fn totals_are_exact_up_to_the_bound_then_a_lower_bound(app: TestApp) {
     )
     .await
     .expect("seed");
+    app.catalog_index_current().await;
     let get = |qs: String| {
         let app = &app;
         async move {
@@ -311,6 +313,105 @@ async fn a_product_is_found_by_id(app: TestApp) {
         "PRODUCT_NOT_FOUND",
     )
     .await;
+}
+
+// The same answers from the database path: what serves while the index
+// loads, and with CATALOG_SEARCH_INDEX=false.
+on_both_backends!(
+    options = crate::helpers::Options { search_index: false, ..Default::default() };
+    database_search_answers_match_a_reference_query,
+    database_totals_are_exact_up_to_the_bound_then_a_lower_bound,
+);
+
+async fn database_search_answers_match_a_reference_query(app: TestApp) {
+    search_answers_match_a_reference_query(app).await;
+}
+
+async fn database_totals_are_exact_up_to_the_bound_then_a_lower_bound(app: TestApp) {
+    totals_are_exact_up_to_the_bound_then_a_lower_bound(app).await;
+}
+
+on_both_backends!(
+    options = crate::helpers::Options { cache_enabled: false, ..Default::default() };
+    a_product_changed_in_the_database_is_searchable_soon,
+);
+
+/// The index is a second copy of the products: a product inserted, renamed
+/// or deleted straight in the database (no service involved, as another
+/// writer would) shows in searches within the freshness bound
+/// (`docs/search.md`: the poll interval plus one build).
+async fn a_product_changed_in_the_database_is_searchable_soon(app: TestApp) {
+    seeded(&app).await;
+    let db = sea_orm::Database::connect(&app.database_url)
+        .await
+        .expect("connect");
+    let ids = reference(&app, &["космос"], None, None, None).await;
+    let (renamed, deleted) = (ids[0].id, ids[1].id);
+    let sql = |s: &str| Statement::from_string(db.get_database_backend(), s.to_owned());
+    let changed = std::time::Instant::now();
+    db.execute_raw(sql(&format!(
+        "UPDATE products SET name = 'Квазарный фонарь', name_search = '{}' WHERE id = {renamed}",
+        fold("Квазарный фонарь")
+    )))
+    .await
+    .expect("rename");
+    db.execute_raw(sql(&format!("DELETE FROM products WHERE id = {deleted}")))
+        .await
+        .expect("delete");
+    db.execute_raw(sql(&format!(
+        "INSERT INTO products (name, name_search, description, category, price_cents) \
+         VALUES ('Квазарный зонт', '{}', 'новинка', 'Дом и сад', 12345)",
+        fold("Квазарный зонт")
+    )))
+    .await
+    .expect("insert");
+    let ids_of = |page: &Value| -> Vec<i64> { rows_of(page).iter().map(|r| r.id).collect() };
+    let deadline = changed + Duration::from_secs(30);
+    loop {
+        let quasar: Value = app
+            .get("/products?q=квазарный", None)
+            .await
+            .json()
+            .await
+            .expect("json");
+        let cosmos: Value = app
+            .get("/products?q=космос&limit=100", None)
+            .await
+            .json()
+            .await
+            .expect("json");
+        let found = ids_of(&quasar);
+        if found.len() == 2 {
+            assert!(found.contains(&renamed), "{quasar}");
+            assert_eq!(quasar["total"], 2, "{quasar}");
+            let cosmos_ids = ids_of(&cosmos);
+            assert!(!cosmos_ids.contains(&renamed), "the old name is gone");
+            assert!(
+                !cosmos_ids.contains(&deleted),
+                "the deleted product is gone"
+            );
+            assert_eq!(
+                cosmos["total"].as_u64(),
+                Some(ids.len() as u64 - 2),
+                "{cosmos}"
+            );
+            println!(
+                "changes searchable after {:?} ({})",
+                changed.elapsed(),
+                if app.search_index {
+                    "index"
+                } else {
+                    "database"
+                }
+            );
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "changes not searchable after 30 s: {quasar}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 on_both_backends!(a_repeated_search_is_a_cache_hit_with_the_same_bytes);

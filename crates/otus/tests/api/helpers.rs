@@ -36,6 +36,8 @@ pub struct Options {
     /// The edge's header-read (and keep-alive idle) timeout. Long by default:
     /// a short one would close the client's pooled connections under it.
     pub header_read_timeout_ms: u64,
+    /// Searches from the catalog's in-memory index (else the database).
+    pub search_index: bool,
 }
 
 impl Default for Options {
@@ -45,6 +47,7 @@ impl Default for Options {
             cache_enabled: true,
             redis_url: None,
             header_read_timeout_ms: 30_000,
+            search_index: true,
         }
     }
 }
@@ -169,6 +172,8 @@ pub struct TestApp {
     pub database_url: String,
     /// Whether sessions live in Redis.
     pub redis: bool,
+    /// Whether the catalog searches an in-memory index.
+    pub search_index: bool,
     pub client: Client,
     shutdown: CancellationToken,
     // Dropped after the app has been told to stop.
@@ -231,6 +236,7 @@ impl TestApp {
                 cache_ttl_secs: 60,
                 cache_max_entries: 1000,
                 catalog_search_baseline: false,
+                catalog_search_index: opts.search_index,
             },
             auth: AuthTuning {
                 session_ttl_secs: opts.session_ttl_secs,
@@ -265,6 +271,7 @@ impl TestApp {
             key: IdentityKey::new(secret.as_bytes()).expect("32-char secret"),
             database_url,
             redis: redis_url.is_some(),
+            search_index: opts.search_index,
             client: Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
@@ -372,6 +379,46 @@ impl TestApp {
             .text()
             .await
             .expect("metrics text")
+    }
+
+    /// Waits until the catalog's search index reflects every change made to
+    /// the products table so far: its `catalog_index_version` metric reaches
+    /// the database's `catalog_version` (what a user of another replica waits
+    /// for, within the documented freshness bound).
+    pub async fn catalog_index_current(&self) {
+        use sea_orm::ConnectionTrait as _;
+        if !self.search_index {
+            return;
+        }
+        let db = sea_orm::Database::connect(&self.database_url)
+            .await
+            .expect("connect");
+        let row = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                "SELECT version FROM catalog_version WHERE id = 1",
+            ))
+            .await
+            .expect("read catalog_version")
+            .expect("catalog_version row");
+        let want: i64 = row.try_get("", "version").expect("version");
+        // Generous: a busy CI machine; the documented bound is far lower.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let text = self.metrics().await;
+            let seen = text
+                .lines()
+                .find_map(|l| l.strip_prefix("catalog_index_version "))
+                .and_then(|v| v.trim().parse::<i64>().ok());
+            if seen.is_some_and(|v| v >= want) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the search index did not reach catalog_version {want} in 60 s (at {seen:?})"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// An identity token as the auth service would mint it.
