@@ -255,8 +255,6 @@ async fn build(db: &Db) -> Result<SearchIndex, RefreshError> {
 
 #[cfg(test)]
 mod tests {
-    #![expect(clippy::expect_used, reason = "tests")]
-
     use otus_migration::{Migrator, MigratorTrait as _};
     use otus_proto::catalog::v1::SearchProductsRequest;
     use sea_orm::{ConnectOptions, Database};
