@@ -14,7 +14,9 @@
 #          loadtest/search-rate.sh
 # Env:   RATES ("50 100 300"), DURATION (30s), OTUS_BIN (release `otus`; built
 #        when unset), OHA (oha binary; `cargo install oha` into
-#        ~/.cache/otus-rs/tools when missing), PORT (18100).
+#        ~/.cache/otus-rs/tools when missing), PORT (18100; admin on PORT+1),
+#        SEARCH_INDEX (true: the in-memory index, waited for before measuring;
+#        false: the database's trigram index answers, the previous design).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 : "${DATABASE_URL:?DATABASE_URL (PostgreSQL with products) is required}"
@@ -22,6 +24,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RATES=${RATES:-"50 100 300"}
 DURATION=${DURATION:-30s}
 PORT=${PORT:-18100}
+ADMIN_PORT=$((PORT + 1))
+SEARCH_INDEX=${SEARCH_INDEX:-true}
 
 OHA=${OHA:-$(command -v oha || echo "$HOME/.cache/otus-rs/tools/bin/oha")}
 if [ ! -x "$OHA" ]; then
@@ -47,8 +51,10 @@ for line in open(sys.argv[1], encoding="utf-8"):
         print(f"http://127.0.0.1:{sys.argv[2]}/products?" + urllib.parse.urlencode({"q": line.strip()}))
 EOF
 
-HTTP_ADDR=127.0.0.1:$PORT ADMIN_ADDR=127.0.0.1:0 USERS_GRPC_ADDR=127.0.0.1:0 \
+started=$(date +%s.%N)
+HTTP_ADDR=127.0.0.1:$PORT ADMIN_ADDR=127.0.0.1:$ADMIN_PORT USERS_GRPC_ADDR=127.0.0.1:0 \
 AUTH_GRPC_ADDR=127.0.0.1:0 CATALOG_GRPC_ADDR=127.0.0.1:0 CACHE_ENABLED=0 RUST_LOG=warn \
+CATALOG_SEARCH_INDEX=$SEARCH_INDEX \
   "$OTUS_BIN" all-in-one >"$WORK/server.log" 2>&1 &
 SERVER=$!
 deadline=$(( $(date +%s) + 60 ))
@@ -56,9 +62,23 @@ until curl -fsS "http://127.0.0.1:$PORT/ready" >/dev/null 2>&1; do
   [ "$(date +%s)" -lt "$deadline" ] || { cat "$WORK/server.log" >&2; echo "server not ready within 60 s" >&2; exit 1; }
   sleep 0.2
 done
+metric() { curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+rss_mib() { awk '/VmRSS/ {printf "%d", $2 / 1024}' "/proc/$SERVER/status"; }
+design="database (trigram index)"
+if [ "$SEARCH_INDEX" = true ]; then
+  design="in-memory index"
+  # Measure the index, not the database fallback that answers while it builds.
+  deadline=$(( $(date +%s) + 900 ))
+  until [ -n "$(metric catalog_index_products)" ]; do
+    [ "$(date +%s)" -lt "$deadline" ] || { cat "$WORK/server.log" >&2; echo "search index not built within 900 s" >&2; exit 1; }
+    sleep 0.2
+  done
+  echo "index: $(metric catalog_index_products) products built in $(metric catalog_index_build_seconds) s;" \
+    "start to searchable $(python3 -c "import time; print(f'{time.time() - $started:.1f}')") s; server RSS $(rss_mib) MiB"
+fi
 
 products=$(curl -fsS "http://127.0.0.1:$PORT/products?limit=1" | python3 -c 'import json,sys; p=json.load(sys.stdin); print(p["total"], p["totalRelation"])')
-echo "Search at fixed rates, cache off; $(wc -l <"$WORK/urls.txt") searches from $SEARCHES; products: $products (total as the API counts it)"
+echo "Search at fixed rates, cache off, $design; $(wc -l <"$WORK/urls.txt") searches from $SEARCHES; products: $products (total as the API counts it)"
 echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(psql "$DATABASE_URL" -Atc 'SHOW server_version' 2>/dev/null || echo '?') PostgreSQL, $(date -u +%F)"
 echo
 printf '| %8s | %10s | %8s | %8s | %8s | %7s |\n' "rate" "achieved" "p50 ms" "p99 ms" "max ms" "errors"
@@ -80,3 +100,5 @@ ms = lambda v: (v or 0) * 1000
 print(f"| {sys.argv[2]:>8} | {s['requestsPerSec']:10.1f} | {ms(p['p50']):8.2f} | {ms(p['p99']):8.2f} | {ms(s['slowest']):8.2f} | {errors:7} |")
 EOF
 done
+echo
+echo "server RSS after the run: $(rss_mib) MiB"

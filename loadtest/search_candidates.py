@@ -124,6 +124,8 @@ def main():
     ap.add_argument("--sample", type=int, default=300)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--drop", action="store_true")
+    ap.add_argument("--dump-only", action="store_true",
+                    help="with --dump-searches: write the searches and stop (no postings tables, no measurements)")
     ap.add_argument("--dump-searches", metavar="FILE",
                     help="also write the sampled searches there, one per line (for the Rust index benchmark)")
     args = ap.parse_args()
@@ -136,9 +138,10 @@ def main():
     cur.execute("SELECT count(*), max(id) FROM products")
     count, max_id = cur.fetchone()
     print(f"{count} products", file=sys.stderr)
-    build_postings(cur)
-    for k, v in sizes(cur).items():
-        print(f"  {k}: {v}", file=sys.stderr)
+    if not args.dump_only:
+        build_postings(cur)
+        for k, v in sizes(cur).items():
+            print(f"  {k}: {v}", file=sys.stderr)
 
     rng = random.Random(args.seed)
     searches = []
@@ -154,6 +157,9 @@ def main():
     if args.dump_searches:
         with open(args.dump_searches, "w", encoding="utf-8") as f:
             f.writelines(" ".join(words) + "\n" for words in searches)
+        if args.dump_only:
+            print(f"{len(searches)} searches written to {args.dump_searches}", file=sys.stderr)
+            return
 
     results = {}
     for name, run in [("trigram", trigram), ("postings", postings)]:

@@ -138,6 +138,18 @@ impl SearchIndex {
         Ok(())
     }
 
+    /// Gives back the spare capacity of every list (growing by doubling
+    /// leaves up to half of each unused): call once a build is complete.
+    pub fn shrink_to_fit(&mut self) {
+        self.ids.shrink_to_fit();
+        self.prices.shrink_to_fit();
+        self.categories.shrink_to_fit();
+        self.category_docs.iter_mut().for_each(Vec::shrink_to_fit);
+        self.postings.iter_mut().for_each(Vec::shrink_to_fit);
+        self.doc_words.shrink_to_fit();
+        self.doc_starts.shrink_to_fit();
+    }
+
     fn term(&self, query_word: &str) -> Term {
         let mut words = HashSet::new();
         let mut postings = 0;

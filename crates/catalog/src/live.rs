@@ -232,6 +232,7 @@ async fn build(db: &Db) -> Result<SearchIndex, RefreshError> {
             .all(db)
             .await?;
         let Some(last) = rows.last().map(|r| r.0) else {
+            index.shrink_to_fit();
             return Ok(index);
         };
         let full = rows.len() as u64 == LOAD_PAGE;
@@ -247,6 +248,7 @@ async fn build(db: &Db) -> Result<SearchIndex, RefreshError> {
         .map_err(|e| RefreshError::Build(e.to_string()))?
         .map_err(|e| RefreshError::Build(e.to_string()))?;
         if !full {
+            index.shrink_to_fit();
             return Ok(index);
         }
         after = last;

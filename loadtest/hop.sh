@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The edge's own cost per request: `GET /health/` on the release
+# `otus all-in-one` (default log filter, JSON logs, as in Kubernetes) against a
+# bare axum server answering the same JSON (crates/edge/examples/bare_axum.rs),
+# wrk -t2 -c64, alternating ROUNDS times in one run so both see the same
+# machine. Prints each round and the ratio of the medians.
+#
+# Usage: loadtest/hop.sh
+# Env:   ROUNDS (3), DURATION (10s), CONNECTIONS (64), PORT (18200; bare on PORT+1).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-64}
+PORT=${PORT:-18200}
+BARE_PORT=$((PORT + 1))
+
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/otus-rs/release-target}
+(cd "$ROOT" && cargo build --release -p otus --bin otus >&2 && cargo build --release -p otus-edge --example bare_axum >&2)
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+HTTP_ADDR=127.0.0.1:$PORT ADMIN_ADDR=127.0.0.1:0 USERS_GRPC_ADDR=127.0.0.1:0 AUTH_GRPC_ADDR=127.0.0.1:0 \
+CATALOG_GRPC_ADDR=127.0.0.1:0 DATABASE_URL="sqlite://$WORK/hop.db?mode=rwc" LOG_FORMAT=json \
+  "$CARGO_TARGET_DIR/release/otus" all-in-one >"$WORK/otus.log" 2>&1 &
+PIDS+=($!)
+"$CARGO_TARGET_DIR/release/examples/bare_axum" "127.0.0.1:$BARE_PORT" >"$WORK/bare.log" 2>&1 &
+PIDS+=($!)
+for url in "http://127.0.0.1:$PORT/health/" "http://127.0.0.1:$BARE_PORT/health/"; do
+  deadline=$(( $(date +%s) + 60 ))
+  until curl -fsS "$url" >/dev/null 2>&1; do
+    [ "$(date +%s)" -lt "$deadline" ] || { cat "$WORK"/*.log >&2; echo "$url not up within 60 s" >&2; exit 1; }
+    sleep 0.2
+  done
+done
+
+rps() { wrk -t2 -c"$CONNECTIONS" -d"$DURATION" "$1" | awk '/Requests\/sec/ {printf "%d", $2}'; }
+echo "GET /health/, wrk -t2 -c$CONNECTIONS -d$DURATION; $(nproc) cores; $(date -u +%F)"
+printf '| round | edge req/s | bare axum req/s | edge / bare |\n|---|---|---|---|\n'
+edge_all=(); bare_all=()
+for round in $(seq "$ROUNDS"); do
+  e=$(rps "http://127.0.0.1:$PORT/health/")
+  b=$(rps "http://127.0.0.1:$BARE_PORT/health/")
+  edge_all+=("$e"); bare_all+=("$b")
+  printf '| %s | %s | %s | %s%% |\n' "$round" "$e" "$b" "$(( 100 * e / b ))"
+done
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR + 1) / 2)]}'; }
+me=$(median "${edge_all[@]}"); mb=$(median "${bare_all[@]}")
+echo
+echo "median: edge $me, bare $mb: edge / bare = $(( 100 * me / mb ))%"
