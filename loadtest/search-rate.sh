@@ -69,7 +69,7 @@ if [ "$SEARCH_INDEX" = true ]; then
   design="in-memory index"
   # Measure the index, not the database fallback that answers while it builds.
   deadline=$(( $(date +%s) + 900 ))
-  until [ -n "$(metric catalog_index_products)" ]; do
+  until [ -n "$(metric 'catalog_index_builds_total{outcome="ok"}')" ]; do
     [ "$(date +%s)" -lt "$deadline" ] || { cat "$WORK/server.log" >&2; echo "search index not built within 900 s" >&2; exit 1; }
     sleep 0.2
   done

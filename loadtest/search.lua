@@ -13,6 +13,16 @@ local queries = {
   "/products?q=%D0%9A%D0%9E%D0%A1%D0%9C%D0%9E%D0%A1%20%D1%81%D0%BC%D0%B0%D1%80%D1%82%D1%84%D0%BE%D0%BD", -- q=КОСМОС смартфон
 }
 
+-- SEARCH_URLS: a file of request paths, one per line (bench-search.sh writes
+-- one for the original solution's data shape); replaces the fixed mix.
+local file = os.getenv("SEARCH_URLS")
+if file and file ~= "" then
+  queries = {}
+  for line in io.lines(file) do
+    if line ~= "" then queries[#queries + 1] = line end
+  end
+end
+
 local counter = 0
 
 request = function()

@@ -18,7 +18,7 @@
 
 use std::{
     cmp::Reverse,
-    collections::{BinaryHeap, HashMap, HashSet},
+    collections::{BinaryHeap, HashMap},
 };
 
 use crate::search::{Search, TOTAL_BOUND, Total};
@@ -56,10 +56,22 @@ pub enum IndexError {
     Full,
 }
 
-/// A query word's matching vocabulary entries.
+/// A query word's matching vocabulary entries: their numbers, and the same
+/// as a bit set over the vocabulary (one bit per word: checking a document's
+/// words against it is a shift and a mask, no hashing).
 struct Term {
-    words: HashSet<u32>,
+    words: Vec<u32>,
+    bits: Vec<u64>,
     postings: usize,
+}
+
+impl Term {
+    fn contains(&self, word: u32) -> bool {
+        let w = word as usize;
+        self.bits
+            .get(w / 64)
+            .is_some_and(|b| b & (1 << (w % 64)) != 0)
+    }
 }
 
 impl SearchIndex {
@@ -151,24 +163,38 @@ impl SearchIndex {
     }
 
     fn term(&self, query_word: &str) -> Term {
-        let mut words = HashSet::new();
+        let mut words = Vec::new();
+        let mut bits = vec![0u64; self.vocab.len().div_ceil(64)];
         let mut postings = 0;
         for (w, word) in self.vocab.iter().enumerate() {
             if word.contains(query_word) {
                 // `w` < vocab.len() <= u32::MAX (checked in `add`).
-                words.insert(w as u32);
+                words.push(w as u32);
+                bits[w / 64] |= 1 << (w % 64);
                 postings += self.postings[w].len();
             }
         }
-        Term { words, postings }
+        Term {
+            words,
+            bits,
+            postings,
+        }
+    }
+
+    /// A term's documents, ascending.
+    fn union<'a>(&'a self, term: &'a Term) -> Box<dyn Iterator<Item = Doc> + 'a> {
+        match term.words.as_slice() {
+            [w] => Box::new(self.postings[*w as usize].iter().copied()),
+            words => Box::new(Merged::new(
+                words.iter().map(|&w| self.postings[w as usize].as_slice()),
+            )),
+        }
     }
 
     fn doc_has(&self, doc: Doc, term: &Term) -> bool {
         let d = doc as usize;
         let (start, end) = (self.doc_starts[d] as usize, self.doc_starts[d + 1] as usize);
-        self.doc_words[start..end]
-            .iter()
-            .any(|w| term.words.contains(w))
+        self.doc_words[start..end].iter().any(|&w| term.contains(w))
     }
 
     /// The page's product ids (ascending) and the bounded total.
@@ -190,15 +216,25 @@ impl SearchIndex {
             None => (None, &[][..]),
         };
         let candidates: Box<dyn Iterator<Item = Doc> + '_> = match (driver, category) {
-            (Some(t), _) => Box::new(Merged::new(
-                t.words
-                    .iter()
-                    .map(|&w| self.postings[w as usize].as_slice()),
-            )),
+            (Some(t), _) => self.union(t),
             (None, Some(c)) => Box::new(self.category_docs[c as usize].iter().copied()),
             // `ids.len()` <= u32::MAX (checked in `add`).
             (None, None) => Box::new(0..self.ids.len() as Doc),
         };
+        // Each further word is checked by walking its postings beside the
+        // driver's (sequential memory, cheap) unless they are much longer
+        // than the driver's, then by a look at the document's words.
+        let driver_postings = driver.map_or(usize::MAX, |t| t.postings);
+        let mut checks: Vec<Check<'_>> = checks
+            .iter()
+            .map(|t| {
+                if t.postings <= driver_postings.saturating_mul(WALK_FACTOR) {
+                    Check::Walk(self.union(t).peekable())
+                } else {
+                    Check::Lookup(t)
+                }
+            })
+            .collect();
         let offset = usize::try_from(search.offset).unwrap_or(0);
         let limit = usize::try_from(search.limit).unwrap_or(0);
         let mut page = Vec::with_capacity(limit);
@@ -208,7 +244,13 @@ impl SearchIndex {
             if category.is_some_and(|c| self.categories[d] != c)
                 || search.min_price_cents.is_some_and(|lo| self.prices[d] < lo)
                 || search.max_price_cents.is_some_and(|hi| self.prices[d] > hi)
-                || !checks.iter().all(|t| self.doc_has(doc, t))
+                || !checks.iter_mut().all(|check| match check {
+                    Check::Walk(docs) => {
+                        while docs.next_if(|&next| next < doc).is_some() {}
+                        docs.peek() == Some(&doc)
+                    }
+                    Check::Lookup(t) => self.doc_has(doc, t),
+                })
             {
                 continue;
             }
@@ -224,6 +266,18 @@ impl SearchIndex {
         (page, Total::of(matched))
     }
 }
+
+/// How a further query word is checked against a candidate document.
+enum Check<'a> {
+    /// Its documents, walked in step with the candidates.
+    Walk(std::iter::Peekable<Box<dyn Iterator<Item = Doc> + 'a>>),
+    /// A look at the candidate's words.
+    Lookup(&'a Term),
+}
+
+/// A word's postings are walked beside the driver's when at most this many
+/// times longer; beyond, looking at each candidate's words is cheaper.
+const WALK_FACTOR: usize = 16;
 
 /// Ascending union of ascending lists (a k-way merge; duplicates once).
 struct Merged<'a> {
