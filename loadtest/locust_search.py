@@ -16,11 +16,15 @@ spaces, e.g. `loadtest/search_candidates.py --dump-searches FILE
         -u 200 -r 50 -t 3m --host http://127.0.0.1:8000
 
 PATH_PREFIX and HOST_HEADER work as in `locustfile.py` (through the ingress).
+The users are `FastHttpUser`s (geventhttpclient): on the project's 2 cores the
+load generator shares the CPU with the system, and the default `HttpUser`
+(requests) spends several times more CPU per request, so Locust itself
+would be what limits the measurement.
 """
 import os
 import random
 
-from locust import HttpUser, constant, task
+from locust import FastHttpUser, constant, task
 
 PREFIX = os.environ.get("PATH_PREFIX", "")
 HOST_HEADER = os.environ.get("HOST_HEADER", "")
@@ -42,7 +46,7 @@ def _first_words():
 FIRST_WORDS = _first_words()
 
 
-class Shopper(HttpUser):
+class Shopper(FastHttpUser):
     wait_time = constant(0)
 
     def on_start(self):
