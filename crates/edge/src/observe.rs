@@ -140,7 +140,6 @@ pub async fn observe(State(metrics): State<HttpMetrics>, mut req: Request, next:
         http.route = %route,
         request_id = %id.to_str().unwrap_or_default(),
         trace_id = tracing::field::Empty,
-        http.status_code = tracing::field::Empty,
     );
     // Continue the client's W3C `traceparent`, if any.
     otus_telemetry::trace::extract(&span, req.headers());
@@ -157,7 +156,8 @@ pub async fn observe(State(metrics): State<HttpMetrics>, mut req: Request, next:
     metrics
         .max
         .observe(&[method, &route], elapsed.as_secs_f64());
-    span.record("http.status_code", status.as_u16());
+    // Into the trace only (the access line below carries it for the logs).
+    otus_telemetry::trace::set_attribute(&span, "http.status_code", i64::from(status.as_u16()));
     // The access log line: server errors at WARN, client errors at INFO,
     // successes at DEBUG. Every request is already counted and timed in the
     // metrics and traced, and ingress-nginx keeps an access log; formatting

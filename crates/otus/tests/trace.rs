@@ -113,6 +113,17 @@ async fn a_rest_request_is_one_trace_from_edge_through_grpc_to_sql() {
     };
 
     let edge = find("GET /products/{id}", SpanKind::Server);
+    let status = edge
+        .attributes
+        .iter()
+        .find(|a| a.key == "http.status_code")
+        .and_then(|a| a.value.as_ref())
+        .and_then(|v| v.value.clone());
+    assert_eq!(
+        status,
+        Some(opentelemetry_proto::tonic::common::v1::any_value::Value::IntValue(404)),
+        "the edge span carries the HTTP status the client got"
+    );
     assert_eq!(
         hex(&edge.parent_span_id),
         client_span,

@@ -62,6 +62,14 @@ pub fn extract(span: &tracing::Span, headers: &http::HeaderMap) {
     }
 }
 
+/// Sets an attribute on `span`'s OpenTelemetry span only. Unlike
+/// `span.record(..)`, the log layer never sees it: recording into a span
+/// the JSON log layer has formatted makes that layer parse the span's
+/// fields back from JSON and write them again, on every request.
+pub fn set_attribute(span: &tracing::Span, key: &'static str, value: i64) {
+    span.set_attribute(key, value);
+}
+
 /// Keeps the exporter alive; [`TracingGuard::shutdown`] flushes it.
 #[derive(Default)]
 pub struct TracingGuard {
