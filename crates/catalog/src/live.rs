@@ -6,7 +6,7 @@
 //! the task loads the whole table again in id order (keyset pages of
 //! [`LOAD_PAGE`] rows), builds a new index beside the one serving, and swaps
 //! it in. So a change is searchable on every replica within
-//! `POLL_INTERVAL` + one build (about a second per million products on the
+//! `POLL_INTERVAL` + one build (3–4 s per million products on the
 //! project's machine); meanwhile searches see the previous index. During a
 //! build the replica holds two indexes.
 //!
