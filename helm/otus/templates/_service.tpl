@@ -25,6 +25,9 @@ TRUST_PROXY_HEADERS: "true"
 {{- else }}
 GRPC_ADDR: "0.0.0.0:{{ $svc.port }}"
 {{- end }}
+{{- if ne $name "edge" }}
+DATABASE_MAX_CONNECTIONS: {{ $root.Values.database.poolSize | quote }}
+{{- end }}
 {{- if eq $name "auth" }}
 USERS_GRPC_URL: "http://{{ $full }}-users:{{ $root.Values.services.users.port }}"
 {{- end }}
