@@ -27,8 +27,8 @@ use otus_db::Db;
 use otus_telemetry::CancellationToken;
 use prometheus::{Gauge, IntCounterVec, IntGauge, Opts, Registry};
 use sea_orm::{
-    ColumnTrait as _, ConnectionTrait as _, DbErr, EntityTrait as _, QueryFilter as _,
-    QueryOrder as _, QuerySelect as _, Statement,
+    ColumnTrait as _, ConnectionTrait, DbErr, EntityTrait as _, QueryFilter as _, QueryOrder as _,
+    QuerySelect as _, Statement,
 };
 use tokio::sync::watch;
 
@@ -201,7 +201,8 @@ impl LiveIndex {
     }
 }
 
-async fn read_version(db: &Db) -> Result<i64, DbErr> {
+/// The database's `catalog_version`: how many changes `products` has seen.
+pub async fn read_version(db: &impl ConnectionTrait) -> Result<i64, DbErr> {
     let row = db
         .query_one_raw(Statement::from_string(
             db.get_database_backend(),
@@ -232,8 +233,7 @@ async fn build(db: &Db) -> Result<SearchIndex, RefreshError> {
             .all(db)
             .await?;
         let Some(last) = rows.last().map(|r| r.0) else {
-            index.shrink_to_fit();
-            return Ok(index);
+            break;
         };
         let full = rows.len() as u64 == LOAD_PAGE;
         // Adding is CPU work (tens of milliseconds a page): off the async
@@ -248,11 +248,12 @@ async fn build(db: &Db) -> Result<SearchIndex, RefreshError> {
         .map_err(|e| RefreshError::Build(e.to_string()))?
         .map_err(|e| RefreshError::Build(e.to_string()))?;
         if !full {
-            index.shrink_to_fit();
-            return Ok(index);
+            break;
         }
         after = last;
     }
+    index.shrink_to_fit();
+    Ok(index)
 }
 
 #[cfg(test)]
