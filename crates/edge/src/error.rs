@@ -21,6 +21,19 @@ pub struct ApiError {
     message: String,
     /// Seconds for a `Retry-After` header (429).
     retry_after: Option<u64>,
+    /// What went wrong behind a server error, for the access log line only
+    /// (never sent: it may name internals).
+    cause: Option<String>,
+}
+
+/// On a response made from an [`ApiError`]: its reason, and the internal
+/// cause of a server error, for the access log line (`observe::request`).
+#[derive(Debug, Clone)]
+pub struct Logged {
+    /// The answer's machine reason.
+    pub reason: String,
+    /// What the backend said, for server errors.
+    pub cause: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -38,6 +51,7 @@ impl ApiError {
             reason: reason.into(),
             message: message.into(),
             retry_after: None,
+            cause: None,
         }
     }
 
@@ -84,6 +98,10 @@ impl IntoResponse for ApiError {
             resp.headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, secs.into());
         }
+        resp.extensions_mut().insert(Logged {
+            reason: self.reason,
+            cause: self.cause,
+        });
         resp
     }
 }
@@ -146,10 +164,10 @@ impl From<tonic::Status> for ApiError {
         let details = s.get_error_details();
         match details.error_info() {
             Some(info) => {
-                if status.is_server_error() {
-                    tracing::warn!(grpc.code = ?s.code(), reason = %info.reason, "backend error");
-                }
                 let mut e = Self::new(status, info.reason.clone(), s.message());
+                if status.is_server_error() {
+                    e.cause = Some(format!("backend error: {:?}", s.code()));
+                }
                 e.retry_after = details
                     .retry_info()
                     .and_then(|r| r.retry_delay)
@@ -180,8 +198,13 @@ impl From<tonic::Status> for ApiError {
                     }
                     _ => ("INTERNAL", "internal error"),
                 };
-                tracing::warn!(grpc.code = ?s.code(), grpc.message = %s.message(), "backend call failed");
-                Self::new(status, reason, message)
+                let mut e = Self::new(status, reason, message);
+                e.cause = Some(format!(
+                    "backend call failed: {:?}: {}",
+                    s.code(),
+                    s.message()
+                ));
+                e
             }
         }
     }

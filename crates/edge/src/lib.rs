@@ -195,21 +195,15 @@ pub fn router(
         .with_state(state)
         .layer(DefaultBodyLimit::max(cfg.body_limit))
         .layer(middleware::from_fn_with_state(
-            listener::BodyLimits {
-                max_bytes: cfg.body_limit,
-                read_timeout: cfg.body_read_timeout,
+            observe::Pipeline {
+                metrics: http_metrics,
+                timeout: cfg.request_timeout,
+                body: listener::BodyLimits {
+                    max_bytes: cfg.body_limit,
+                    read_timeout: cfg.body_read_timeout,
+                },
             },
-            listener::read_body,
-        ))
-        .layer(middleware::from_fn_with_state(
-            cfg.request_timeout,
-            observe::timeout,
-        ))
-        .layer(middleware::from_fn(listener::limit_head))
-        .layer(middleware::from_fn(observe::security_headers))
-        .layer(middleware::from_fn_with_state(
-            http_metrics,
-            observe::observe,
+            observe::request,
         )))
 }
 

@@ -6,6 +6,8 @@
 //!   header-read timeout that also closes idle keep-alive connections and
 //!   connections that never send a byte, and a cap on open connections
 //!   (beyond it new ones wait in the kernel's backlog).
+//! - [`check_head`]: a request target or headers over the limits get a
+//!   JSON 414/431 (beyond hyper's own, larger limits hyper closes).
 //! - [`read_body`]: a declared `Content-Length` over the limit is `413` at
 //!   once, without reading (so `Expect: 100-continue` gets no `100`); a body
 //!   that does not arrive within the body timeout is `408`; the body is then
@@ -17,9 +19,8 @@ use anyhow::Context as _;
 use axum::{
     Router,
     body::{Body, Bytes},
-    extract::{ConnectInfo, Request, State},
+    extract::{ConnectInfo, Request},
     http::{StatusCode, header},
-    middleware::Next,
     response::{IntoResponse as _, Response},
 };
 use http_body_util::BodyExt as _;
@@ -59,18 +60,19 @@ pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 const HYPER_MAX_HEADERS: usize = 256;
 const HYPER_MAX_BUF: usize = 256 * 1024;
 
-/// 414 and 431 as JSON, for a request target or headers over the limits.
-pub async fn limit_head(req: Request, next: Next) -> Response {
+/// 414 or 431 as JSON when the request target or the headers are over the
+/// limits; `None` when they are within.
+pub fn check_head(req: &Request) -> Option<Response> {
     let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
     if target > MAX_URI_BYTES {
-        return close(
+        return Some(close(
             ApiError::new(
                 StatusCode::URI_TOO_LONG,
                 "URI_TOO_LONG",
                 format!("the request target is longer than {MAX_URI_BYTES} bytes"),
             )
             .into_response(),
-        );
+        ));
     }
     let headers = req.headers();
     let bytes: usize = headers
@@ -78,20 +80,21 @@ pub async fn limit_head(req: Request, next: Next) -> Response {
         .map(|(k, v)| k.as_str().len() + v.len() + 4)
         .sum();
     if headers.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
-        return close(
+        return Some(close(
             ApiError::new(
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 "HEADERS_TOO_LARGE",
                 format!("at most {MAX_HEADERS} request headers of {MAX_HEADER_BYTES} bytes in all"),
             )
             .into_response(),
-        );
+        ));
     }
-    next.run(req).await
+    None
 }
 
-/// Reads the body under [`BodyLimits`] before any handler sees the request.
-pub async fn read_body(State(limits): State<BodyLimits>, req: Request, next: Next) -> Response {
+/// Reads the body under [`BodyLimits`] before any handler sees the request:
+/// the request with its body in memory, or the error answer (413, 408, 400).
+pub async fn read_body(limits: BodyLimits, req: Request) -> Result<Request, Response> {
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -109,11 +112,11 @@ pub async fn read_body(State(limits): State<BodyLimits>, req: Request, next: Nex
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limits.max_bytes as u64) {
-        return close(too_large());
+        return Err(close(too_large()));
     }
     // Nothing to read (a GET, or an empty body): no buffer, no timer.
     if axum::body::HttpBody::is_end_stream(req.body()) {
-        return next.run(req).await;
+        return Ok(req);
     }
     let (parts, mut body) = req.into_parts();
     let mut buf: Vec<u8> = Vec::new();
@@ -130,16 +133,13 @@ pub async fn read_body(State(limits): State<BodyLimits>, req: Request, next: Nex
         Ok(())
     };
     match tokio::time::timeout(limits.read_timeout, read).await {
-        Ok(Ok(())) => {
-            next.run(Request::from_parts(parts, Body::from(Bytes::from(buf))))
-                .await
-        }
-        Ok(Err(ReadError::TooLarge)) => close(too_large()),
-        Ok(Err(ReadError::Aborted)) => close(
+        Ok(Ok(())) => Ok(Request::from_parts(parts, Body::from(Bytes::from(buf)))),
+        Ok(Err(ReadError::TooLarge)) => Err(close(too_large())),
+        Ok(Err(ReadError::Aborted)) => Err(close(
             ApiError::bad_request("INVALID_BODY", "the request body could not be read")
                 .into_response(),
-        ),
-        Err(_) => close(
+        )),
+        Err(_) => Err(close(
             ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 "BODY_TIMEOUT",
@@ -149,7 +149,7 @@ pub async fn read_body(State(limits): State<BodyLimits>, req: Request, next: Nex
                 ),
             )
             .into_response(),
-        ),
+        )),
     }
 }
 

@@ -1,7 +1,13 @@
-//! Per-request plumbing: request id, the request span and log line, the HTTP
-//! metrics, and the overall request timeout.
+//! Per-request plumbing, in one middleware ([`request`]) so a request pays
+//! for one layer: request id, the request span and log line, the HTTP
+//! metrics, the limits on the request's head and body, the overall request
+//! timeout, and the security headers of every answer.
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::HashMap,
+    sync::{Arc, OnceLock, PoisonError, RwLock},
+    time::{Duration, Instant},
+};
 
 use axum::{
     extract::{MatchedPath, Request, State},
@@ -9,10 +15,14 @@ use axum::{
     middleware::Next,
     response::{IntoResponse as _, Response},
 };
-use prometheus::{HistogramOpts, HistogramVec, IntGaugeVec, Opts, Registry};
+use otus_telemetry::max::MaxHandle;
+use prometheus::{HistogramOpts, HistogramVec, IntGauge, IntGaugeVec, Opts, Registry};
 use tracing::Instrument as _;
 
-use crate::error::ApiError;
+use crate::{
+    error::ApiError,
+    listener::{self, BodyLimits},
+};
 
 /// Header carrying the request id, in and out (ingress-nginx sets it too).
 pub const REQUEST_ID: &str = "x-request-id";
@@ -29,6 +39,13 @@ pub struct HttpMetrics {
     /// The true maximum per route over the last 30–60 s (histograms only
     /// bound it by a bucket).
     max: otus_telemetry::max::WindowedMax,
+    /// Each route's series, looked up once rather than per request.
+    routes: Arc<RwLock<HashMap<Arc<str>, Arc<RouteSeries>>>>,
+}
+
+/// The series of one route template, per method label ([`METHODS`]).
+struct RouteSeries {
+    by_method: [OnceLock<(IntGauge, MaxHandle)>; METHODS.len()],
 }
 
 impl HttpMetrics {
@@ -61,22 +78,61 @@ impl HttpMetrics {
             duration,
             in_flight,
             max,
+            routes: Arc::default(),
         })
+    }
+
+    /// The in-flight gauge and the windowed max of (`method`, `route`).
+    fn series(&self, method: usize, route: &str) -> (IntGauge, MaxHandle) {
+        let known = self
+            .routes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(route)
+            .cloned();
+        let series = known.unwrap_or_else(|| {
+            self.routes
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(Arc::from(route))
+                .or_insert_with(|| {
+                    Arc::new(RouteSeries {
+                        by_method: Default::default(),
+                    })
+                })
+                .clone()
+        });
+        // `method` indexes METHODS (method_label returns only such indexes).
+        series.by_method[method]
+            .get_or_init(|| {
+                let labels = [METHODS[method], route];
+                (
+                    self.in_flight.with_label_values(&labels),
+                    self.max.handle(&labels),
+                )
+            })
+            .clone()
     }
 }
 
-/// Bounded method label: unknown verbs collapse into `OTHER`.
-fn method_label(m: &axum::http::Method) -> &'static str {
+/// The method labels: the common verbs, and `OTHER` for the rest.
+const METHODS: [&str; 8] = [
+    "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "OTHER",
+];
+
+/// Bounded method label, as an index into [`METHODS`]: unknown verbs
+/// collapse into `OTHER`.
+fn method_label(m: &axum::http::Method) -> usize {
     use axum::http::Method;
     match *m {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::PATCH => "PATCH",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        _ => "OTHER",
+        Method::GET => 0,
+        Method::POST => 1,
+        Method::PUT => 2,
+        Method::DELETE => 3,
+        Method::PATCH => 4,
+        Method::HEAD => 5,
+        Method::OPTIONS => 6,
+        _ => 7,
     }
 }
 
@@ -104,9 +160,7 @@ fn request_id(req: &Request) -> HeaderValue {
 /// answer is never sniffed into HTML), and `Cache-Control: no-store` on
 /// everything but the public catalog, so no shared cache keeps a profile, a
 /// token or a session answer.
-pub async fn security_headers(req: Request, next: Next) -> Response {
-    let public = req.uri().path().starts_with("/products");
-    let mut resp = next.run(req).await;
+fn security_headers(resp: &mut Response, public: bool) {
     let headers = resp.headers_mut();
     headers.insert(
         axum::http::header::X_CONTENT_TYPE_OPTIONS,
@@ -118,44 +172,78 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
             axum::http::HeaderValue::from_static("no-store"),
         );
     }
-    resp
 }
 
-/// Outermost middleware: request id, span, access log line and metrics.
-pub async fn observe(State(metrics): State<HttpMetrics>, mut req: Request, next: Next) -> Response {
+/// What [`request`] needs besides the metrics.
+#[derive(Clone)]
+pub struct Pipeline {
+    /// The HTTP metrics.
+    pub metrics: HttpMetrics,
+    /// Longest a whole request may take (a backstop: the gRPC deadline is
+    /// shorter and normally fires first); then 504.
+    pub timeout: Duration,
+    /// Bounds on the request body.
+    pub body: BodyLimits,
+}
+
+/// The edge's one middleware, around every route: request id, span, metrics
+/// and access line; then the head limits (414/431), the request timeout
+/// (504) over reading the body (413/408) and the handler; the security
+/// headers on whatever answers.
+pub async fn request(State(p): State<Pipeline>, mut req: Request, next: Next) -> Response {
     let start = Instant::now();
     let id = request_id(&req);
     req.headers_mut().insert(REQUEST_ID, id.clone());
-    let method = method_label(req.method());
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(UNMATCHED_ROUTE, |p| p.as_str())
-        .to_owned();
+    let method_index = method_label(req.method());
+    let method = METHODS[method_index];
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let route = route.as_ref().map_or(UNMATCHED_ROUTE, MatchedPath::as_str);
+    let public = req.uri().path().starts_with("/products");
+    // For traces only (see `otus_telemetry::TRACE_ONLY`): without an OTLP
+    // endpoint it is not created. The access line below says the same.
     let span = tracing::info_span!(
+        target: otus_telemetry::TRACE_ONLY,
         "http.request",
-        otel.name = %format!("{method} {route}"),
+        otel.name = %format_args!("{method} {route}"),
         otel.kind = "server",
         http.method = method,
         http.route = %route,
         request_id = %id.to_str().unwrap_or_default(),
-        trace_id = tracing::field::Empty,
     );
     // Continue the client's W3C `traceparent`, if any.
     otus_telemetry::trace::extract(&span, req.headers());
-    let gauge = metrics.in_flight.with_label_values(&[method, &route]);
+    let (gauge, max) = p.metrics.series(method_index, route);
     gauge.inc();
-    let mut resp = next.run(req).instrument(span.clone()).await;
+    let inner = async {
+        if let Some(resp) = listener::check_head(&req) {
+            return resp;
+        }
+        let handled = async {
+            match listener::read_body(p.body, req).await {
+                Ok(req) => next.run(req).await,
+                Err(resp) => resp,
+            }
+        };
+        match tokio::time::timeout(p.timeout, handled).await {
+            Ok(resp) => resp,
+            Err(_) => ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "REQUEST_TIMEOUT",
+                format!("the request took longer than {} ms", p.timeout.as_millis()),
+            )
+            .into_response(),
+        }
+    };
+    let mut resp = inner.instrument(span.clone()).await;
+    security_headers(&mut resp, public);
     gauge.dec();
     let elapsed = start.elapsed();
     let status = resp.status();
-    metrics
+    p.metrics
         .duration
-        .with_label_values(&[method, &route, status.as_str()])
+        .with_label_values(&[method, route, status.as_str()])
         .observe(elapsed.as_secs_f64());
-    metrics
-        .max
-        .observe(&[method, &route], elapsed.as_secs_f64());
+    max.observe(elapsed.as_secs_f64());
     // Into the trace only (the access line below carries it for the logs).
     otus_telemetry::trace::set_attribute(&span, "http.status_code", i64::from(status.as_u16()));
     // The access log line: server errors at WARN, client errors at INFO,
@@ -163,31 +251,145 @@ pub async fn observe(State(metrics): State<HttpMetrics>, mut req: Request, next:
     // metrics and traced, and ingress-nginx keeps an access log; formatting
     // and writing a line for each success was the largest per-request cost
     // of the edge (about a third of its `/health/` throughput on 2 cores).
-    let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    // Inside the span, so a trace shows it as an event of the request.
     span.in_scope(|| {
-        let code = status.as_u16();
-        if status.is_server_error() {
-            tracing::warn!(http.status = code, latency_ms, "request finished");
+        let level = if status.is_server_error() {
+            tracing::Level::WARN
         } else if status.is_client_error() {
-            tracing::info!(http.status = code, latency_ms, "request finished");
+            tracing::Level::INFO
         } else {
-            tracing::debug!(http.status = code, latency_ms, "request finished");
-        }
+            tracing::Level::DEBUG
+        };
+        access_line(level, &id, method, route, status, elapsed, &span, &resp);
     });
     resp.headers_mut().insert(REQUEST_ID, id);
     resp
 }
 
-/// Answers 504 when the whole request takes longer than `limit` (a backstop:
-/// the gRPC deadline is shorter and normally fires first).
-pub async fn timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
-    match tokio::time::timeout(limit, next.run(req)).await {
-        Ok(resp) => resp,
-        Err(_) => ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "REQUEST_TIMEOUT",
-            format!("the request took longer than {} ms", limit.as_millis()),
-        )
-        .into_response(),
+/// Writes the access line at `level` (nothing is formatted when that level
+/// is off). The request span is not in the logs (it is for traces), so the
+/// line carries the request's identity itself.
+#[allow(clippy::too_many_arguments)]
+fn access_line(
+    level: tracing::Level,
+    id: &HeaderValue,
+    method: &str,
+    route: &str,
+    status: StatusCode,
+    elapsed: Duration,
+    span: &tracing::Span,
+    resp: &Response,
+) {
+    // `tracing` needs each level at compile time.
+    macro_rules! line {
+        ($lvl:expr) => {
+            if tracing::enabled!($lvl) {
+                let logged = resp.extensions().get::<crate::error::Logged>();
+                tracing::event!(
+                    $lvl,
+                    request_id = %id.to_str().unwrap_or_default(),
+                    http.method = method,
+                    http.route = route,
+                    http.status = status.as_u16(),
+                    latency_ms = elapsed.as_secs_f64() * 1000.0,
+                    reason = logged.map(|l| l.reason.as_str()),
+                    cause = logged.and_then(|l| l.cause.as_deref()),
+                    trace_id = otus_telemetry::trace::trace_id(span),
+                    "request finished"
+                );
+            }
+        };
+    }
+    match level {
+        tracing::Level::WARN => line!(tracing::Level::WARN),
+        tracing::Level::INFO => line!(tracing::Level::INFO),
+        _ => line!(tracing::Level::DEBUG),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use axum::body::Body;
+    use otus_telemetry::{CancellationToken, Metrics};
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::{EdgeConfig, router};
+
+    /// Log lines written by the subscriber under test.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_failed_request_logs_one_line_with_its_identity_and_cause() {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let _guard = tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .json()
+                .with_max_level(tracing::Level::INFO)
+                .with_writer(move || writer.clone())
+                .finish(),
+        );
+        // Nothing listens on these ports: the catalog call fails.
+        let cfg = EdgeConfig {
+            users_url: "http://127.0.0.1:1".into(),
+            auth_url: "http://127.0.0.1:1".into(),
+            catalog_url: "http://127.0.0.1:1".into(),
+            cookie_secure: false,
+            trust_proxy_headers: false,
+            grpc_deadline: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(5),
+            body_limit: 1024,
+            body_read_timeout: Duration::from_secs(5),
+        };
+        let app = router(&cfg, &Metrics::new(), CancellationToken::new()).expect("router");
+        let call = |uri: &str| {
+            axum::http::Request::get(uri)
+                .header(REQUEST_ID, "req-503")
+                .body(Body::empty())
+                .expect("request")
+        };
+        let resp = app
+            .clone()
+            .oneshot(call("/products/7"))
+            .await
+            .expect("answer");
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let ok = app.oneshot(call("/health/")).await.expect("answer");
+        assert_eq!(ok.status(), StatusCode::OK);
+
+        let text = String::from_utf8(lines.0.lock().expect("lines").clone()).expect("utf-8");
+        let access: Vec<serde_json::Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|l| l["fields"]["message"] == "request finished")
+            .collect();
+        // The success is not logged at INFO; the failure is, once.
+        assert_eq!(access.len(), 1, "access lines: {text}");
+        let f = &access[0]["fields"];
+        assert_eq!(access[0]["level"], "WARN");
+        assert_eq!(f["request_id"], "req-503");
+        assert_eq!(f["http.method"], "GET");
+        assert_eq!(f["http.route"], "/products/{id}");
+        assert_eq!(f["http.status"], 503);
+        assert_eq!(f["reason"], "BACKEND_UNAVAILABLE");
+        let cause = f["cause"].as_str().unwrap_or_default();
+        assert!(cause.contains("Unavailable"), "cause: {cause}");
     }
 }

@@ -132,6 +132,7 @@ where
             }
             Side::Client => {
                 let span = tracing::info_span!(
+                    target: crate::TRACE_ONLY,
                     "grpc.client",
                     otel.name = %name,
                     otel.kind = "client",

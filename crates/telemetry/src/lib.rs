@@ -88,6 +88,15 @@ pub fn init_logging(format: LogFormat) {
     let _ = init(format, "otus", None);
 }
 
+/// Target of the spans that exist for traces only: the edge's request span
+/// and the client side of gRPC calls. The log layer never sees them (an
+/// edge request would otherwise pay for formatting its span's fields as JSON
+/// although a success logs nothing), so without an OTLP endpoint they are
+/// not created at all. The edge's access line carries the request id, route
+/// and trace id itself; the services' own spans (`grpc.server`, SQL) stay in
+/// the logs, so their lines keep their context.
+pub const TRACE_ONLY: &str = "otus::trace";
+
 /// Installs the global `tracing` subscriber: logs, and OTLP trace export when
 /// `otlp_endpoint` or `OTEL_EXPORTER_OTLP_ENDPOINT` is set. Keep the guard
 /// and call its `shutdown` before exiting, so the last spans are sent.
@@ -96,40 +105,63 @@ pub fn init(
     service_name: &str,
     otlp_endpoint: Option<String>,
 ) -> trace::TracingGuard {
-    use tracing_subscriber::Layer as _;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     let provider = trace::provider(service_name, otlp_endpoint);
-    let otel = provider.as_ref().map(|p| {
+    let tracer = provider.as_ref().map(|p| {
         use opentelemetry::trace::TracerProvider as _;
-        tracing_opentelemetry::layer()
-            .with_tracer(p.tracer("otus"))
-            .boxed()
+        p.tracer("otus")
     });
-    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    // `try_init` fails only when a subscriber is already installed: keep it.
+    let _ = subscriber(format, tracer, log_filter).try_init();
+    trace::TracingGuard::from(provider)
+}
+
+/// `RUST_LOG`, or [`DEFAULT_LOG_FILTER`] when it is unset or not understood.
+fn log_filter() -> EnvFilter {
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER))
+}
+
+/// The subscriber [`init`] installs: a log layer (without [`TRACE_ONLY`]
+/// spans) and, with a tracer, the OpenTelemetry layer; each filtered by
+/// `filter()`.
+fn subscriber(
+    format: LogFormat,
+    tracer: Option<opentelemetry_sdk::trace::Tracer>,
+    filter: fn() -> EnvFilter,
+) -> Box<dyn tracing::Subscriber + Send + Sync> {
+    use tracing_subscriber::{Layer, filter::FilterExt as _, registry::Registry};
+    let logged = filter().and(tracing_subscriber::filter::filter_fn(|meta| {
+        !(meta.is_span() && meta.target() == TRACE_ONLY)
+    }));
     // Colour codes only for a terminal: in a file or a pipe they are noise,
     // and formatting them costs every line.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    // `try_init` fails only when a subscriber is already installed: keep it.
-    let _ = match format {
-        LogFormat::Text => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .with_target(true)
-                    .with_ansi(ansi),
-            )
-            .try_init(),
-        LogFormat::Json => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(true)
-                    .with_span_list(false),
-            )
-            .try_init(),
+    let log: Box<dyn Layer<Registry> + Send + Sync> = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_target(true)
+            .with_ansi(ansi)
+            .with_filter(logged)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_filter(logged)
+            .boxed(),
     };
-    trace::TracingGuard::from(provider)
+    // Every layer has its own filter, so a span no layer wants is not
+    // created at all. (An absent layer written as `Option::None` would count
+    // as a layer that wants everything.)
+    let mut layers = vec![log];
+    if let Some(tracer) = tracer {
+        layers.push(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(filter())
+                .boxed(),
+        );
+    }
+    Box::new(tracing_subscriber::registry().with(layers))
 }
 
 /// A process's metrics registry, with the collectors every component
@@ -311,4 +343,35 @@ pub fn shutdown_signal() -> CancellationToken {
         t.cancel();
     });
     token
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> EnvFilter {
+        EnvFilter::new("info")
+    }
+
+    #[test]
+    fn trace_only_spans_exist_only_for_an_exporter() {
+        // Without a tracer: nothing wants the edge's request span, so it is
+        // never created (its fields are not even evaluated); the services'
+        // spans still are, for the log lines inside them.
+        let logs_only = subscriber(LogFormat::Json, None, info);
+        tracing::subscriber::with_default(logs_only, || {
+            assert!(tracing::info_span!(target: TRACE_ONLY, "http.request").is_disabled());
+            assert!(!tracing::info_span!("grpc.server").is_disabled());
+        });
+        // With one, the OpenTelemetry layer gets it.
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let tracer = {
+            use opentelemetry::trace::TracerProvider as _;
+            provider.tracer("test")
+        };
+        let traced = subscriber(LogFormat::Json, Some(tracer), info);
+        tracing::subscriber::with_default(traced, || {
+            assert!(!tracing::info_span!(target: TRACE_ONLY, "http.request").is_disabled());
+        });
+    }
 }

@@ -6,7 +6,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{Arc, Mutex, PoisonError, RwLock},
     time::{Duration, Instant},
 };
 
@@ -44,14 +44,30 @@ impl Slot {
 }
 
 /// A gauge family of windowed maxima.
+/// One label set's window. Observations lock only their own series.
+#[derive(Clone)]
+pub struct MaxHandle(Arc<Mutex<Slot>>);
+
+impl MaxHandle {
+    /// Records `value` (seconds, or any non-negative quantity).
+    pub fn observe(&self, value: f64) {
+        let now = Instant::now();
+        let mut slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        slot.rotate(now);
+        slot.current = slot.current.max(value);
+    }
+}
+
+/// A family of windowed maxima, one per label set.
 #[derive(Clone)]
 pub struct WindowedMax {
-    slots: Arc<Mutex<HashMap<Vec<String>, Slot>>>,
+    slots: Arc<RwLock<HashMap<Vec<String>, MaxHandle>>>,
     gauge: GaugeVec,
 }
 
 impl WindowedMax {
-    /// A new family; register it like any collector.
+    /// A family named `name` with the label names `labels`; register it on a
+    /// registry like any collector.
     pub fn new(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<Self> {
         Ok(Self {
             slots: Arc::default(),
@@ -59,18 +75,34 @@ impl WindowedMax {
         })
     }
 
-    /// Records one observation.
-    pub fn observe(&self, labels: &[&str], value: f64) {
-        let now = Instant::now();
+    /// The series of `labels` (created on first use). Keep the handle for
+    /// repeated observations: this lookup allocates its key.
+    pub fn handle(&self, labels: &[&str]) -> MaxHandle {
         let key: Vec<String> = labels.iter().map(|s| (*s).to_owned()).collect();
-        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        let slot = slots.entry(key).or_insert(Slot {
-            current: 0.0,
-            previous: 0.0,
-            started: now,
-        });
-        slot.rotate(now);
-        slot.current = slot.current.max(value);
+        if let Some(h) = self
+            .slots
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
+            return h.clone();
+        }
+        let mut slots = self.slots.write().unwrap_or_else(PoisonError::into_inner);
+        slots
+            .entry(key)
+            .or_insert_with(|| {
+                MaxHandle(Arc::new(Mutex::new(Slot {
+                    current: 0.0,
+                    previous: 0.0,
+                    started: Instant::now(),
+                })))
+            })
+            .clone()
+    }
+
+    /// Records `value` for `labels` (a lookup per call; see [`Self::handle`]).
+    pub fn observe(&self, labels: &[&str], value: f64) {
+        self.handle(labels).observe(value);
     }
 }
 
@@ -81,8 +113,9 @@ impl Collector for WindowedMax {
 
     fn collect(&self) -> Vec<MetricFamily> {
         let now = Instant::now();
-        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        for (labels, slot) in slots.iter_mut() {
+        let slots = self.slots.read().unwrap_or_else(PoisonError::into_inner);
+        for (labels, handle) in slots.iter() {
+            let mut slot = handle.0.lock().unwrap_or_else(PoisonError::into_inner);
             slot.rotate(now);
             let refs: Vec<&str> = labels.iter().map(String::as_str).collect();
             self.gauge
@@ -103,7 +136,18 @@ mod tests {
         m.observe(&["/a"], 0.2);
         m.observe(&["/a"], 1.5);
         m.observe(&["/a"], 0.1);
+        // A kept handle writes to the same series.
+        m.handle(&["/a"]).observe(2.5);
+        m.handle(&["/b"]).observe(0.3);
         let fam = m.collect();
-        assert_eq!(fam[0].get_metric()[0].get_gauge().get_value(), 1.5);
+        let value = |route: &str| {
+            fam[0]
+                .get_metric()
+                .iter()
+                .find(|s| s.get_label()[0].value() == route)
+                .map(|s| s.get_gauge().get_value())
+        };
+        assert_eq!(value("/a"), Some(2.5));
+        assert_eq!(value("/b"), Some(0.3));
     }
 }

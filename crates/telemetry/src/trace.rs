@@ -44,6 +44,9 @@ impl Extractor for HeaderExtractor<'_> {
 
 /// Writes `span`'s context into outgoing headers (`traceparent`).
 pub fn inject(span: &tracing::Span, headers: &mut http::HeaderMap) {
+    if span.is_disabled() {
+        return;
+    }
     let cx = span.context();
     global::get_text_map_propagator(|p| p.inject_context(&cx, &mut HeaderInjector(headers)));
 }
@@ -52,6 +55,10 @@ pub fn inject(span: &tracing::Span, headers: &mut http::HeaderMap) {
 /// and records its trace id in the span's `trace_id` field (so log lines
 /// inside it carry it).
 pub fn extract(span: &tracing::Span, headers: &http::HeaderMap) {
+    if span.is_disabled() {
+        // Nothing records it (a trace-only span without an exporter).
+        return;
+    }
     let parent: Context = global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)));
     if parent.span().span_context().is_valid() {
         let _ = span.set_parent(parent);
@@ -60,6 +67,13 @@ pub fn extract(span: &tracing::Span, headers: &http::HeaderMap) {
     if trace_id != opentelemetry::TraceId::INVALID {
         span.record("trace_id", tracing::field::display(trace_id));
     }
+}
+
+/// The trace id of `span`, when it is part of a trace (an exporter is
+/// configured), as 32 hex digits: for log lines outside the span.
+pub fn trace_id(span: &tracing::Span) -> Option<String> {
+    let id = span.context().span().span_context().trace_id();
+    (id != opentelemetry::TraceId::INVALID).then(|| id.to_string())
 }
 
 /// Sets an attribute on `span`'s OpenTelemetry span only. Unlike
