@@ -79,32 +79,36 @@ def dashboard(uid, title, description, board, extra_vars=()):
 def api_dashboard():
     b = Board()
     h = "http_server_request_duration_seconds"
-    sel = 'route=~"$route"'
+    # The kubelet's liveness and readiness probes are not API traffic (as in
+    # the SLO rules): left out of the RED panels.
+    sel = 'route=~"$route", route!~"/health/?|/ready"'
     jaeger = [{"title": "Traces of this route in Jaeger",
                # Spans carry the route template as the `http.route` tag.
                "url": "${jaeger_url}/search?service=${jaeger_service}&lookback=1h&tags=%7B%22http.route%22%3A%22${__field.labels.route}%22%7D",
                "targetBlank": True}]
-    b.row("Edge: rate, errors, duration per route (RED)")
+    b.row("Edge: rate, errors, duration per API method (RED; probes left out)")
     b.panel("Requests per second by route", [
         (f'sum by (method, route) (rate({h}_count{{{sel}}}[{RATE}]))', "{{method}} {{route}}")], unit="reqps")
-    b.panel("5xx share by route", [
+    b.panel("5xx share by method and route", [
         # Routes without any 5xx series still show a 0 line.
-        (f'(sum by (route) (rate({h}_count{{{sel}, status=~"5.."}}[{RATE}])) '
-         f'or sum by (route) (rate({h}_count{{{sel}}}[{RATE}])) * 0) '
-         f'/ sum by (route) (rate({h}_count{{{sel}}}[{RATE}]))', "{{route}}")],
-        unit="percentunit", description="Share of answers that are 5xx; 0 when a route has none.")
+        (f'(sum by (method, route) (rate({h}_count{{{sel}, status=~"5.."}}[{RATE}])) '
+         f'or sum by (method, route) (rate({h}_count{{{sel}}}[{RATE}])) * 0) '
+         f'/ sum by (method, route) (rate({h}_count{{{sel}}}[{RATE}]))', "{{method}} {{route}}")],
+        unit="percentunit", description="Share of answers that are 5xx; 0 when a method has none.")
     for q in ("0.5", "0.95", "0.99"):
-        b.panel(f"Latency p{int(float(q) * 100)} by route", [
-            (f'histogram_quantile({q}, sum by (route, le) (rate({h}_bucket{{{sel}}}[{RATE}])))', "{{route}}")],
+        b.panel(f"Latency p{int(float(q) * 100)} by method and route", [
+            (f'histogram_quantile({q}, sum by (method, route, le) (rate({h}_bucket{{{sel}}}[{RATE}])))',
+             "{{method}} {{route}}")],
             unit="s", links=jaeger, description="From the request-duration histogram. Click a series for its traces.")
-    b.panel("Latency max by route (true maximum)", [
-        (f'max by (route) (max_over_time(http_server_request_duration_max_seconds{{{sel}}}[{RATE}]))', "{{route}}")],
+    b.panel("Latency max by method and route (true maximum)", [
+        (f'max by (method, route) (max_over_time(http_server_request_duration_max_seconds{{{sel}}}[{RATE}]))',
+         "{{method}} {{route}}")],
         unit="s", links=jaeger,
         description="The largest single request in the window (http_server_request_duration_max_seconds), not a bucket bound.")
     b.panel("Status codes", [
         (f'sum by (status) (rate({h}_count{{{sel}}}[{RATE}]))', "{{status}}")], unit="reqps")
     b.panel("Requests in flight", [
-        (f'sum by (route) (http_server_active_requests{{{sel}}})', "{{route}}")])
+        (f'sum by (method, route) (http_server_active_requests{{{sel}}})', "{{method}} {{route}}")])
     b.row("gRPC services")
     g = "grpc_server_handling_seconds"
     b.panel("gRPC calls per second by method and code", [
@@ -142,10 +146,13 @@ def api_dashboard():
                  "query": {"query": f"label_values({h}_count, route)", "refId": "route"},
                  "definition": f"label_values({h}_count, route)", "includeAll": True, "multi": True,
                  "allValue": ".*", "current": {"text": "All", "value": "$__all"}, "refresh": 2, "hide": 0}
+    # Only this system's processes (jobs named after its Services: otus-edge,
+    # otus-users, ...; `otus` for all-in-one), not every job in the cluster.
     job_var = {"name": "job", "label": "Job", "type": "query", "datasource": DS,
-               "query": {"query": "label_values(process_cpu_seconds_total, job)", "refId": "job"},
-               "definition": "label_values(process_cpu_seconds_total, job)", "includeAll": True, "multi": True,
-               "allValue": ".*", "current": {"text": "All", "value": "$__all"}, "refresh": 2, "hide": 0}
+               "query": {"query": 'label_values(process_cpu_seconds_total{job=~".*otus.*"}, job)', "refId": "job"},
+               "definition": 'label_values(process_cpu_seconds_total{job=~".*otus.*"}, job)', "includeAll": True,
+               "multi": True, "allValue": ".*otus.*", "current": {"text": "All", "value": "$__all"}, "refresh": 2,
+               "hide": 0}
     jaeger_var = {"name": "jaeger_url", "label": "Jaeger URL", "type": "textbox",
                   "query": "http://localhost:16686", "current": {"text": "http://localhost:16686", "value": "http://localhost:16686"},
                   "hide": 0}
@@ -165,9 +172,11 @@ def platform_dashboard():
     b.panel("5xx share", [
         (f'(sum(rate(nginx_ingress_controller_requests{{{ing}, status=~"5.."}}[{RATE}])) or vector(0)) '
          f'/ sum(rate(nginx_ingress_controller_requests{{{ing}}}[{RATE}]))', "5xx")], unit="percentunit")
-    b.panel("Latency p50 / p95 / p99", [
+    b.panel("Latency p50 / p95 / p99 / max", [
         (f'histogram_quantile({q}, sum by (le) (rate(nginx_ingress_controller_request_duration_seconds_bucket{{{ing}}}[{RATE}])))', f"p{p}")
-        for q, p in (("0.5", 50), ("0.95", 95), ("0.99", 99))], unit="s")
+        for q, p in (("0.5", 50), ("0.95", 95), ("0.99", 99), ("1", 100))], unit="s",
+        description="ingress-nginx exports a histogram only: the max line (p100) is the upper bound of the "
+                    "slowest request's bucket. The edge's own panels have the true maximum.")
     b.panel("Requests by status", [
         (f'sum by (status) (rate(nginx_ingress_controller_requests{{{ing}}}[{RATE}]))', "{{status}}")], unit="reqps")
     b.row("PostgreSQL (postgres_exporter)")
