@@ -56,6 +56,12 @@ for d in docs:
                 for probe in ("livenessProbe", "readinessProbe"):
                     if probe not in c:
                         failures.append(f"{where}: {c['name']} has no {probe}")
+                # The edge's readiness must be its own: a probe on the public
+                # /ready (which asks users and auth) takes every edge pod out
+                # of the Service when one backend is down (issue 13 item 7).
+                http_ready = (c.get("readinessProbe") or {}).get("httpGet") or {}
+                if http_ready.get("path") == "/ready":
+                    failures.append(f"{where}: {c['name']} readiness probes /ready, which depends on other services")
             if "resources" not in c:
                 failures.append(f"{where}: {c['name']} has no resources")
             if not IMAGES.search(c["image"]):

@@ -117,8 +117,13 @@ spec:
           livenessProbe:
             httpGet: {path: /health/, port: http}
             periodSeconds: 10
+          # Readiness is the process's own (`/health`), not the public `/ready`
+          # (which asks the users and auth services): with a backend down, the
+          # edge stays in the Service and answers its routes' 503s as JSON, and
+          # the routes that need no such backend (the public catalog) keep working.
+          # A pod that is shutting down leaves the endpoints as it terminates.
           readinessProbe:
-            httpGet: {path: /ready, port: http}
+            httpGet: {path: /health, port: http}
             periodSeconds: 5
           {{- else }}
           # Native gRPC probes: "" is the process (liveness), the named service

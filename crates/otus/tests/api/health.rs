@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, assert_error};
+use crate::helpers::{Backend, TestApp, assert_error, on_both_backends};
 
 #[tokio::test]
 async fn health_answers_exactly_status_ok_with_and_without_trailing_slash() {
@@ -112,6 +112,109 @@ async fn with_the_users_service_down_the_edge_answers_503_quickly() {
             .as_str()
             .unwrap_or_default()
             .contains(&dead_addr.to_string())
+    );
+    shutdown.cancel();
+}
+
+on_both_backends!(with_auth_down_an_edge_keeps_serving_the_other_routes);
+
+/// An edge whose auth service is down (users and catalog answer): it stays
+/// alive and ready for Kubernetes (its readiness probe is the process-local
+/// `/health`, so the ingress keeps routing to it), the public catalog still
+/// answers, and only the routes that need auth get a 503 JSON error, not the
+/// ingress's HTML 503 for everything.
+async fn with_auth_down_an_edge_keeps_serving_the_other_routes(app: TestApp) {
+    let (user, token) = app.user_with_token().await;
+    let db = sea_orm::Database::connect(&app.database_url)
+        .await
+        .expect("connect");
+    otus_catalog::seed::load(
+        &db,
+        50,
+        7,
+        otus_catalog::seed::Shape::Catalog,
+        otus_catalog::seed::Mode::Replace,
+        50,
+        |_, _| {},
+    )
+    .await
+    .expect("seed");
+    app.catalog_index_current().await;
+    let shutdown = otus_telemetry::CancellationToken::new();
+    let cfg = otus_edge::EdgeConfig {
+        users_url: format!("http://{}", app.grpc),
+        // Port 1 is privileged and unused: connections are refused.
+        auth_url: "http://127.0.0.1:1".into(),
+        catalog_url: format!("http://{}", app.catalog_grpc),
+        cookie_secure: false,
+        trust_proxy_headers: false,
+        grpc_deadline: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(10),
+        body_limit: 1024,
+        body_read_timeout: Duration::from_secs(5),
+    };
+    let router =
+        otus_edge::router(&cfg, &otus_telemetry::Metrics::new(), shutdown.clone()).expect("router");
+    let (addr, serve) = otus_edge::serve(
+        "127.0.0.1:0".parse().expect("addr"),
+        router,
+        otus_edge::ListenerLimits {
+            header_read_timeout: Duration::from_secs(30),
+            max_connections: 64,
+        },
+        shutdown.clone(),
+    )
+    .await
+    .expect("serve");
+    tokio::spawn(serve);
+    let base = format!("http://{addr}");
+    let client = reqwest::Client::new();
+
+    // What the chart's readiness probe asks: the process serves.
+    let probe = client
+        .get(format!("{base}/health"))
+        .send()
+        .await
+        .expect("probe");
+    assert_eq!(probe.status(), 200);
+
+    // The public catalog answers without auth: a page, and one product.
+    let search = client
+        .get(format!("{base}/products?limit=5"))
+        .send()
+        .await
+        .expect("search");
+    assert_eq!(search.status(), 200, "public search with auth down");
+    let page: Value = search.json().await.expect("json");
+    assert_eq!(page["total"], 50, "{page}");
+    let id = page["items"][0]["id"].as_i64().expect("an id");
+    let one = client
+        .get(format!("{base}/products/{id}"))
+        .send()
+        .await
+        .expect("product");
+    assert_eq!(one.status(), 200);
+
+    // Routes that need auth (a login; a session to verify): 503 JSON, fast.
+    let started = Instant::now();
+    let login = client
+        .post(format!("{base}/login"))
+        .json(&json!({"username": user.username, "password": user.password}))
+        .send()
+        .await
+        .expect("login");
+    assert_error(login, 503, "BACKEND_UNAVAILABLE").await;
+    let me = client
+        .get(format!("{base}/user/{}", user.id))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("profile");
+    assert_error(me, 503, "BACKEND_UNAVAILABLE").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "503s must come fast, took {:?}",
+        started.elapsed()
     );
     shutdown.cancel();
 }

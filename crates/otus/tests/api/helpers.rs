@@ -165,6 +165,8 @@ pub struct TestApp {
     pub grpc: SocketAddr,
     /// The auth service's gRPC address.
     pub auth_grpc: SocketAddr,
+    /// The catalog service's gRPC address.
+    pub catalog_grpc: SocketAddr,
     /// The identity key the services trust (tests use it to play the auth
     /// service when calling the users service directly).
     pub key: IdentityKey,
@@ -256,11 +258,12 @@ impl TestApp {
         let app = otus::AllInOne::start(&args, shutdown.clone())
             .await
             .expect("the system starts");
-        let (http, admin, grpc, auth_grpc) = (
+        let (http, admin, grpc, auth_grpc, catalog_grpc) = (
             app.http_addr,
             app.admin_addr,
             app.users_grpc_addr,
             app.auth_grpc_addr,
+            app.catalog_grpc_addr,
         );
         tokio::spawn(app.run());
         Some(Self {
@@ -268,6 +271,7 @@ impl TestApp {
             admin: format!("http://{admin}"),
             grpc,
             auth_grpc,
+            catalog_grpc,
             key: IdentityKey::new(secret.as_bytes()).expect("32-char secret"),
             database_url,
             redis: redis_url.is_some(),
