@@ -73,6 +73,21 @@ for d in docs:
                 replicas = hpa_min.get(name, 0)
             if replicas < 2:
                 failures.append(f"{where}: fewer than 2 replicas")
+# Jaeger's in-memory store must fit its container (issue 13 item 8): at most
+# 30 KiB a trace (5-14 spans of 1-2 KiB) in 60% of the memory limit.
+UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+for d in docs:
+    if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-jaeger"):
+        config = yaml.safe_load(d["data"]["config.yaml"])
+        backends = config["extensions"]["jaeger_storage"]["backends"]
+        max_traces = [b["memory"].get("max_traces") for b in backends.values() if "memory" in b]
+        deployment = next(x for x in docs if x["kind"] == "Deployment" and x["metadata"]["name"] == d["metadata"]["name"])
+        limit = deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"]
+        limit_bytes = int(limit[:-2]) * UNITS[limit[-2:]]
+        if not max_traces or max_traces[0] is None:
+            failures.append(f"ConfigMap/{d['metadata']['name']}: the memory store has no max_traces (Jaeger's default is 100 000)")
+        elif max_traces[0] * 30 * 2**10 > 0.6 * limit_bytes:
+            failures.append(f"Jaeger: max_traces {max_traces[0]} x 30 KiB exceeds 60% of its {limit} limit")
 if "--default" in sys.argv:
     def count(kind, pred=lambda d: True):
         return sum(1 for d in docs if d.get("kind") == kind and pred(d))

@@ -130,12 +130,106 @@ pub(crate) fn provider(service_name: &str, endpoint: Option<String>) -> Option<S
         }
     };
     let provider = SdkTracerProvider::builder()
+        .with_sampler(opentelemetry_sdk::trace::Sampler::ParentBased(Box::new(
+            RequestsOnly,
+        )))
         .with_batch_exporter(exporter)
         .with_resource(Resource::builder().with_service_name(name).build())
         .build();
     global::set_text_map_propagator(TraceContextPropagator::new());
     global::set_tracer_provider(provider.clone());
     Some(provider)
+}
+
+/// Which traces are kept: a trace starts where a request arrives (a server
+/// span), except the probes' (`GET /health`, `GET /ready`, gRPC health
+/// checks), which a kubelet sends every few seconds per pod. Background
+/// work with no request around it (the catalog's index poll every second,
+/// the database watchers' health queries) would otherwise be a one-span trace
+/// each time. Children follow their parent (`ParentBased`).
+#[derive(Debug, Clone)]
+struct RequestsOnly;
+
+/// Root span names that are probes, not requests.
+fn is_probe(name: &str) -> bool {
+    matches!(name, "GET /health" | "GET /health/" | "GET /ready")
+        || name.starts_with("grpc.health.v1.Health/")
+}
+
+impl opentelemetry_sdk::trace::ShouldSample for RequestsOnly {
+    fn should_sample(
+        &self,
+        _parent: Option<&Context>,
+        _trace_id: opentelemetry::TraceId,
+        name: &str,
+        kind: &opentelemetry::trace::SpanKind,
+        _attributes: &[opentelemetry::KeyValue],
+        _links: &[opentelemetry::trace::Link],
+    ) -> opentelemetry_sdk::trace::SamplingResult {
+        use opentelemetry::trace::SpanKind;
+        use opentelemetry_sdk::trace::{SamplingDecision, SamplingResult};
+        let keep = *kind == SpanKind::Server && !is_probe(name);
+        SamplingResult {
+            decision: if keep {
+                SamplingDecision::RecordAndSample
+            } else {
+                SamplingDecision::Drop
+            },
+            attributes: Vec::new(),
+            trace_state: Default::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::trace::{SpanKind, TraceContextExt as _, TraceId};
+    use opentelemetry_sdk::trace::{Sampler, SamplingDecision, ShouldSample as _};
+
+    use super::*;
+
+    fn decide(parent: Option<&Context>, name: &str, kind: SpanKind) -> SamplingDecision {
+        Sampler::ParentBased(Box::new(RequestsOnly))
+            .should_sample(parent, TraceId::from(7), name, &kind, &[], &[])
+            .decision
+    }
+
+    #[test]
+    fn traces_start_at_requests_not_at_probes_or_background_work() {
+        use SamplingDecision::{Drop, RecordAndSample};
+        assert_eq!(
+            decide(None, "GET /products", SpanKind::Server),
+            RecordAndSample
+        );
+        assert_eq!(
+            decide(None, "otus.users.v1.UsersService/GetUser", SpanKind::Server),
+            RecordAndSample
+        );
+        for probe in [
+            "GET /health",
+            "GET /health/",
+            "GET /ready",
+            "grpc.health.v1.Health/Check",
+        ] {
+            assert_eq!(decide(None, probe, SpanKind::Server), Drop, "{probe}");
+        }
+        // SQL or Redis with no request around it (pollers, health watchers).
+        assert_eq!(decide(None, "sea_orm.query", SpanKind::Client), Drop);
+        assert_eq!(decide(None, "catalog.index", SpanKind::Internal), Drop);
+        // Inside a sampled request, everything follows the parent.
+        let parent =
+            Context::new().with_remote_span_context(opentelemetry::trace::SpanContext::new(
+                TraceId::from(7),
+                opentelemetry::trace::SpanId::from(9),
+                opentelemetry::trace::TraceFlags::SAMPLED,
+                true,
+                Default::default(),
+            ));
+        assert_eq!(
+            decide(Some(&parent), "sea_orm.query", SpanKind::Client),
+            RecordAndSample
+        );
+    }
 }
 
 /// A client span for one Redis operation (`command` is e.g. `GET` or
