@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Renders the chart into plain manifests for `kubectl apply -f helm/manifests/`
-# (homeworks 2 and 3), and the standalone stress test helm/stresstest.yaml.
-# Release "otus" in namespace "otus". The Secret is not rendered (it would put
-# credentials in the repository): helm/manifests/README.md shows how to create it.
+# Renders the chart into plain manifests for homeworks 2-4, release "otus" in
+# namespace "otus", every object carrying its namespace:
+#   helm/manifests/     one directory for `kubectl apply -f helm/manifests/`:
+#     00-namespace.yaml        the namespace (applied first: kubectl takes files in order)
+#     01-secret.example.yaml   an EXAMPLE Secret with placeholder values (see its header)
+#     otus.yaml                everything else the chart renders
+#   helm/dashboard.yaml  the Grafana dashboards' ConfigMaps alone (homework 4)
+#   helm/stresstest.yaml the stress test alone (Locust through the ingress)
 # CI runs this and fails if the committed files differ.
 set -euo pipefail
 HELM=${HELM:-helm}
@@ -10,14 +14,54 @@ HELM=${HELM:-helm}
 if [[ "$HELM" == */* ]]; then HELM=$(cd "$(dirname "$HELM")" && pwd)/$(basename "$HELM"); fi
 cd "$(dirname "${BASH_SOURCE[0]}")"
 "$HELM" version >/dev/null || { echo "helm not runnable as $HELM" >&2; exit 1; }
+render() {
+  # Top-level `metadata:` (column 0) gets the namespace; nested ones are indented.
+  "$HELM" template otus otus --namespace otus "$@" 2> >(grep -v 'found symbolic link' >&2) \
+    | sed 's/^metadata:$/metadata:\n  namespace: otus/'
+}
+cat >manifests/00-namespace.yaml <<'YAML'
+# Rendered by helm/render-manifests.sh; do not edit.
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: otus
+YAML
+cat >manifests/01-secret.example.yaml <<'YAML'
+# EXAMPLE ONLY - rendered by helm/render-manifests.sh; do not edit.
+#
+# The credentials the system needs, with PLACEHOLDER values that are public
+# (they are in the repository): fine for a throwaway minikube, never for
+# anything else. For a real install delete this file and create the Secret
+# with random values instead (helm/manifests/README.md shows the command);
+# `kubectl apply -f helm/manifests/` then leaves yours alone.
+apiVersion: v1
+kind: Secret
+metadata:
+  name: otus-secrets
+  namespace: otus
+  labels:
+    app.kubernetes.io/name: otus
+    app.kubernetes.io/component: secrets
+  annotations:
+    otus-rs/example: "placeholder values, replace before real use"
+type: Opaque
+stringData:
+  postgres-password: example-only-not-a-secret
+  identity-token-secret: example-only-not-a-secret-replace-me-0123456789
+  database-url: postgres://otus:example-only-not-a-secret@otus-postgres:5432/otus
+YAML
 {
   echo "# Rendered from helm/otus by helm/render-manifests.sh; do not edit."
-  "$HELM" template otus otus --namespace otus --set secrets.create=false 2> >(grep -v 'found symbolic link' >&2)
+  render --set secrets.create=false
 } >manifests/otus.yaml
 {
+  echo "# The Grafana dashboards alone (ConfigMaps the kube-prometheus-stack Grafana sidecar loads),"
+  echo "# rendered from helm/otus by helm/render-manifests.sh: kubectl apply -f helm/dashboard.yaml"
+  render --show-only templates/dashboards.yaml
+} >dashboard.yaml
+{
   echo "# The stress test alone (Locust through the ingress), rendered from helm/otus by"
-  echo "# helm/render-manifests.sh: kubectl apply -n otus -f helm/stresstest.yaml"
-  "$HELM" template otus otus --namespace otus --set stresstest.enabled=true \
-    --show-only templates/stresstest.yaml 2> >(grep -v 'found symbolic link' >&2)
+  echo "# helm/render-manifests.sh: kubectl apply -f helm/stresstest.yaml"
+  render --set stresstest.enabled=true --show-only templates/stresstest.yaml
 } >stresstest.yaml
-echo "rendered helm/manifests/otus.yaml and helm/stresstest.yaml"
+echo "rendered helm/manifests/{00-namespace,01-secret.example,otus}.yaml, helm/dashboard.yaml and helm/stresstest.yaml"
