@@ -111,6 +111,14 @@ if "--default" in sys.argv:
         ) == 1,
         "ServiceMonitors for 4 services and 2 exporters": count("ServiceMonitor") == 6,
         "PrometheusRule": count("PrometheusRule") == 1,
+        # Something must scrape ingress-nginx for the platform dashboard's ingress row (issue 13 item 5).
+        "a PodMonitor on the ingress-nginx controller's :10254, selected by kube-prometheus-stack": count(
+            "PodMonitor",
+            lambda d: d["spec"]["namespaceSelector"]["matchNames"] == ["ingress-nginx"]
+            and d["spec"]["selector"]["matchLabels"].get("app.kubernetes.io/name") == "ingress-nginx"
+            and d["spec"]["podMetricsEndpoints"][0]["targetPort"] == 10254
+            and d["metadata"]["labels"].get("release") == "kube-prometheus-stack",
+        ) == 1,
         "dashboard ConfigMaps": count(
             "ConfigMap", lambda d: d["metadata"].get("labels", {}).get("grafana_dashboard") == "1"
         ) >= 2,
