@@ -48,8 +48,18 @@ pub async fn connect(url: &str, pool: &PoolSettings) -> Result<DatabaseConnectio
                 .foreign_keys(true)
         });
     }
+    // A server database is connected on first use: a service that starts
+    // before PostgreSQL does (a fresh cluster, a restart of the database)
+    // stays up and not ready (its health check follows the database) instead
+    // of exiting into a crash-loop back-off that outlasts the outage.
+    let lazy = !url.starts_with("sqlite:");
+    opts.connect_lazy(lazy);
     let db = Database::connect(opts).await?;
-    tracing::info!(backend = ?db.get_database_backend(), "database connected");
+    if lazy {
+        tracing::info!(backend = ?db.get_database_backend(), "database pool ready (connects on first use)");
+    } else {
+        tracing::info!(backend = ?db.get_database_backend(), "database connected");
+    }
     Ok(db)
 }
 
