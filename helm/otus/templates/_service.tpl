@@ -30,6 +30,11 @@ DATABASE_MAX_CONNECTIONS: {{ $root.Values.database.poolSize | quote }}
 {{- end }}
 {{- if eq $name "auth" }}
 USERS_GRPC_URL: "http://{{ $full }}-users:{{ $root.Values.services.users.port }}"
+{{- with $svc.loginLimits }}
+LOGIN_MAX_ATTEMPTS_PER_ADDRESS: {{ .maxAttemptsPerAddress | quote }}
+LOGIN_MAX_FAILURES_PER_USERNAME: {{ .maxFailuresPerUsername | quote }}
+LOGIN_WINDOW_SECS: {{ .windowSecs | quote }}
+{{- end }}
 {{- end }}
 {{- if or (eq $name "auth") (eq $name "catalog") }}
 REDIS_URL: {{ include "otus.redisUrl" $root | quote }}
