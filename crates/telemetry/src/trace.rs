@@ -181,6 +181,18 @@ impl opentelemetry_sdk::trace::ShouldSample for RequestsOnly {
     }
 }
 
+/// A client span for one Redis operation (`command` is e.g. `GET` or
+/// `SESSION CREATE` for a short sequence), so traces show Redis round trips.
+pub fn redis_span(command: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        "redis",
+        otel.name = command,
+        otel.kind = "client",
+        db.system = "redis",
+        db.operation = command,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use opentelemetry::trace::{SpanKind, TraceContextExt as _, TraceId};
@@ -230,16 +242,4 @@ mod tests {
             RecordAndSample
         );
     }
-}
-
-/// A client span for one Redis operation (`command` is e.g. `GET` or
-/// `SESSION CREATE` for a short sequence), so traces show Redis round trips.
-pub fn redis_span(command: &'static str) -> tracing::Span {
-    tracing::info_span!(
-        "redis",
-        otel.name = command,
-        otel.kind = "client",
-        db.system = "redis",
-        db.operation = command,
-    )
 }
