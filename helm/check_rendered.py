@@ -113,6 +113,15 @@ if "--default" in sys.argv:
         ) == 1,
         "ServiceMonitors for 4 services and 2 exporters": count("ServiceMonitor") == 6,
         "PrometheusRule": count("PrometheusRule") == 1,
+        # gRPC clients balance over pods only through headless Services (issue 13 item 6).
+        "headless Services for users, auth, catalog, and every gRPC URL pointing at one": count(
+            "Service", lambda d: d["spec"].get("clusterIP") == "None" and component(d) in ("users", "auth", "catalog")
+        ) == 3
+        and all(
+            "-headless:" in v
+            for d in docs if d["kind"] == "ConfigMap"
+            for k, v in (d.get("data") or {}).items() if k.endswith("_GRPC_URL")
+        ),
         # Something must scrape ingress-nginx for the platform dashboard's ingress row (issue 13 item 5).
         "a PodMonitor on the ingress-nginx controller's :10254, selected by kube-prometheus-stack": count(
             "PodMonitor",

@@ -16,10 +16,10 @@ use otus_proto::{
     },
 };
 use sea_orm::{ActiveModelTrait as _, ActiveValue::Set, EntityTrait as _};
-use tonic::{Code, Request, Response, Status, transport::Channel};
+use tonic::{Code, Request, Response, Status};
 
 /// The channel to the users service, metered by the caller's layer.
-pub type UsersChannel = otus_telemetry::grpc::GrpcMetrics<Channel>;
+pub type UsersChannel = otus_telemetry::grpc::GrpcMetrics<otus_telemetry::balance::Balanced>;
 
 use crate::{
     entity::credential,

@@ -26,6 +26,9 @@ pub mod observe;
 pub mod products;
 pub mod users;
 
+/// Client-side balancing of the backends' calls (shared with the auth service).
+pub use otus_telemetry::balance;
+
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
@@ -43,7 +46,6 @@ use otus_proto::{
     users::v1::users_service_client::UsersServiceClient,
 };
 use otus_telemetry::{CancellationToken, Metrics};
-use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::health_client::HealthClient;
 
 /// Edge settings (see the `otus` binary for the environment variables).
@@ -153,25 +155,18 @@ impl AppState {
 }
 
 /// A gRPC channel whose calls are counted and timed
-/// (`grpc_client_handling_seconds`).
-pub type MeteredChannel = otus_telemetry::grpc::GrpcMetrics<Channel>;
+/// (`grpc_client_handling_seconds`) and spread over the backend's addresses
+/// ([`balance`]).
+pub type MeteredChannel = otus_telemetry::grpc::GrpcMetrics<balance::Balanced>;
 
-/// [`lazy_channel`] with client metrics.
+/// A [`balance::Balanced`] channel to `url` (its name resolved again every
+/// [`balance::RESOLVE_EVERY`]) with client metrics. It connects on first use,
+/// so the edge starts (and answers `/health`) even while a backend is still
+/// down; calls then fail fast with UNAVAILABLE → 503. Needs a Tokio runtime.
 pub fn metered_channel(url: &str, metrics: &Metrics) -> anyhow::Result<MeteredChannel> {
     use tower::Layer as _;
-    Ok(metrics.grpc_client_layer().layer(lazy_channel(url)?))
-}
-
-/// A channel that connects on first use, so the edge starts (and answers
-/// `/health`) even while a backend is still down; calls then fail fast with
-/// UNAVAILABLE → 503.
-pub fn lazy_channel(url: &str) -> anyhow::Result<Channel> {
-    Ok(Endpoint::from_shared(url.to_owned())
-        .with_context(|| format!("invalid gRPC URL {url:?}"))?
-        .connect_timeout(Duration::from_secs(1))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .connect_lazy())
+    let channel = balance::Balanced::new(url, balance::RESOLVE_EVERY, balance::dns())?;
+    Ok(metrics.grpc_client_layer().layer(channel))
 }
 
 /// The complete edge router.

@@ -296,10 +296,12 @@ pub struct EdgeArgs {
     /// Admin address serving /metrics.
     #[arg(long, env = "ADMIN_ADDR", default_value = "0.0.0.0:9000")]
     pub admin_addr: SocketAddr,
-    /// Where the users service answers gRPC.
+    /// Where the users service answers gRPC. A host name is resolved every 5 s and calls go
+    /// round robin over its addresses (with a headless Service: every ready pod).
     #[arg(long, env = "USERS_GRPC_URL", default_value = "http://127.0.0.1:50051")]
     pub users_grpc_url: String,
-    /// Where the auth service answers gRPC.
+    /// Where the auth service answers gRPC. A host name is resolved every 5 s and calls go
+    /// round robin over its addresses (with a headless Service: every ready pod).
     #[arg(long, env = "AUTH_GRPC_URL", default_value = "http://127.0.0.1:50052")]
     pub auth_grpc_url: String,
     /// Where the catalog service answers gRPC.
@@ -341,7 +343,8 @@ pub struct AuthArgs {
     /// Admin address serving /metrics.
     #[arg(long, env = "ADMIN_ADDR", default_value = "0.0.0.0:9002")]
     pub admin_addr: SocketAddr,
-    /// Where the users service answers gRPC.
+    /// Where the users service answers gRPC. A host name is resolved every 5 s and calls go
+    /// round robin over its addresses (with a headless Service: every ready pod).
     #[arg(long, env = "USERS_GRPC_URL", default_value = "http://127.0.0.1:50051")]
     pub users_grpc_url: String,
     /// Deadline of every outgoing gRPC call, in milliseconds.

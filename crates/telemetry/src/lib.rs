@@ -9,6 +9,7 @@
 //! - [`shutdown_signal`]: SIGINT/SIGTERM as a [`CancellationToken`] that every
 //!   server of the process watches, so one signal drains them all.
 
+pub mod balance;
 pub mod grpc;
 pub mod max;
 pub mod trace;

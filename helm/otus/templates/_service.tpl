@@ -17,9 +17,10 @@ OTEL_EXPORTER_OTLP_ENDPOINT: {{ . | quote }}
 {{- end }}
 {{- if eq $name "edge" }}
 HTTP_ADDR: "0.0.0.0:{{ $svc.port }}"
-USERS_GRPC_URL: "http://{{ $full }}-users:{{ $root.Values.services.users.port }}"
-AUTH_GRPC_URL: "http://{{ $full }}-auth:{{ $root.Values.services.auth.port }}"
-CATALOG_GRPC_URL: "http://{{ $full }}-catalog:{{ $root.Values.services.catalog.port }}"
+# Headless Services: the client balances over every pod (crates/telemetry/src/balance.rs).
+USERS_GRPC_URL: "http://{{ $full }}-users-headless:{{ $root.Values.services.users.port }}"
+AUTH_GRPC_URL: "http://{{ $full }}-auth-headless:{{ $root.Values.services.auth.port }}"
+CATALOG_GRPC_URL: "http://{{ $full }}-catalog-headless:{{ $root.Values.services.catalog.port }}"
 # Behind ingress-nginx, which sets X-Real-IP: per-address login limits see clients.
 TRUST_PROXY_HEADERS: "true"
 {{- else }}
@@ -29,7 +30,7 @@ GRPC_ADDR: "0.0.0.0:{{ $svc.port }}"
 DATABASE_MAX_CONNECTIONS: {{ $root.Values.database.poolSize | quote }}
 {{- end }}
 {{- if eq $name "auth" }}
-USERS_GRPC_URL: "http://{{ $full }}-users:{{ $root.Values.services.users.port }}"
+USERS_GRPC_URL: "http://{{ $full }}-users-headless:{{ $root.Values.services.users.port }}"
 {{- with $svc.loginLimits }}
 LOGIN_MAX_ATTEMPTS_PER_ADDRESS: {{ .maxAttemptsPerAddress | quote }}
 LOGIN_MAX_FAILURES_PER_USERNAME: {{ .maxFailuresPerUsername | quote }}
@@ -175,6 +176,27 @@ spec:
     - name: admin
       port: {{ $svc.adminPort }}
       targetPort: admin
+{{- if ne $svc.protocol "http" }}
+---
+# Headless: its DNS name resolves to every ready pod, so gRPC clients (the edge,
+# auth -> users) balance their calls over all of them and follow scaling. One
+# HTTP/2 connection through the ClusterIP above would stick to one pod.
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ $full }}-{{ $name }}-headless
+  labels:
+    {{- include "otus.labels" $ctx | nindent 4 }}
+spec:
+  clusterIP: None
+  selector:
+    {{- include "otus.selectorLabels" $ctx | nindent 4 }}
+  ports:
+    - name: grpc
+      port: {{ $svc.port }}
+      targetPort: grpc
+      appProtocol: grpc
+{{- end }}
 ---
 apiVersion: policy/v1
 kind: PodDisruptionBudget

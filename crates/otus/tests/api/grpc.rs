@@ -215,3 +215,88 @@ async fn a_service_is_not_ready_until_its_schema_exists() {
         let _ = std::fs::remove_file(p);
     }
 }
+
+on_both_backends!(calls_reach_every_instance_behind_one_name);
+
+/// Calls of one gRPC client reach each instance of a backend: two users
+/// services on the same database, one name resolving to both (a headless
+/// Service in Kubernetes), the edge's balanced channel in between.
+async fn calls_reach_every_instance_behind_one_name(app: TestApp) {
+    use std::{sync::Arc, time::Duration};
+
+    // A second instance of the users service, with metrics of its own.
+    let metrics_b = otus_telemetry::Metrics::new();
+    let db = otus::connect_metered(
+        &otus::config::DbArgs {
+            database_url: app.database_url.clone(),
+            database_max_connections: 4,
+            database_acquire_timeout_ms: 3000,
+        },
+        &metrics_b,
+    )
+    .await
+    .expect("database");
+    let shutdown = otus_telemetry::CancellationToken::new();
+    let (b, serve_b) = otus::grpc::serve_users(
+        "127.0.0.1:0".parse().expect("addr"),
+        db,
+        app.key.clone(),
+        &metrics_b,
+        shutdown.clone(),
+    )
+    .await
+    .expect("second users service");
+    tokio::spawn(serve_b);
+
+    // "users.test" resolves to both instances.
+    let both = vec![app.grpc, b];
+    let channel = otus_edge::balance::Balanced::new(
+        &format!("http://users.test:{}", app.grpc.port()),
+        Duration::from_millis(50),
+        Arc::new(move |_, _| {
+            let both = both.clone();
+            Box::pin(async move { Ok(both) })
+        }),
+    )
+    .expect("channel");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while channel.addresses().len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the name did not resolve"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let calls = |text: &str| -> f64 {
+        text.lines()
+            .filter(|l| {
+                l.starts_with("grpc_server_handling_seconds_count")
+                    && l.contains("grpc_method=\"GetUser\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let before_a = calls(&app.metrics().await);
+    let user = app.register(serde_json::json!({})).await;
+    let identity = Identity::User(user.id);
+    let mut client = UsersServiceClient::new(channel);
+    for _ in 0..20 {
+        let mut req = tonic::Request::new(GetUserRequest { id: user.id });
+        otus_identity::attach(&mut req, &app.mint(&identity));
+        let got = client
+            .get_user(req)
+            .await
+            .expect("GetUser through the balanced channel");
+        assert_eq!(got.into_inner().id, user.id);
+    }
+    let (a_calls, b_calls) = (
+        calls(&app.metrics().await) - before_a,
+        calls(&metrics_b.render()),
+    );
+    assert_eq!(a_calls + b_calls, 20.0, "every call answered once");
+    assert!(
+        a_calls >= 5.0 && b_calls >= 5.0,
+        "calls were not spread: {a_calls} on one instance, {b_calls} on the other"
+    );
+    shutdown.cancel();
+}
