@@ -24,7 +24,6 @@ use std::{
 
 use anyhow::Context as _;
 use tonic::transport::{Channel, Endpoint};
-use tower::ServiceExt as _;
 
 /// A boxed future (as `futures::future::BoxFuture`).
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -49,9 +48,21 @@ pub fn dns() -> Resolver {
 }
 
 /// A gRPC channel that spreads calls over the addresses of its URL's name.
-#[derive(Clone)]
 pub struct Balanced {
     shared: Arc<Shared>,
+    /// The channel `poll_ready` chose (and reserved a slot on) for the next
+    /// `call`.
+    picked: Option<Channel>,
+}
+
+impl Clone for Balanced {
+    /// A clone picks its own channel: a reservation is not shared.
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            picked: None,
+        }
+    }
 }
 
 struct Shared {
@@ -93,7 +104,10 @@ impl Balanced {
                 resolve,
             ));
         }
-        Ok(Self { shared })
+        Ok(Self {
+            shared,
+            picked: None,
+        })
     }
 
     /// The addresses calls are spread over now (empty before the first
@@ -104,13 +118,16 @@ impl Balanced {
             .map(|(a, _)| *a)
             .collect()
     }
+}
 
+impl Shared {
+    /// The next channel in turn (the URL's own before the name resolved).
     fn pick(&self) -> Channel {
-        let channels = read(&self.shared.channels);
+        let channels = read(&self.channels);
         if channels.is_empty() {
-            return self.shared.fallback.clone();
+            return self.fallback.clone();
         }
-        let i = self.shared.next.fetch_add(1, Ordering::Relaxed) % channels.len();
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % channels.len();
         channels[i].1.clone()
     }
 }
@@ -183,16 +200,26 @@ async fn refresh(
 impl tower::Service<http::Request<tonic::body::Body>> for Balanced {
     type Response = http::Response<tonic::body::Body>;
     type Error = tonic::transport::Error;
-    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+    type Future = tonic::transport::channel::ResponseFuture;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        // Each call waits for its own channel's readiness (below).
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        let shared = &self.shared;
+        let ready = self
+            .picked
+            .get_or_insert_with(|| shared.pick())
+            .poll_ready(cx);
+        if let Poll::Ready(Err(_)) = &ready {
+            // The next attempt takes the next channel.
+            self.picked = None;
+        }
+        ready
     }
 
     fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
-        let channel = self.pick();
-        Box::pin(async move { channel.oneshot(req).await })
+        // `poll_ready` picked the channel and reserved its slot; a caller
+        // that skipped it breaks tower's contract, and the channel says so.
+        let mut channel = self.picked.take().unwrap_or_else(|| self.shared.pick());
+        channel.call(req)
     }
 }
 
