@@ -12,8 +12,9 @@
 #   PROM_PORT      Prometheus port (9090)
 #   SCRAPE_INTERVAL (5s)
 #   PG_DSN         e.g. postgresql://postgres@127.0.0.1:5432/postgres?sslmode=disable
-#                  starts prometheus-postgres-exporter on :9187
-#   REDIS_ADDR     e.g. redis://127.0.0.1:6379, starts prometheus-redis-exporter on :9121
+#                  starts prometheus-postgres-exporter on PG_EXPORTER_ADDR (127.0.0.1:9187)
+#   REDIS_ADDR     e.g. redis://127.0.0.1:6379, starts prometheus-redis-exporter on
+#                  REDIS_EXPORTER_ADDR (127.0.0.1:9121)
 #   DETACH=1       start in the background, print the PIDs file, and return
 #   READY_TIMEOUT  seconds to wait for Prometheus to report ready (60)
 # Install: apt-get install --no-install-recommends prometheus
@@ -24,6 +25,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 TARGETS=${TARGETS:-127.0.0.1:9000}
 PROM_PORT=${PROM_PORT:-9090}
 SCRAPE_INTERVAL=${SCRAPE_INTERVAL:-5s}
+PG_EXPORTER_ADDR=${PG_EXPORTER_ADDR:-127.0.0.1:9187}
+REDIS_EXPORTER_ADDR=${REDIS_EXPORTER_ADDR:-127.0.0.1:9121}
 DIR=${STACK_DIR:-$(mktemp -d /tmp/otus-stack.XXXXXX)}
 mkdir -p "$DIR/data"
 command -v prometheus >/dev/null || { echo "prometheus is not installed: apt-get install --no-install-recommends prometheus" >&2; exit 1; }
@@ -31,14 +34,14 @@ command -v prometheus >/dev/null || { echo "prometheus is not installed: apt-get
 pids=()
 extra_jobs=""
 if [ -n "${PG_DSN:-}" ] && command -v prometheus-postgres-exporter >/dev/null; then
-  DATA_SOURCE_NAME="$PG_DSN" prometheus-postgres-exporter --web.listen-address=127.0.0.1:9187 >"$DIR/postgres-exporter.log" 2>&1 &
+  DATA_SOURCE_NAME="$PG_DSN" prometheus-postgres-exporter --web.listen-address="$PG_EXPORTER_ADDR" >"$DIR/postgres-exporter.log" 2>&1 &
   pids+=($!)
-  extra_jobs+=$'\n'"  - job_name: postgres"$'\n'"    static_configs: [{targets: ['127.0.0.1:9187']}]"
+  extra_jobs+=$'\n'"  - job_name: postgres"$'\n'"    static_configs: [{targets: ['$PG_EXPORTER_ADDR']}]"
 fi
 if [ -n "${REDIS_ADDR:-}" ] && command -v prometheus-redis-exporter >/dev/null; then
-  prometheus-redis-exporter -redis.addr "$REDIS_ADDR" -web.listen-address 127.0.0.1:9121 >"$DIR/redis-exporter.log" 2>&1 &
+  prometheus-redis-exporter -redis.addr "$REDIS_ADDR" -web.listen-address "$REDIS_EXPORTER_ADDR" >"$DIR/redis-exporter.log" 2>&1 &
   pids+=($!)
-  extra_jobs+=$'\n'"  - job_name: redis"$'\n'"    static_configs: [{targets: ['127.0.0.1:9121']}]"
+  extra_jobs+=$'\n'"  - job_name: redis"$'\n'"    static_configs: [{targets: ['$REDIS_EXPORTER_ADDR']}]"
 fi
 
 targets_yaml=$(for t in $TARGETS; do printf "'%s', " "$t"; done | sed 's/, $//')
