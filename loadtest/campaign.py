@@ -864,7 +864,9 @@ def conclusions(configs, slo_ms, cores):
         text += (f"It degrades at {dg['users']} users (p99 {num(dg['p99_ms'])} ms) " if dg else
                  f"Its p99 stays within {slo_ms:.0f} ms at every step; ")
         text += (f"and fails at {fl['users']} users ({why}). " if fl else "and no step fails. ")
-        text += f"At that peak: {bottleneck(cpu, cores)}."
+        text += f"At that peak: {bottleneck(cpu, cores)}. "
+        per = cpu_per_request(cpu, peak["rps"])
+        text += ("CPU per request: " + ", ".join(f"{g} {ms:.2f} ms" for g, ms in per) + "." if per else "")
         out.append(text)
     by_size = {}
     for cfg in configs:
@@ -872,6 +874,7 @@ def conclusions(configs, slo_ms, cores):
     for size, pair in sorted(by_size.items()):
         if True in pair and False in pair:
             on, off = pair[True], pair[False]
+            out.append(cache_verdict(size, on, off))
             out.append(f"Cache on vs off at {size_label(size)} products: working load {users_of(on, 0)} vs "
                        f"{users_of(off, 0)} users, degradation {users_of(on, 1)} vs {users_of(off, 1)}, failure "
                        f"{users_of(on, 2)} vs {users_of(off, 2)}; catalog CPU at the top step "
@@ -896,6 +899,56 @@ def conclusions(configs, slo_ms, cores):
                                        for c, s in zip(group, mid[1]))
                            + ".")
     return out
+
+
+def cpu_per_request(cpu, rps):
+    """Milliseconds of CPU per request of the system's groups at a step."""
+    if rps <= 0:
+        return []
+    otus = sum(c for g, c in cpu.items() if g.startswith("otus "))
+    rows = [("otus (4 processes)", otus)] + [(g, cpu.get(g, 0.0)) for g in ("postgresql", "redis", "nginx", "locust")]
+    return [(g, 1000 * c / rps) for g, c in rows]
+
+
+def peak_step(cfg):
+    return max(cfg["steps"], key=lambda s: s["rps"])
+
+
+def cache_verdict(size, on, off):
+    """What the cache changes at one catalog size, in words, from the figures."""
+    p_on, p_off = peak_step(on), peak_step(off)
+    f_on, f_off = on["classified"][2], off["classified"][2]
+    d_on, d_off = on["classified"][1], off["classified"][1]
+
+    def users(s):
+        return s["users"] if s else float("inf")
+    if users(f_on) > users(f_off) or users(d_on) > users(d_off):
+        moved = "moves the degradation/failure points to more users"
+    elif users(f_on) < users(f_off) or users(d_on) < users(d_off):
+        moved = "moves the degradation/failure points to FEWER users"
+    else:
+        moved = "does not move the degradation or failure point"
+    cpu_on = dict(cpu_per_request(step_resources(on["resources"], p_on)[0], p_on["rps"]))
+    cpu_off = dict(cpu_per_request(step_resources(off["resources"], p_off)[0], p_off["rps"]))
+    system_on = sum(cpu_on.get(g, 0) for g in ("otus (4 processes)", "postgresql", "redis"))
+    system_off = sum(cpu_off.get(g, 0) for g in ("otus (4 processes)", "postgresql", "redis"))
+    if system_on < system_off * 0.9:
+        cpu_words = (f"With the cache the system spends {system_on:.2f} instead of {system_off:.2f} ms of CPU per "
+                     "request (otus, PostgreSQL and Redis together): hits skip the index and the page's rows.")
+    elif system_on > system_off * 1.1:
+        cpu_words = (f"With the cache the system spends MORE CPU per request ({system_on:.2f} vs {system_off:.2f} ms, "
+                     "otus, PostgreSQL and Redis together): without it a search is answered from the in-memory "
+                     "index, so a Redis round trip per search (and a write per miss) costs more than a hit saves.")
+    else:
+        cpu_words = (f"The system's CPU per request is about the same ({system_on:.2f} vs {system_off:.2f} ms, "
+                     "otus, PostgreSQL and Redis together): what a hit saves (the index lookup, the page's rows) "
+                     "the Redis round trips cost.")
+    return (f"**What the cache changes at {size_label(size)} products**: it {moved} "
+            f"(peak {p_on['rps']:.0f} vs {p_off['rps']:.0f} req/s with vs without; p99 at the peak "
+            f"{num(p_on['p99_ms'])} vs {num(p_off['p99_ms'])} ms). CPU per request with vs without: otus "
+            f"{cpu_on.get('otus (4 processes)', 0):.2f} vs {cpu_off.get('otus (4 processes)', 0):.2f} ms, PostgreSQL "
+            f"{cpu_on.get('postgresql', 0):.2f} vs {cpu_off.get('postgresql', 0):.2f} ms, Redis "
+            f"{cpu_on.get('redis', 0):.2f} vs {cpu_off.get('redis', 0):.2f} ms. " + cpu_words)
 
 
 def users_of(cfg, which):
