@@ -15,11 +15,9 @@ use otus_proto::{
         users_service_client::UsersServiceClient,
     },
 };
+use otus_telemetry::MeteredChannel;
 use sea_orm::{ActiveModelTrait as _, ActiveValue::Set, EntityTrait as _};
 use tonic::{Code, Request, Response, Status};
-
-/// The channel to the users service, metered by the caller's layer.
-pub type UsersChannel = otus_telemetry::grpc::GrpcMetrics<otus_telemetry::balance::Balanced>;
 
 use crate::{
     entity::credential,
@@ -62,7 +60,7 @@ pub struct AuthApi {
     db: Db,
     sessions: SessionStore,
     limiter: LoginLimiter,
-    users: UsersServiceClient<UsersChannel>,
+    users: UsersServiceClient<MeteredChannel>,
     key: IdentityKey,
     settings: AuthSettings,
     /// Bounded password hashing (memory and concurrency).
@@ -79,7 +77,7 @@ impl AuthApi {
         db: Db,
         sessions: SessionStore,
         limiter: LoginLimiter,
-        users: UsersChannel,
+        users: MeteredChannel,
         key: IdentityKey,
         settings: AuthSettings,
     ) -> Result<Self, AuthError> {

@@ -26,9 +26,6 @@ pub mod observe;
 pub mod products;
 pub mod users;
 
-/// Client-side balancing of the backends' calls (shared with the auth service).
-pub use otus_telemetry::balance;
-
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
@@ -45,7 +42,7 @@ use otus_proto::{
     catalog::v1::catalog_service_client::CatalogServiceClient,
     users::v1::users_service_client::UsersServiceClient,
 };
-use otus_telemetry::{CancellationToken, Metrics};
+use otus_telemetry::{CancellationToken, MeteredChannel, Metrics};
 use tonic_health::pb::health_client::HealthClient;
 
 /// Edge settings (see the `otus` binary for the environment variables).
@@ -106,9 +103,9 @@ impl AppState {
         metrics: &Metrics,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
-        let users = metered_channel(&cfg.users_url, metrics)?;
-        let auth = metered_channel(&cfg.auth_url, metrics)?;
-        let catalog = metered_channel(&cfg.catalog_url, metrics)?;
+        let users = metrics.metered_channel(&cfg.users_url)?;
+        let auth = metrics.metered_channel(&cfg.auth_url)?;
+        let catalog = metrics.metered_channel(&cfg.catalog_url)?;
         Ok(Self(Arc::new(Shared {
             users: UsersServiceClient::new(users.clone()),
             auth: AuthServiceClient::new(auth.clone()),
@@ -152,21 +149,6 @@ impl AppState {
         otus_identity::attach(&mut req, identity_token);
         req
     }
-}
-
-/// A gRPC channel whose calls are counted and timed
-/// (`grpc_client_handling_seconds`) and spread over the backend's addresses
-/// ([`balance`]).
-pub type MeteredChannel = otus_telemetry::grpc::GrpcMetrics<balance::Balanced>;
-
-/// A [`balance::Balanced`] channel to `url` (its name resolved again every
-/// [`balance::RESOLVE_EVERY`]) with client metrics. It connects on first use,
-/// so the edge starts (and answers `/health`) even while a backend is still
-/// down; calls then fail fast with UNAVAILABLE → 503. Needs a Tokio runtime.
-pub fn metered_channel(url: &str, metrics: &Metrics) -> anyhow::Result<MeteredChannel> {
-    use tower::Layer as _;
-    let channel = balance::Balanced::new(url, balance::RESOLVE_EVERY, balance::dns())?;
-    Ok(metrics.grpc_client_layer().layer(channel))
 }
 
 /// The complete edge router.

@@ -197,7 +197,7 @@ pub struct AuthDeps {
     /// Redis client and key prefix, when configured.
     pub redis: Option<(fred::prelude::Client, String)>,
     /// Channel to the users service.
-    pub users: otus_edge::MeteredChannel,
+    pub users: otus_telemetry::MeteredChannel,
     /// Signs identity tokens.
     pub key: IdentityKey,
     /// TTLs and limits.

@@ -172,7 +172,7 @@ impl AllInOne {
             grpc::AuthDeps {
                 db: conn,
                 redis,
-                users: otus_edge::metered_channel(&users_url, &metrics)?,
+                users: metrics.metered_channel(&users_url)?,
                 key,
                 settings: args.auth.settings(deadline),
             },
@@ -305,7 +305,7 @@ pub async fn run_auth(args: AuthArgs) -> anyhow::Result<()> {
         grpc::AuthDeps {
             db: conn,
             redis,
-            users: otus_edge::metered_channel(&args.users_grpc_url, &metrics)?,
+            users: metrics.metered_channel(&args.users_grpc_url)?,
             key,
             settings: args.auth.settings(deadline),
         },

@@ -20,6 +20,12 @@ use anyhow::Context as _;
 use axum::{Router, extract::State, http::header, response::IntoResponse, routing::get};
 use prometheus::{Encoder as _, HistogramOpts, HistogramVec, Registry, TextEncoder};
 pub use tokio_util::sync::CancellationToken;
+
+/// A gRPC client channel whose calls are counted and timed
+/// (`grpc_client_handling_seconds`) and spread over the backend's addresses
+/// ([`balance`]); made by [`Metrics::metered_channel`]. The edge's channels to
+/// every backend and auth's channel to users are this one type.
+pub type MeteredChannel = grpc::GrpcMetrics<balance::Balanced>;
 use tracing_subscriber::{EnvFilter, layer::SubscriberExt as _, util::SubscriberInitExt as _};
 
 /// Log filter used when `RUST_LOG` is unset: our crates at info, and the SQL
@@ -236,6 +242,17 @@ impl Metrics {
     /// Tower layer for gRPC client channels.
     pub fn grpc_client_layer(&self) -> grpc::GrpcMetricsLayer {
         grpc::GrpcMetricsLayer::new(self.grpc_client.clone(), grpc::Side::Client)
+    }
+
+    /// A [`balance::Balanced`] channel to `url` (its name resolved again every
+    /// [`balance::RESOLVE_EVERY`]) with client metrics. It connects on first
+    /// use, so a caller starts (and answers its own health checks) while the
+    /// backend is still down; calls then fail fast with UNAVAILABLE. Needs a
+    /// Tokio runtime.
+    pub fn metered_channel(&self, url: &str) -> anyhow::Result<MeteredChannel> {
+        use tower::Layer as _;
+        let channel = balance::Balanced::new(url, balance::RESOLVE_EVERY, balance::dns())?;
+        Ok(self.grpc_client_layer().layer(channel))
     }
 
     /// Records one SQL statement.
