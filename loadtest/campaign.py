@@ -216,6 +216,7 @@ def nginx_config(workdir):
 # ---------------------------------------------------------------- /proc sampling
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+MACHINE = "machine (all processes and the kernel)"
 
 
 class Sampler(threading.Thread):
@@ -253,11 +254,25 @@ class Sampler(threading.Thread):
             out[int(d)] = (comm, int(fields[1]), int(fields[11]) + int(fields[12]), rss)
         return out
 
+    @staticmethod
+    def machine_ticks():
+        """(busy, all) jiffies of the whole machine, from /proc/stat's cpu line."""
+        with open("/proc/stat", encoding="utf-8") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        return sum(fields[:8]) - idle, sum(fields[:8])
+
     def run(self):
         before, t0 = self.read_all(), time.time()
+        machine_before = self.machine_ticks()
         while not self.stop_event.wait(self.interval):
             now, t1 = self.read_all(), time.time()
+            machine_now = self.machine_ticks()
             cpu, rss = {}, {}
+            # Everything the machine did, the kernel's network work included.
+            cpu[MACHINE] = (machine_now[0] - machine_before[0]) / CLK_TCK / (t1 - t0)
+            rss[MACHINE] = 0
+            machine_before = machine_now
             for pid, (comm, ppid, ticks, mem) in now.items():
                 group = self.groups_of(pid, comm, ppid, now)
                 if not group:
@@ -323,6 +338,17 @@ class Prometheus:
         if data.get("status") != "success":
             die(f"Prometheus refused {expr}: {data.get('error')}")
         return data["data"]["result"]
+
+    def query(self, expr, at):
+        url = self.base + "/api/v1/query?" + urllib.parse.urlencode({"query": expr, "time": f"{at:.3f}"})
+        _, body = http_get(url, timeout=30)
+        data = json.loads(body)
+        if data.get("status") != "success":
+            die(f"Prometheus refused {expr}: {data.get('error')}")
+        result = data["data"]["result"]
+        if not result or result[0]["value"][1] in ("NaN", "+Inf", "-Inf"):
+            return None
+        return float(result[0]["value"][1])
 
     def newest_sample(self):
         _, body = http_get(self.base + "/api/v1/query?query=" + urllib.parse.quote("max(timestamp(up))"))
@@ -506,6 +532,21 @@ def classify(steps, slo_ms):
     return working, degradation, failure, failure_why
 
 
+EDGE_REQUESTS = 'route!~"/health/?|/ready"'
+
+
+def add_server_figures(prom, steps):
+    """The edge's own view of each step (the dashboards' metric, all routes):
+    p99 and req/s over the step's measured window."""
+    for s in steps:
+        window = f"{max(1, int(s['seconds']))}s"
+        p99 = prom.query("histogram_quantile(0.99, sum by (le) (rate(http_server_request_duration_seconds_bucket"
+                         f"{{{EDGE_REQUESTS}}}[{window}])))", s["wall_end"])
+        s["server_p99_ms"] = None if p99 is None else p99 * 1000
+        s["server_rps"] = prom.query(f"sum(rate(http_server_request_duration_seconds_count{{{EDGE_REQUESTS}}}[{window}]))",
+                                     s["wall_end"])
+
+
 def step_resources(resources, step):
     """Mean CPU (cores) and peak RSS per process group within a step."""
     cpu, rss, n = {}, {}, {}
@@ -517,17 +558,30 @@ def step_resources(resources, step):
     return {g: cpu[g] / n[g] for g in cpu}, rss
 
 
-def bottleneck(cpu, cores):
+def bottleneck(cpu, cores, step=None):
+    """Names the limit at a step from the CPU samples and, when known, the
+    edge's own p99 beside the one Locust saw."""
     if not cpu:
         return "no samples"
-    total = sum(cpu.values())
-    top = sorted(cpu.items(), key=lambda kv: -kv[1])
+    machine = cpu.get(MACHINE, 0.0)
+    procs = {g: c for g, c in cpu.items() if g != MACHINE}
+    top = sorted(procs.items(), key=lambda kv: -kv[1])
     parts = ", ".join(f"{g} {c:.2f}" for g, c in top[:4])
-    if cpu.get("locust", 0) >= 0.9:
-        return f"the load generator: Locust at {cpu['locust']:.2f} of its one core ({parts}; total {total:.2f} of {cores})"
-    if total >= cores * 0.85:
-        return f"CPU: the machine's {cores} cores are busy (total {total:.2f}; {parts})"
-    return f"not CPU (total {total:.2f} of {cores} cores; {parts})"
+    words = []
+    if machine >= cores * 0.9:
+        words.append(f"CPU: the machine's {cores} cores are saturated ({machine:.2f} busy; {parts})")
+    elif procs.get("locust", 0) >= 0.9:
+        words.append(f"the load generator: Locust at {procs['locust']:.2f} of its one core ({parts})")
+    else:
+        words.append(f"no resource at its limit (machine {machine:.2f} of {cores} cores busy; {parts})")
+    if step and step.get("server_p99_ms") is not None and step.get("p99_ms") is not None:
+        server, client = step["server_p99_ms"], step["p99_ms"]
+        if client > 2 * server and client - server > 50:
+            words.append(f"the edge's own p99 is {num(server)} ms where Locust saw {num(client)} ms: the rest is "
+                         "spent outside the service, in the load generator sharing the cores (and the network path)")
+        else:
+            words.append(f"the edge's own p99 {num(server)} ms, Locust's {num(client)} ms: the time is the service's")
+    return "; ".join(words)
 
 
 # ---------------------------------------------------------------- charts
@@ -603,12 +657,12 @@ def charts_for(prom, cfg, panels, args, resources, slo_ms):
             by_group.setdefault(group, []).append((t, c, m))
     figure("CPU", "cpu.png", [
         ("CPU by process (dashboard panel: the otus processes' own metric)", dash("CPU by process"), "cores", None),
-        ("CPU of every process group (/proc: otus, PostgreSQL, Redis, nginx, Locust, Prometheus)",
+        ("CPU of the machine and every process group (/proc: otus, PostgreSQL, Redis, nginx, Locust, Prometheus)",
          [(g, [(t, c) for t, c, _ in v]) for g, v in sorted(by_group.items())], "cores", None)])
     figure("memory", "memory.png", [
         ("Resident memory by process (dashboard panel)", dash("Resident memory by process"), "bytes", None),
         ("Memory of every process group (/proc, PSS: shared pages split between the processes sharing them)",
-         [(g, [(t, m) for t, _, m in v]) for g, v in sorted(by_group.items())], "bytes", None)])
+         [(g, [(t, m) for t, _, m in v]) for g, v in sorted(by_group.items()) if g != MACHINE], "bytes", None)])
     if cfg["cache"]:
         figure("search cache", "cache.png", [
             ("Search cache hit ratio (dashboard panel)", dash("Search cache hit ratio"), "ratio", None),
@@ -788,7 +842,7 @@ def write_report(args, configs, made, info, slo_ms, started, finished, quick):
         wk, dg, fl, why = cfg["classified"]
         top = cfg["steps"][-1]
         w(f"| {cfg['title']} | {point(wk)} | {point(dg)} | {point(fl)}{': ' + why if fl else ''} | "
-          f"{bottleneck(step_resources(cfg['resources'], top)[0], cores)} |")
+          f"{bottleneck(step_resources(cfg['resources'], top)[0], cores, top)} |")
     w("")
     w("![all configurations](compare.png)\n")
     w("## Conclusions\n")
@@ -800,14 +854,17 @@ def write_report(args, configs, made, info, slo_ms, started, finished, quick):
         w(f"Window: {fmt_time(cfg['start'])} - {fmt_time(cfg['end'])} UTC. Locust's reports: "
           f"[{cfg['id']}/locust.html]({cfg['id']}/locust.html), `{cfg['id']}/locust_stats.csv`, "
           f"`{cfg['id']}/locust_stats_history.csv`, `{cfg['id']}/locust_failures.csv`.\n")
-        groups = sorted({g for _, g, _, _ in cfg["resources"]})
-        w("| users | req/s | p50 ms | p95 ms | p99 ms | max ms | failed | " +
+        groups = sorted({g for _, g, _, _ in cfg["resources"]} - {MACHINE})
+        w("Per step: Locust's figures (client side), the edge's own p99 (server side, the dashboards' "
+          "metric), and the CPU (cores) the whole machine and each process used.\n")
+        w("| users | req/s | p50 ms | p95 ms | p99 ms | max ms | failed | edge p99 ms | machine CPU | " +
           " | ".join(f"{g} CPU" for g in groups) + " |")
-        w("|" + "---|" * (7 + len(groups)))
+        w("|" + "---|" * (9 + len(groups)))
         for s in cfg["steps"]:
             cpu, _ = step_resources(cfg["resources"], s)
             w(f"| {s['users']} | {s['rps']:.1f} | {num(s['p50_ms'])} | {num(s['p95_ms'])} | {num(s['p99_ms'])} | "
-              f"{num(s['max_ms'])} | {s['error_pct']:.2f}% | " + " | ".join(f"{cpu.get(g, 0):.2f}" for g in groups) + " |")
+              f"{num(s['max_ms'])} | {s['error_pct']:.2f}% | {num(s.get('server_p99_ms'))} | {cpu.get(MACHINE, 0):.2f} | "
+              + " | ".join(f"{cpu.get(g, 0):.2f}" for g in groups) + " |")
         w("")
         failing = [(s["users"], name, v) for s in cfg["steps"] for name, v in s["by_name"].items() if v["failures"]]
         if failing:
@@ -817,7 +874,8 @@ def write_report(args, configs, made, info, slo_ms, started, finished, quick):
         else:
             w("No request failed at any step.\n")
         _, rss = step_resources(cfg["resources"], cfg["steps"][-1])
-        w("Peak memory (PSS) at the top step: " + ", ".join(f"{g} {m / 2**20:.0f} MiB" for g, m in sorted(rss.items())) + ".\n")
+        w("Peak memory (PSS) at the top step: " + ", ".join(f"{g} {m / 2**20:.0f} MiB" for g, m in sorted(rss.items())
+                                                          if g != MACHINE) + ".\n")
         for chart in made:
             if chart["file"].startswith(cfg["id"] + "/"):
                 w(f"![{chart['file']}]({chart['file']})\n")
@@ -864,7 +922,7 @@ def conclusions(configs, slo_ms, cores):
         text += (f"It degrades at {dg['users']} users (p99 {num(dg['p99_ms'])} ms) " if dg else
                  f"Its p99 stays within {slo_ms:.0f} ms at every step; ")
         text += (f"and fails at {fl['users']} users ({why}). " if fl else "and no step fails. ")
-        text += f"At that peak: {bottleneck(cpu, cores)}. "
+        text += f"At that peak: {bottleneck(cpu, cores, peak)}. "
         per = cpu_per_request(cpu, peak["rps"])
         text += ("CPU per request: " + ", ".join(f"{g} {ms:.2f} ms" for g, ms in per) + "." if per else "")
         out.append(text)
@@ -1147,6 +1205,7 @@ def main():
                      (line.strip().split(",") for line in open(sampler.path).readlines()[1:])]
         for cfg in configs:
             cfg["steps"] = read_steps(os.path.join(args.out, cfg["id"], "steps.jsonl"))
+            add_server_figures(prom, cfg["steps"])
             cfg["classified"] = classify(cfg["steps"], slo)
             cfg["resources"] = [r for r in resources if cfg["start"] <= r[0] <= cfg["end"]]
             with open(os.path.join(args.out, cfg["id"], "resources.csv"), "w", encoding="utf-8") as f:
