@@ -36,68 +36,30 @@ import uuid
 
 from locust import FastHttpUser, LoadTestShape, between, events, task
 
-PREFIX = os.environ.get("PATH_PREFIX", "")
-HOST_HEADER = os.environ.get("HOST_HEADER", "")
-# The refinement stops at the service's limit on words in a query.
-MAX_WORDS = 10
+import shopping
+from shopping import FIRST_WORDS, PREFIX, get_json
+
 STEPS = [int(u) for u in os.environ.get("CAMPAIGN_STEPS", "10,20").split(",") if u.strip()]
 STEP_SECONDS = float(os.environ.get("CAMPAIGN_STEP_SECONDS", "60"))
 SETTLE = min(10.0, max(3.0, STEP_SECONDS / 10))
 STEPS_OUT = os.environ.get("CAMPAIGN_STEPS_OUT", "")
 
 
-def _first_words():
-    path = os.environ.get("SEARCHES")
-    if not path:
-        raise SystemExit("SEARCHES (a file of searches, one per line) is required")
-    with open(path, encoding="utf-8") as f:
-        words = sorted({w for line in f for w in line.split() if len(w) >= 3})
-    if not words:
-        raise SystemExit(f"{path} holds no word of 3+ characters")
-    return words
-
-
-FIRST_WORDS = _first_words()
-
-
-def _get_json(client, path, name, **kw):
-    with client.get(path, name=name, catch_response=True, **kw) as r:
-        if r.status_code != 200:
-            r.failure(f"status {r.status_code}")
-            return None
-        try:
-            return r.json()
-        except ValueError:
-            r.failure("not JSON")
-            return None
-
-
 class Shopper(FastHttpUser):
+    """The homework's shopper (`shopping.py`), reading each page for 0.5-1.5 s."""
     weight = 9
     wait_time = between(0.5, 1.5)
-    default_headers = {"Host": HOST_HEADER} if HOST_HEADER else None
-
-    def search(self, words, name):
-        return _get_json(self.client, f"{PREFIX}/products", name, params={"q": " ".join(words)})
+    default_headers = shopping.DEFAULT_HEADERS
 
     @task
     def shop(self):
-        for cycle in range(random.randint(1, 20)):
-            if cycle:
-                self.wait()
-            words = [random.choice(FIRST_WORDS)]
-            page = self.search(words, "/products?q=[search]")
-            while page and page["total"] > 10 and page["items"] and len(words) < MAX_WORDS:
-                self.wait()
-                name = random.choice(page["items"])["name"]
-                words.append(random.choice(name.split()))
-                page = self.search(words, "/products?q=[refine]")
+        shopping.shop(self.client, pause=self.wait)
 
 
 class AccountHolder(FastHttpUser):
     weight = 1
     wait_time = between(1, 3)
-    default_headers = {"Host": HOST_HEADER} if HOST_HEADER else None
+    default_headers = shopping.DEFAULT_HEADERS
 
     def on_start(self):
         tag = uuid.uuid4().hex[:12]
@@ -130,7 +92,7 @@ class AccountHolder(FastHttpUser):
     def profile(self):
         if not self.token:
             return self.login()
-        _get_json(self.client, f"{PREFIX}/me", "/me", headers=self.auth())
+        get_json(self.client, f"{PREFIX}/me", "/me", headers=self.auth())
 
     @task(1)
     def update_profile(self):
@@ -143,7 +105,7 @@ class AccountHolder(FastHttpUser):
 
     @task(4)
     def search(self):
-        page = _get_json(self.client, f"{PREFIX}/products", "/products?q=[search]",
+        page = get_json(self.client, f"{PREFIX}/products", "/products?q=[search]",
                          params={"q": random.choice(FIRST_WORDS)})
         if page and page["items"]:
             self.seen = [p["id"] for p in page["items"]]
@@ -151,7 +113,7 @@ class AccountHolder(FastHttpUser):
     @task(2)
     def product(self):
         if self.seen:
-            _get_json(self.client, f"{PREFIX}/products/{random.choice(self.seen)}", "/products/{id}")
+            get_json(self.client, f"{PREFIX}/products/{random.choice(self.seen)}", "/products/{id}")
 
 
 class _Step:

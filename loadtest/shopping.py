@@ -1,0 +1,67 @@
+"""The original solution's shopper (homework 7), shared by the Locust files
+`locust_search.py` (no think time) and `campaign_locust.py` (with think time).
+
+Not a locustfile itself: it defines no User class.
+
+A shopper runs 1-20 search cycles: search for one word (a random word of
+SEARCHES, a file of searches, one per line); while more than 10 products
+match, add one more word taken from the name of a random product of the
+answer and search again; when nothing matches, go on to the next cycle.
+PATH_PREFIX and HOST_HEADER route the requests through the ingress.
+"""
+import os
+import random
+
+PREFIX = os.environ.get("PATH_PREFIX", "")
+HOST_HEADER = os.environ.get("HOST_HEADER", "")
+# FastHttpSession has no `headers`: a FastHttpUser sets these as its
+# `default_headers`.
+DEFAULT_HEADERS = {"Host": HOST_HEADER} if HOST_HEADER else None
+# The refinement stops at the service's limit on words in a query.
+MAX_WORDS = 10
+
+
+def first_words():
+    path = os.environ.get("SEARCHES")
+    if not path:
+        raise SystemExit("SEARCHES (a file of searches, one per line) is required")
+    with open(path, encoding="utf-8") as f:
+        words = sorted({w for line in f for w in line.split() if len(w) >= 3})
+    if not words:
+        raise SystemExit(f"{path} holds no word of 3+ characters")
+    return words
+
+
+FIRST_WORDS = first_words()
+
+
+def get_json(client, path, name, **kw):
+    """GET `path`; the parsed body of a 200, else None with the request marked failed."""
+    with client.get(path, name=name, catch_response=True, **kw) as r:
+        if r.status_code != 200:
+            r.failure(f"status {r.status_code}")
+            return None
+        try:
+            return r.json()
+        except ValueError:
+            r.failure("not JSON")
+            return None
+
+
+def search(client, words, name):
+    return get_json(client, f"{PREFIX}/products", name, params={"q": " ".join(words)})
+
+
+def shop(client, pause=None):
+    """One shopper's 1-20 cycles; `pause()` (if any) runs between two searches."""
+    for cycle in range(random.randint(1, 20)):
+        if cycle and pause:
+            pause()
+        words = [random.choice(FIRST_WORDS)]
+        page = search(client, words, "/products?q=[search]")
+        while page and page["total"] > 10 and page["items"] and len(words) < MAX_WORDS:
+            if pause:
+                pause()
+            name = random.choice(page["items"])["name"]
+            words.append(random.choice(name.split()))
+            page = search(client, words, "/products?q=[refine]")
