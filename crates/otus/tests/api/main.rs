@@ -13,6 +13,7 @@ mod hostile;
 mod auth;
 mod catalog;
 mod docs;
+mod error_bodies;
 mod grpc;
 mod health;
 mod metrics;
