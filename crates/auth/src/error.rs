@@ -1,14 +1,15 @@
 //! The auth service's errors and their one mapping to gRPC status.
 
-use std::{collections::HashMap, time::Duration};
+use std::time::Duration;
 
+use otus_grpc::{DbFault, ErrorDomain};
+use sea_orm::DbErr;
 use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt as _};
 
 use crate::store::StoreError;
 
 /// `google.rpc.ErrorInfo.domain` of every error this service returns.
-pub const ERROR_DOMAIN: &str = "auth.otus";
+pub const DOMAIN: ErrorDomain = ErrorDomain("auth.otus");
 
 impl From<crate::password::HashError> for AuthError {
     fn from(e: crate::password::HashError) -> Self {
@@ -45,10 +46,15 @@ pub enum AuthError {
     /// → UNAVAILABLE, `AUTH_BUSY`, with a RetryInfo detail.
     #[error("password hashing at capacity")]
     Busy,
-    /// The session store or database failed. → UNAVAILABLE,
-    /// `AUTH_STORE_UNAVAILABLE`.
+    /// The session store (Redis, or the `sessions` table) or the login
+    /// counters failed. Out of reach → UNAVAILABLE, `AUTH_STORE_UNAVAILABLE`;
+    /// a database fault of another kind → an opaque INTERNAL.
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// The credentials table failed. Out of reach → UNAVAILABLE,
+    /// `DATABASE_UNAVAILABLE`; anything else → an opaque INTERNAL.
+    #[error("database: {0}")]
+    Db(#[source] DbErr),
     /// A bug (e.g. hashing failed). → INTERNAL, cause logged only.
     #[error("internal: {0}")]
     Internal(String),
@@ -58,75 +64,50 @@ pub enum AuthError {
     Users(Status),
 }
 
-fn status(
-    code: Code,
-    message: impl Into<String>,
-    reason: &str,
-    mut details: ErrorDetails,
-) -> Status {
-    details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
-    Status::with_error_details(code, message, details)
-}
-
 impl From<AuthError> for Status {
     fn from(e: AuthError) -> Self {
         match e {
             AuthError::InvalidPassword(msg) => {
-                let mut d = ErrorDetails::new();
-                d.add_bad_request_violation("password", msg.clone());
-                status(Code::InvalidArgument, msg, "INVALID_PASSWORD", d)
+                DOMAIN.invalid_argument("INVALID_PASSWORD", msg.clone(), [("password", msg)])
             }
-            AuthError::InvalidCredentials => status(
+            AuthError::InvalidCredentials => DOMAIN.status(
                 Code::Unauthenticated,
-                "invalid username or password",
                 "INVALID_CREDENTIALS",
-                ErrorDetails::new(),
+                "invalid username or password",
             ),
-            AuthError::InvalidSession => status(
+            AuthError::InvalidSession => DOMAIN.status(
                 Code::Unauthenticated,
-                "missing, invalid or expired credentials; log in again",
                 "INVALID_SESSION",
-                ErrorDetails::new(),
+                "missing, invalid or expired credentials; log in again",
             ),
-            AuthError::NotOwner => status(
+            AuthError::NotOwner => DOMAIN.status(
                 Code::PermissionDenied,
-                "you may only act on your own account",
                 "NOT_OWNER",
-                ErrorDetails::new(),
+                "you may only act on your own account",
             ),
-            AuthError::TooManyAttempts { retry_after } => status(
+            AuthError::TooManyAttempts { retry_after } => DOMAIN.retry_later(
                 Code::ResourceExhausted,
+                "TOO_MANY_ATTEMPTS",
                 format!(
                     "too many login attempts; try again in {} s",
                     retry_after.as_secs()
                 ),
-                "TOO_MANY_ATTEMPTS",
-                ErrorDetails::with_retry_info(Some(retry_after)),
+                retry_after,
             ),
-            AuthError::Busy => status(
+            AuthError::Busy => DOMAIN.retry_later(
                 Code::Unavailable,
-                "the service is at its capacity for password checks; try again in a second",
                 "AUTH_BUSY",
-                ErrorDetails::with_retry_info(Some(Duration::from_secs(1))),
+                "the service is at its capacity for password checks; try again in a second",
+                Duration::from_secs(1),
             ),
+            AuthError::Store(StoreError::Db(cause)) if DbFault::of(&cause) == DbFault::Other => {
+                DOMAIN.internal(&cause)
+            }
             AuthError::Store(cause) => {
-                tracing::warn!(error = %cause, "auth store unavailable");
-                status(
-                    Code::Unavailable,
-                    "the session store is unavailable; try again later",
-                    "AUTH_STORE_UNAVAILABLE",
-                    ErrorDetails::new(),
-                )
+                DOMAIN.unavailable("AUTH_STORE_UNAVAILABLE", "session store", &cause)
             }
-            AuthError::Internal(cause) => {
-                tracing::error!(error = %cause, "internal error in auth service");
-                status(
-                    Code::Internal,
-                    "internal error",
-                    "INTERNAL",
-                    ErrorDetails::new(),
-                )
-            }
+            AuthError::Db(cause) => DOMAIN.database("auth database", &cause),
+            AuthError::Internal(cause) => DOMAIN.internal(&cause),
             AuthError::Users(s) => s,
         }
     }

@@ -188,7 +188,7 @@ impl AuthApi {
             Some(id) => credential::Entity::find_by_id(id)
                 .one(&self.db)
                 .await
-                .map_err(crate::store::StoreError::from)?,
+                .map_err(AuthError::Db)?,
             None => None,
         };
         let (phc, known) = match &stored {
@@ -258,7 +258,7 @@ impl AuthService for AuthApi {
         .await;
         if let Err(e) = stored {
             self.compensate_registration(created.id).await;
-            return Err(AuthError::Store(e.into()).into());
+            return Err(AuthError::Db(e).into());
         }
         tracing::info!(user.id = created.id, "registered");
         Ok(Response::new(created))
@@ -328,7 +328,7 @@ impl AuthService for AuthApi {
         credential::Entity::delete_by_id(user_id)
             .exec(&self.db)
             .await
-            .map_err(|e| AuthError::Store(e.into()))?;
+            .map_err(AuthError::Db)?;
         self.sessions
             .delete_all(user_id)
             .await

@@ -1,13 +1,11 @@
 //! The catalog service's errors and their one mapping to gRPC status.
 
-use std::collections::HashMap;
-
+use otus_grpc::ErrorDomain;
 use sea_orm::DbErr;
 use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt as _};
 
 /// `google.rpc.ErrorInfo.domain` of every error this service returns.
-pub const ERROR_DOMAIN: &str = "catalog.otus";
+pub const DOMAIN: ErrorDomain = ErrorDomain("catalog.otus");
 
 /// Everything that can go wrong in a catalog RPC.
 #[derive(Debug, thiserror::Error)]
@@ -21,7 +19,9 @@ pub enum CatalogError {
     /// No such product. → NOT_FOUND, `PRODUCT_NOT_FOUND`.
     #[error("product {0} not found")]
     NotFound(i64),
-    /// The database failed. → UNAVAILABLE, `DATABASE_UNAVAILABLE` (logged).
+    /// The database failed: out of reach → UNAVAILABLE,
+    /// `DATABASE_UNAVAILABLE` (retryable); anything else → an opaque
+    /// INTERNAL. The cause is logged either way.
     #[error("database: {0}")]
     Db(#[from] DbErr),
     /// A fault of this service (a search task that panicked). → INTERNAL
@@ -30,35 +30,19 @@ pub enum CatalogError {
     Internal(String),
 }
 
-fn status(code: Code, message: impl Into<String>, reason: &str) -> Status {
-    let mut details = ErrorDetails::new();
-    details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
-    Status::with_error_details(code, message, details)
-}
-
 impl From<CatalogError> for Status {
     fn from(e: CatalogError) -> Self {
         match e {
             CatalogError::BadRequest { reason, message } => {
-                status(Code::InvalidArgument, message, reason)
+                DOMAIN.status(Code::InvalidArgument, reason, message)
             }
-            CatalogError::NotFound(id) => status(
+            CatalogError::NotFound(id) => DOMAIN.status(
                 Code::NotFound,
-                format!("product {id} not found"),
                 "PRODUCT_NOT_FOUND",
+                format!("product {id} not found"),
             ),
-            CatalogError::Db(cause) => {
-                tracing::warn!(error = %cause, "catalog database error");
-                status(
-                    Code::Unavailable,
-                    "the catalog database is unavailable; try again later",
-                    "DATABASE_UNAVAILABLE",
-                )
-            }
-            CatalogError::Internal(cause) => {
-                tracing::error!(error = %cause, "catalog internal error");
-                status(Code::Internal, "internal error", "INTERNAL")
-            }
+            CatalogError::Db(cause) => DOMAIN.database("catalog database", &cause),
+            CatalogError::Internal(cause) => DOMAIN.internal(&cause),
         }
     }
 }

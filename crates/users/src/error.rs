@@ -1,13 +1,13 @@
 //! The users service's errors and their one mapping to gRPC status.
 
-use sea_orm::{DbErr, SqlErr};
+use otus_grpc::{DbFault, ErrorDomain};
+use sea_orm::DbErr;
 use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt as _};
 
 use crate::validate::Violation;
 
 /// `google.rpc.ErrorInfo.domain` of every error this service returns.
-pub const ERROR_DOMAIN: &str = "users.otus";
+pub const DOMAIN: ErrorDomain = ErrorDomain("users.otus");
 
 /// Everything that can go wrong in a users RPC.
 #[derive(Debug, thiserror::Error)]
@@ -39,36 +39,23 @@ pub enum UsersError {
     /// The username belongs to another user. → ALREADY_EXISTS, `USERNAME_TAKEN`.
     #[error("username is already taken")]
     UsernameTaken,
-    /// The database cannot be reached (down, pool exhausted, timeout).
-    /// → UNAVAILABLE, `DATABASE_UNAVAILABLE`; clients may retry.
-    #[error("database unavailable")]
-    Unavailable(#[source] DbErr),
-    /// Anything else: a bug or an unexpected database answer. Logged with its
-    /// cause; the client sees only an opaque INTERNAL.
-    #[error("internal error")]
-    Internal(#[source] DbErr),
+    /// Any other database failure: out of reach → UNAVAILABLE,
+    /// `DATABASE_UNAVAILABLE` (clients may retry); anything else (a bug, an
+    /// unexpected answer) → an opaque INTERNAL, cause logged.
+    #[error("database: {0}")]
+    Db(#[source] DbErr),
 }
 
 impl UsersError {
-    /// Sorts a database error: unique violations (the only constraint a
-    /// client can trip) become `UsernameTaken`, connectivity problems
-    /// `Unavailable`, the rest `Internal`.
+    /// Sorts a database error: a unique violation (the only constraint a
+    /// client can trip: the username's key) becomes `UsernameTaken`, the
+    /// rest goes to the kit ([`ErrorDomain::database`]).
     pub fn from_db(e: DbErr) -> Self {
-        if let Some(SqlErr::UniqueConstraintViolation(_)) = e.sql_err() {
-            return Self::UsernameTaken;
-        }
-        if otus_db::is_unavailable(&e) {
-            Self::Unavailable(e)
-        } else {
-            Self::Internal(e)
+        match DbFault::of(&e) {
+            DbFault::UniqueViolation => Self::UsernameTaken,
+            DbFault::Unavailable | DbFault::Other => Self::Db(e),
         }
     }
-}
-
-fn status(code: Code, message: impl Into<String>, reason: &str, details: ErrorDetails) -> Status {
-    let mut details = details;
-    details.set_error_info(reason, ERROR_DOMAIN, std::collections::HashMap::new());
-    Status::with_error_details(code, message, details)
 }
 
 impl From<UsersError> for Status {
@@ -81,63 +68,39 @@ impl From<UsersError> for Status {
                     .map(|v| v.description.as_str())
                     .collect::<Vec<_>>()
                     .join("; ");
-                let mut details = ErrorDetails::new();
-                for v in &violations {
-                    details.add_bad_request_violation(v.field, v.description.clone());
-                }
-                status(Code::InvalidArgument, message, reason, details)
+                DOMAIN.invalid_argument(
+                    reason,
+                    message,
+                    violations.iter().map(|v| (v.field, v.description.clone())),
+                )
             }
             UsersError::BadRequest { reason, message } => {
-                status(Code::InvalidArgument, message, reason, ErrorDetails::new())
+                DOMAIN.status(Code::InvalidArgument, reason, message)
             }
-            UsersError::Unauthenticated(msg) => status(
-                Code::Unauthenticated,
-                msg,
-                "UNAUTHENTICATED",
-                ErrorDetails::new(),
-            ),
-            UsersError::NotOwner => status(
+            UsersError::Unauthenticated(msg) => {
+                DOMAIN.status(Code::Unauthenticated, "UNAUTHENTICATED", msg)
+            }
+            UsersError::NotOwner => DOMAIN.status(
                 Code::PermissionDenied,
-                "you may only access your own profile",
                 "NOT_OWNER",
-                ErrorDetails::new(),
+                "you may only access your own profile",
             ),
-            UsersError::NotFound(id) => status(
+            UsersError::NotFound(id) => DOMAIN.status(
                 Code::NotFound,
+                "USER_NOT_FOUND",
                 format!("user {id} not found"),
-                "USER_NOT_FOUND",
-                ErrorDetails::new(),
             ),
-            UsersError::UsernameNotFound => status(
+            UsersError::UsernameNotFound => DOMAIN.status(
                 Code::NotFound,
-                "no user with that username",
                 "USER_NOT_FOUND",
-                ErrorDetails::new(),
+                "no user with that username",
             ),
-            UsersError::UsernameTaken => status(
+            UsersError::UsernameTaken => DOMAIN.status(
                 Code::AlreadyExists,
-                "username is already taken",
                 "USERNAME_TAKEN",
-                ErrorDetails::new(),
+                "username is already taken",
             ),
-            UsersError::Unavailable(cause) => {
-                tracing::warn!(error = %cause, "database unavailable");
-                status(
-                    Code::Unavailable,
-                    "the user database is unavailable; try again later",
-                    "DATABASE_UNAVAILABLE",
-                    ErrorDetails::new(),
-                )
-            }
-            UsersError::Internal(cause) => {
-                tracing::error!(error = %cause, "internal error in users service");
-                status(
-                    Code::Internal,
-                    "internal error",
-                    "INTERNAL",
-                    ErrorDetails::new(),
-                )
-            }
+            UsersError::Db(cause) => DOMAIN.database("user database", &cause),
         }
     }
 }
