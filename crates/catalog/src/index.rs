@@ -395,10 +395,10 @@ mod tests {
             let (index, products) = catalog(30_000, shape);
             let cases = [
                 search("космос", |_| {}),
-                search("синий", |r| r.limit = 100),
+                search("синий", |r| r.limit = Some(100)),
                 search("синий рюкзак", |r| r.offset = 5),
                 search("син", |_| {}),
-                search("лес", |r| r.limit = 7),
+                search("лес", |r| r.limit = Some(7)),
                 search("ракета кот", |_| {}),
                 search("про-1 а", |_| {}),
                 search("нетакогослова", |_| {}),
@@ -430,7 +430,7 @@ mod tests {
     #[test]
     fn counting_stops_past_the_bound() {
         let (index, _) = catalog(25_000, Shape::Catalog);
-        let (page, total) = index.search(&search("", |r| r.limit = 3));
+        let (page, total) = index.search(&search("", |r| r.limit = Some(3)));
         assert_eq!(total, Total::AtLeast(TOTAL_BOUND));
         assert_eq!(page, vec![1, 4, 7]);
     }

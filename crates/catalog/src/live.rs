@@ -280,7 +280,7 @@ mod tests {
     fn ids(live: &LiveIndex, q: &str) -> Vec<i64> {
         let search = Search::new(&SearchProductsRequest {
             query: q.into(),
-            limit: 100,
+            limit: Some(100),
             ..Default::default()
         })
         .expect("valid");

@@ -122,12 +122,12 @@ impl Search {
             ));
         }
         let limit = match req.limit {
-            0 => DEFAULT_LIMIT,
-            l if (1..=MAX_LIMIT).contains(&l) => l,
-            l => {
+            None => DEFAULT_LIMIT,
+            Some(l) if (1..=MAX_LIMIT).contains(&l) => l,
+            Some(l) => {
                 return Err(bad(
                     "INVALID_LIMIT",
-                    format!("limit must be 1..{MAX_LIMIT}, got {l}"),
+                    format!("limit must be an integer from 1 to {MAX_LIMIT}, got {l}"),
                 ));
             }
         };
@@ -142,12 +142,15 @@ impl Search {
                 ),
             ));
         }
-        for p in [req.min_price_cents, req.max_price_cents]
-            .into_iter()
-            .flatten()
-        {
-            if p < 0 {
-                return Err(bad("INVALID_PRICE", "prices must not be negative"));
+        for (name, p) in [
+            ("minPrice", req.min_price_cents),
+            ("maxPrice", req.max_price_cents),
+        ] {
+            if p.is_some_and(|p| p < 0) {
+                return Err(bad(
+                    "INVALID_PRICE",
+                    format!("{name} must be a non-negative number"),
+                ));
             }
         }
         if let (Some(lo), Some(hi)) = (req.min_price_cents, req.max_price_cents)
@@ -291,8 +294,9 @@ mod tests {
                 _ => "other",
             })
         };
-        assert_eq!(with(&|r| r.limit = -1), Some("INVALID_LIMIT"));
-        assert_eq!(with(&|r| r.limit = 101), Some("INVALID_LIMIT"));
+        assert_eq!(with(&|r| r.limit = Some(-1)), Some("INVALID_LIMIT"));
+        assert_eq!(with(&|r| r.limit = Some(0)), Some("INVALID_LIMIT"));
+        assert_eq!(with(&|r| r.limit = Some(101)), Some("INVALID_LIMIT"));
         assert_eq!(with(&|r| r.offset = -1), Some("INVALID_OFFSET"));
         assert_eq!(
             with(&|r| r.min_price_cents = Some(-5)),
@@ -330,7 +334,7 @@ mod tests {
         assert_eq!(
             with(&|r| {
                 r.offset = 9990;
-                r.limit = 10;
+                r.limit = Some(10);
             }),
             None,
             "the window's last page"
@@ -338,7 +342,7 @@ mod tests {
         assert_eq!(
             with(&|r| {
                 r.offset = 9991;
-                r.limit = 10;
+                r.limit = Some(10);
             }),
             Some("INVALID_OFFSET")
         );
@@ -347,7 +351,7 @@ mod tests {
             Some("INVALID_OFFSET"),
             "the default limit counts"
         );
-        assert_eq!(with(&|r| r.limit = 0), None, "0 means the default");
+        assert_eq!(with(&|r| r.limit = None), None, "unset means the default");
         assert_eq!(with(&|r| r.query = "abc\0b".into()), Some("INVALID_QUERY"));
         assert_eq!(with(&|r| r.query = "\u{85}".into()), Some("INVALID_QUERY"));
         assert_eq!(

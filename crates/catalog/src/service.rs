@@ -18,8 +18,7 @@ use crate::{
     search::{Search, Strategy, Total},
 };
 
-/// Response metadata saying where a search answer came from.
-pub const CACHE_HEADER: &str = "x-cache";
+pub use otus_proto::catalog::CACHE_HEADER;
 
 /// Serves product search and lookup.
 #[derive(Clone)]

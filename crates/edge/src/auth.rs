@@ -1,111 +1,37 @@
-//! Authentication at the gateway, and the `/register`, `/login`, `/logout`
-//! routes.
-//!
-//! A request is authenticated by `Authorization: Bearer <token>` or the
-//! `otus_session` cookie. The edge cannot judge a token itself: it asks the
-//! auth service (`Authenticate`), which answers with the user id and an
-//! identity token that the edge forwards to the services. Headers such as
-//! `X-User-Id` or `X-Login` are never read.
+//! The account routes the auth service answers: registration (`/register`,
+//! and `POST /user`, the otus55 spelling), `/login` and `/logout`. Who is
+//! calling is [`crate::session`]'s.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::LazyLock};
 
 use axum::{
     Json, Router,
     extract::{ConnectInfo, FromRequestParts, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
+    http::{HeaderMap, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
     routing::post,
 };
-use otus_proto::auth::v1::{AuthenticateRequest, LoginRequest, LogoutRequest};
+use otus_proto::{
+    auth::v1::{LoginRequest, LogoutRequest, RegisterRequest},
+    users::v1::User,
+};
 use serde::Serialize;
 
 use crate::{
-    AppState,
     body::{Field, JsonObject},
-    error::{ApiError, read_retried_once},
-    users,
+    error::ApiError,
+    profile::{self, UserJson},
+    session::{SessionToken, cookie, session_ended},
+    state::AppState,
 };
-
-/// Name of the session cookie.
-pub const COOKIE: &str = "otus_session";
 
 /// The routes of this module.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/register", post(users::register))
+        .route("/register", post(register))
+        .route("/user", post(register))
         .route("/login", post(login))
         .route("/logout", post(logout))
-}
-
-/// The bearer token of a request, from `Authorization` or the cookie.
-#[derive(Debug)]
-pub struct SessionToken(pub String);
-
-fn token_from(headers: &HeaderMap) -> Option<String> {
-    if let Some(v) = headers.get(header::AUTHORIZATION) {
-        let v = v.to_str().ok()?;
-        let (scheme, token) = v.split_once(' ')?;
-        return scheme
-            .eq_ignore_ascii_case("bearer")
-            .then(|| token.trim().to_owned())
-            .filter(|t| !t.is_empty());
-    }
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| v.trim().to_owned())
-        .filter(|t| !t.is_empty())
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for SessionToken {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        token_from(&parts.headers)
-            .map(Self)
-            .ok_or_else(ApiError::missing_credentials)
-    }
-}
-
-/// A verified caller.
-#[derive(Debug)]
-pub struct Caller {
-    /// Whose session it is.
-    pub user_id: i64,
-    /// Identity token to forward to the services.
-    pub identity_token: String,
-}
-
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let SessionToken(token) = SessionToken::from_request_parts(parts, state).await?;
-        // Authenticate only reads the session: safe to send twice.
-        let resp = read_retried_once(|| {
-            let req = state.rpc(
-                &parts.headers,
-                AuthenticateRequest {
-                    session_token: token.clone(),
-                },
-            );
-            let mut client = state.auth.clone();
-            async move { client.authenticate(req).await }
-        })
-        .await?
-        .into_inner();
-        Ok(Self {
-            user_id: resp.user_id,
-            identity_token: resp.identity_token,
-        })
-    }
 }
 
 /// The TCP peer's address, when the server was started with connect info.
@@ -138,23 +64,6 @@ fn client_address(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr
     peer.map_or_else(|| "unknown".to_owned(), |p| p.ip().to_string())
 }
 
-fn cookie(state: &AppState, token: &str, max_age: i64) -> HeaderValue {
-    let secure = if state.cookie_secure { "; Secure" } else { "" };
-    let v = format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}");
-    // Tokens are base64url and the rest is ASCII: always a valid header.
-    HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static(""))
-}
-
-/// 204 with a `Set-Cookie` that removes the session cookie: the answer to
-/// every request that ended the caller's session (logout, account deletion).
-pub fn session_ended(state: &AppState) -> Response {
-    (
-        StatusCode::NO_CONTENT,
-        [(header::SET_COOKIE, cookie(state, "", 0))],
-    )
-        .into_response()
-}
-
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct LoginJson {
@@ -171,6 +80,43 @@ const PASSWORD: Field = Field {
     json: "password",
     proto: "password",
 };
+
+/// Fields a client may send on registration: every profile field, and the
+/// password (stored by the auth service as an argon2id hash, never returned).
+static CREATABLE: LazyLock<Vec<Field>> =
+    LazyLock::new(|| profile::fields().chain([PASSWORD]).collect());
+
+/// `POST /register` and `POST /user`: 201, `Location: /user/{id}`, the user.
+pub async fn register(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: JsonObject,
+) -> Result<Response, ApiError> {
+    let mut user = User::default();
+    let mut password = String::new();
+    for (field, value) in body.string_fields(&CREATABLE, profile::READ_ONLY)? {
+        if field.proto == PASSWORD.proto {
+            password = value;
+        } else {
+            profile::apply(&mut user, field, value);
+        }
+    }
+    let req = state.rpc(
+        &headers,
+        RegisterRequest {
+            user: Some(user),
+            password,
+        },
+    );
+    let created = state.auth.clone().register(req).await?.into_inner();
+    let location = format!("/user/{}", created.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(UserJson::from(created)),
+    )
+        .into_response())
+}
 
 /// `POST /login`: 200 `{token, userId, expiresIn}` and the session cookie.
 async fn login(
@@ -228,36 +174,4 @@ async fn logout(
     );
     state.auth.clone().logout(req).await?;
     Ok(session_ended(&state))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_come_from_bearer_or_cookie_only() {
-        let mut h = HeaderMap::new();
-        assert_eq!(token_from(&h), None);
-        h.insert(
-            header::COOKIE,
-            "a=b; otus_session=tok123; c=d".parse().unwrap(),
-        );
-        assert_eq!(token_from(&h).as_deref(), Some("tok123"));
-        h.insert(header::AUTHORIZATION, "bearer abc".parse().unwrap());
-        assert_eq!(token_from(&h).as_deref(), Some("abc"), "Authorization wins");
-        h.insert(header::AUTHORIZATION, "Basic dXNlcjpwYXNz".parse().unwrap());
-        assert_eq!(
-            token_from(&h),
-            None,
-            "a non-bearer Authorization is no credential"
-        );
-        let mut h = HeaderMap::new();
-        h.insert("x-user-id", "1".parse().unwrap());
-        h.insert("x-login", "admin".parse().unwrap());
-        assert_eq!(
-            token_from(&h),
-            None,
-            "identity headers are never credentials"
-        );
-    }
 }

@@ -6,7 +6,7 @@ use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
 use serde_json::json;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
 
-use crate::AppState;
+use crate::state::AppState;
 
 /// How long readiness waits for a backend's health answer.
 const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(1);

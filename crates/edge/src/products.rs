@@ -1,7 +1,8 @@
 //! `/products` routes: public product search and lookup, mapped onto
-//! `otus.catalog.v1.CatalogService`. The service validates and normalises the
-//! search; the edge parses the query string strictly (unknown, repeated or
-//! malformed parameters are 400) and copies `X-Cache` from the answer.
+//! `otus.catalog.v1.CatalogService`. The catalog owns the search rules
+//! (ranges, defaults, the result window) and their 400s; the edge only parses
+//! the query string into the request's types (unknown, repeated or
+//! unparsable parameters are 400 here) and copies `X-Cache` from the answer.
 
 use axum::{
     Json, Router,
@@ -10,13 +11,16 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use otus_proto::catalog::v1::{GetProductRequest, Product, SearchProductsRequest, TotalRelation};
+use otus_proto::catalog::{
+    CACHE_HEADER,
+    v1::{GetProductRequest, Product, SearchProductsRequest, TotalRelation},
+};
 use serde::Serialize;
 
 use crate::{
-    AppState,
     body::PathId,
     error::{ApiError, read_retried_once},
+    state::AppState,
 };
 
 /// The routes of this module.
@@ -67,10 +71,15 @@ fn bad(reason: &str, message: String) -> ApiError {
     ApiError::bad_request(reason, message)
 }
 
+/// Largest price in roubles that converts to kopecks exactly (an f64 holds
+/// every integer below 2^53; this keeps far below). A representation limit,
+/// not a rule: the catalog decides which prices a search may name.
+const MAX_PRICE_ROUBLES: f64 = 1e12;
+
 /// A price in roubles ("199.90") as kopecks.
 fn price(name: &str, raw: &str) -> Result<i64, ApiError> {
     match raw.trim().parse::<f64>() {
-        Ok(v) if v.is_finite() && (0.0..=1e12).contains(&v) => Ok((v * 100.0).round() as i64),
+        Ok(v) if v.is_finite() && v.abs() <= MAX_PRICE_ROUBLES => Ok((v * 100.0).round() as i64),
         _ => Err(bad(
             "INVALID_PRICE",
             format!("{name} must be a non-negative number, got {raw:?}"),
@@ -78,31 +87,16 @@ fn price(name: &str, raw: &str) -> Result<i64, ApiError> {
     }
 }
 
-fn int(
-    name: &str,
-    raw: &str,
-    range: std::ops::RangeInclusive<i32>,
-    reason: &str,
-) -> Result<i32, ApiError> {
-    match raw.trim().parse::<i32>() {
-        Ok(v) if range.contains(&v) => Ok(v),
-        _ => Err(bad(
-            reason,
-            format!(
-                "{name} must be an integer from {} to {}, got {raw:?}",
-                range.start(),
-                range.end()
-            ),
-        )),
-    }
+/// An `int32` parameter; its range is the catalog's to check.
+fn int(name: &str, raw: &str, reason: &str) -> Result<i32, ApiError> {
+    raw.trim()
+        .parse::<i32>()
+        .map_err(|_| bad(reason, format!("{name} must be an integer, got {raw:?}")))
 }
 
 /// The query string as a search request.
 fn parse(params: Vec<(String, String)>) -> Result<SearchProductsRequest, ApiError> {
-    let mut req = SearchProductsRequest {
-        limit: 20,
-        ..Default::default()
-    };
+    let mut req = SearchProductsRequest::default();
     let mut seen: Vec<&str> = Vec::new();
     for (key, value) in &params {
         let Some(&name) = PARAMS.iter().find(|p| **p == key) else {
@@ -126,9 +120,8 @@ fn parse(params: Vec<(String, String)>) -> Result<SearchProductsRequest, ApiErro
             "category" => req.category.clone_from(value),
             "minPrice" => req.min_price_cents = Some(price(name, value)?),
             "maxPrice" => req.max_price_cents = Some(price(name, value)?),
-            "limit" => req.limit = int(name, value, 1..=100, "INVALID_LIMIT")?,
-            // The catalog checks offset + limit against its window.
-            _ => req.offset = int(name, value, 0..=9_999, "INVALID_OFFSET")?,
+            "limit" => req.limit = Some(int(name, value, "INVALID_LIMIT")?),
+            _ => req.offset = int(name, value, "INVALID_OFFSET")?,
         }
     }
     Ok(req)
@@ -150,7 +143,7 @@ async fn search(
     .await?;
     let cache = resp
         .metadata()
-        .get("x-cache")
+        .get(CACHE_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let page = resp.into_inner();
@@ -167,7 +160,7 @@ async fn search(
     })
     .into_response();
     if let Some(v) = cache.and_then(|v| HeaderValue::from_str(&v).ok()) {
-        out.headers_mut().insert("x-cache", v);
+        out.headers_mut().insert(CACHE_HEADER, v);
     }
     Ok(out)
 }
@@ -212,15 +205,21 @@ mod tests {
         .unwrap();
         assert_eq!(ok.min_price_cents, Some(1050));
         assert_eq!(ok.max_price_cents, Some(9900));
-        assert_eq!(ok.limit, 5);
-        assert_eq!(p(&[]).unwrap().limit, 20, "default limit");
-        assert_eq!(p(&[("limit", "-1")]).unwrap_err(), "INVALID_LIMIT");
-        assert_eq!(p(&[("limit", "0")]).unwrap_err(), "INVALID_LIMIT");
-        assert_eq!(p(&[("limit", "101")]).unwrap_err(), "INVALID_LIMIT");
-        assert_eq!(p(&[("offset", "-3")]).unwrap_err(), "INVALID_OFFSET");
+        assert_eq!(ok.limit, Some(5));
+        assert_eq!(p(&[]).unwrap().limit, None, "the catalog's default");
+        // Ranges are the catalog's: the edge forwards what parses.
+        assert_eq!(p(&[("limit", "0")]).unwrap().limit, Some(0));
+        assert_eq!(p(&[("offset", "-3")]).unwrap().offset, -3);
+        assert_eq!(
+            p(&[("minPrice", "-1")]).unwrap().min_price_cents,
+            Some(-100)
+        );
+        assert_eq!(p(&[("limit", "ten")]).unwrap_err(), "INVALID_LIMIT");
+        assert_eq!(p(&[("limit", "99999999999")]).unwrap_err(), "INVALID_LIMIT");
+        assert_eq!(p(&[("offset", "1.5")]).unwrap_err(), "INVALID_OFFSET");
         assert_eq!(p(&[("minPrice", "abc")]).unwrap_err(), "INVALID_PRICE");
-        assert_eq!(p(&[("minPrice", "-1")]).unwrap_err(), "INVALID_PRICE");
         assert_eq!(p(&[("maxPrice", "NaN")]).unwrap_err(), "INVALID_PRICE");
+        assert_eq!(p(&[("maxPrice", "1e300")]).unwrap_err(), "INVALID_PRICE");
         assert_eq!(p(&[("sort", "name")]).unwrap_err(), "UNKNOWN_PARAMETER");
         assert_eq!(
             p(&[("q", "a"), ("q", "b")]).unwrap_err(),

@@ -1,5 +1,6 @@
-//! `/user` and `/me` routes: the otus55 users resource. Registration goes to
-//! `otus.auth.v1.AuthService/Register`; reads and updates go to
+//! `/user` and `/me` routes: the otus55 users resource. Registration
+//! (`POST /user`) is the auth module's: it goes to
+//! `otus.auth.v1.AuthService/Register`. Reads and updates go to
 //! `otus.users.v1.UsersService` with the caller's identity token, and the
 //! users service decides whether the caller may (owner only, else 403);
 //! deletion goes to `AuthService/DeleteAccount`, which also ends sessions.
@@ -7,134 +8,32 @@
 //! The edge checks only the JSON shape (object, known fields, string types,
 //! no read-only fields); the services validate the values.
 
-use axum::{
-    Json, Router,
-    extract::State,
-    http::{HeaderMap, StatusCode, header},
-    response::{IntoResponse, Response},
-    routing::{get, post},
-};
+use std::sync::LazyLock;
+
+use axum::{Json, Router, extract::State, http::HeaderMap, response::Response, routing::get};
 use otus_proto::{
-    auth::v1::{DeleteAccountRequest, RegisterRequest},
+    auth::v1::DeleteAccountRequest,
     users::v1::{GetUserRequest, UpdateUserRequest, User},
 };
 use prost_types::FieldMask;
-use serde::Serialize;
 
 use crate::{
-    AppState,
-    auth::{Caller, SessionToken, session_ended},
     body::{Field, JsonObject, PathId},
     error::{ApiError, read_retried_once},
+    profile::{self, READ_ONLY, UserJson},
+    session::{Caller, SessionToken, session_ended},
+    state::AppState,
 };
 
-/// The routes of this module.
+/// Fields a client may set on update: every profile field.
+static UPDATABLE: LazyLock<Vec<Field>> = LazyLock::new(|| profile::fields().collect());
+
+/// The routes of this module. (`POST /user` is registration: the auth
+/// module's, which owns it beside `/register`.)
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/user", post(register))
         .route("/user/{userId}", get(read).put(update).delete(delete))
         .route("/me", get(read_me).put(update_me))
-}
-
-/// The REST `User` (otus55 shape).
-#[derive(Serialize, Debug)]
-#[serde(rename_all = "camelCase")]
-pub struct UserJson {
-    id: i64,
-    username: String,
-    first_name: String,
-    last_name: String,
-    email: String,
-    phone: String,
-}
-
-impl From<User> for UserJson {
-    fn from(u: User) -> Self {
-        Self {
-            id: u.id,
-            username: u.username,
-            first_name: u.first_name,
-            last_name: u.last_name,
-            email: u.email,
-            phone: u.phone,
-        }
-    }
-}
-
-const USERNAME: Field = Field {
-    json: "username",
-    proto: "username",
-};
-const FIRST_NAME: Field = Field {
-    json: "firstName",
-    proto: "first_name",
-};
-const LAST_NAME: Field = Field {
-    json: "lastName",
-    proto: "last_name",
-};
-const EMAIL: Field = Field {
-    json: "email",
-    proto: "email",
-};
-const PHONE: Field = Field {
-    json: "phone",
-    proto: "phone",
-};
-/// Required on registration; stored by the auth service as an argon2id hash.
-const PASSWORD: Field = Field {
-    json: "password",
-    proto: "password",
-};
-
-/// Fields a client may set on update.
-const UPDATABLE: &[Field] = &[USERNAME, FIRST_NAME, LAST_NAME, EMAIL, PHONE];
-/// Fields a client may send on create.
-const CREATABLE: &[Field] = &[USERNAME, FIRST_NAME, LAST_NAME, EMAIL, PHONE, PASSWORD];
-/// Fields only the server sets.
-const READ_ONLY: &[&str] = &["id"];
-
-fn apply(user: &mut User, field: Field, value: String) {
-    match field.proto {
-        "username" => user.username = value,
-        "first_name" => user.first_name = value,
-        "last_name" => user.last_name = value,
-        "email" => user.email = value,
-        "phone" => user.phone = value,
-        _ => {}
-    }
-}
-
-/// `POST /user` and `POST /register`: 201, `Location: /user/{id}`, the user.
-pub async fn register(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: JsonObject,
-) -> Result<Response, ApiError> {
-    let mut user = User::default();
-    let mut password = String::new();
-    for (field, value) in body.string_fields(CREATABLE, READ_ONLY)? {
-        if field.proto == PASSWORD.proto {
-            password = value;
-        } else {
-            apply(&mut user, field, value);
-        }
-    }
-    let req = state.rpc(
-        &headers,
-        RegisterRequest {
-            user: Some(user),
-            password,
-        },
-    );
-    let created = state.auth.clone().register(req).await?.into_inner();
-    let location = format!("/user/{}", created.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(UserJson::from(created)),
-    )
-        .into_response())
 }
 
 async fn get_user(
@@ -177,9 +76,9 @@ async fn update_user(
         body
     };
     let mut paths = Vec::new();
-    for (field, value) in body.string_fields(UPDATABLE, READ_ONLY)? {
+    for (field, value) in body.string_fields(&UPDATABLE, READ_ONLY)? {
         paths.push(field.proto.to_owned());
-        apply(&mut user, field, value);
+        profile::apply(&mut user, field, value);
     }
     let req = state.rpc_as(
         headers,

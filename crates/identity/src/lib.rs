@@ -145,8 +145,14 @@ impl IdentityKey {
 
 /// The bearer token in `authorization` metadata, if any.
 pub fn bearer(md: &tonic::metadata::MetadataMap) -> Option<&str> {
-    let v = md.get("authorization")?.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
+    bearer_token(md.get("authorization")?.to_str().ok()?)
+}
+
+/// The token of an `Authorization` value `Bearer <token>` (the scheme in
+/// any case), if it is one: the one parser for HTTP headers (the edge) and
+/// gRPC metadata (the services).
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
         .then_some(token.trim())

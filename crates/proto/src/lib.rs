@@ -26,6 +26,10 @@ pub mod auth {
 
 /// `otus.catalog.v1`: the catalog service (product search).
 pub mod catalog {
+    /// Response metadata (and, at the edge, the HTTP header) saying where a
+    /// search answer came from: `HIT` (the cache) or `MISS` (computed).
+    pub const CACHE_HEADER: &str = "x-cache";
+
     /// Version 1 of the catalog API.
     pub mod v1 {
         // Generated code: see `users::v1`.
@@ -33,6 +37,8 @@ pub mod catalog {
         tonic::include_proto!("otus.catalog.v1");
     }
 }
+
+pub mod user_fields;
 
 /// Encoded `FileDescriptorSet` of every otus proto, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("otus_descriptor");

@@ -13,12 +13,9 @@ use sea_orm::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::{
-    entity,
-    error::UsersError,
-    username,
-    validate::{self, Fields},
-};
+use otus_proto::user_fields::{self, USER_FIELDS};
+
+use crate::{entity, error::UsersError, username, validate};
 
 /// Serves user profiles from the `users` table.
 #[derive(Clone)]
@@ -96,16 +93,6 @@ fn same_name(username: &str, key: &str) -> sea_orm::Condition {
         )
 }
 
-fn fields(m: &entity::Model) -> Fields<'_> {
-    Fields {
-        username: &m.username,
-        first_name: &m.first_name,
-        last_name: &m.last_name,
-        email: &m.email,
-        phone: &m.phone,
-    }
-}
-
 fn timestamp(t: &sea_orm::prelude::DateTimeWithTimeZone) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: t.timestamp(),
@@ -114,21 +101,16 @@ fn timestamp(t: &sea_orm::prelude::DateTimeWithTimeZone) -> prost_types::Timesta
     }
 }
 
-fn to_proto(m: entity::Model) -> User {
-    User {
+fn to_proto(m: &entity::Model) -> User {
+    let mut user = User {
         create_time: Some(timestamp(&m.created_at)),
         update_time: Some(timestamp(&m.updated_at)),
         id: m.id,
-        username: m.username,
-        first_name: m.first_name,
-        last_name: m.last_name,
-        email: m.email,
-        phone: m.phone,
-    }
+        ..User::default()
+    };
+    m.write_profile(&mut user);
+    user
 }
-
-/// The paths `update_mask` may name.
-const UPDATABLE: &[&str] = &["username", "first_name", "last_name", "email", "phone"];
 
 #[tonic::async_trait]
 impl UsersService for UsersApi {
@@ -136,7 +118,7 @@ impl UsersService for UsersApi {
     async fn get_user(&self, request: Request<GetUserRequest>) -> Result<Response<User>, Status> {
         self.authorize(&request, Access::Owner(request.get_ref().id))?;
         let user = self.find(request.into_inner().id).await?;
-        Ok(Response::new(to_proto(user)))
+        Ok(Response::new(to_proto(&user)))
     }
 
     #[tracing::instrument(skip_all)]
@@ -152,13 +134,7 @@ impl UsersService for UsersApi {
             validate_only,
         } = request.into_inner();
         let user = user.unwrap_or_default();
-        let violations = validate::check(Fields {
-            username: &user.username,
-            first_name: &user.first_name,
-            last_name: &user.last_name,
-            email: &user.email,
-            phone: &user.phone,
-        });
+        let violations = validate::check(&user);
         if !violations.is_empty() {
             return Err(UsersError::Invalid(violations).into());
         }
@@ -180,22 +156,16 @@ impl UsersService for UsersApi {
             return Ok(Response::new(User { id: 0, ..user }));
         }
         let now = Utc::now().fixed_offset();
-        let model = entity::ActiveModel {
-            username: Set(user.username),
+        let mut row = entity::ActiveModel {
             username_key: Set(Some(key)),
-            first_name: Set(user.first_name),
-            last_name: Set(user.last_name),
-            email: Set(user.email),
-            phone: Set(user.phone),
             created_at: Set(now),
             updated_at: Set(now),
             ..Default::default()
-        }
-        .insert(&self.db)
-        .await
-        .map_err(UsersError::from_db)?;
+        };
+        row.set_profile(&user);
+        let model = row.insert(&self.db).await.map_err(UsersError::from_db)?;
         tracing::info!(user.id = model.id, "user created");
-        Ok(Response::new(to_proto(model)))
+        Ok(Response::new(to_proto(&model)))
     }
 
     #[tracing::instrument(skip_all, fields(user.id))]
@@ -209,50 +179,46 @@ impl UsersService for UsersApi {
         let user = user.unwrap_or_default();
         tracing::Span::current().record("user.id", user.id);
         let paths = update_mask.map(|m| m.paths).unwrap_or_default();
-        if let Some(bad) = paths.iter().find(|p| !UPDATABLE.contains(&p.as_str())) {
-            return Err(UsersError::BadRequest {
-                reason: "INVALID_UPDATE_MASK",
-                message: format!(
-                    "update_mask path {bad:?} is not updatable; allowed: {}",
-                    UPDATABLE.join(", ")
-                ),
-            }
-            .into());
+        // Every profile field is updatable.
+        let mut fields = Vec::with_capacity(paths.len());
+        for path in &paths {
+            let Some(field) = user_fields::by_proto(path) else {
+                let allowed: Vec<&str> = USER_FIELDS.iter().map(|f| f.proto).collect();
+                return Err(UsersError::BadRequest {
+                    reason: "INVALID_UPDATE_MASK",
+                    message: format!(
+                        "update_mask path {path:?} is not updatable; allowed: {}",
+                        allowed.join(", ")
+                    ),
+                }
+                .into());
+            };
+            fields.push(field);
         }
 
         let current = self.find(user.id).await?;
-        if paths.is_empty() {
-            return Ok(Response::new(to_proto(current)));
+        if fields.is_empty() {
+            return Ok(Response::new(to_proto(&current)));
         }
-        let mut next = current.clone();
-        for path in &paths {
-            match path.as_str() {
-                "username" => next.username.clone_from(&user.username),
-                "first_name" => next.first_name.clone_from(&user.first_name),
-                "last_name" => next.last_name.clone_from(&user.last_name),
-                "email" => next.email.clone_from(&user.email),
-                "phone" => next.phone.clone_from(&user.phone),
-                // Checked against UPDATABLE above.
-                _ => {}
-            }
+        let mut profile = to_proto(&current);
+        for field in fields {
+            (field.set)(&mut profile, (field.get)(&user).to_owned());
         }
-        next.username_key = Some(username::key(&next.username));
         // Validate the user as it would be stored, so an update can never
         // produce a profile that create would have refused.
-        let violations = validate::check(fields(&next));
+        let violations = validate::check(&profile);
         if !violations.is_empty() {
             return Err(UsersError::Invalid(violations).into());
         }
+        let mut next = current.clone();
+        next.read_profile(&profile);
+        next.username_key = Some(username::key(&next.username));
         if next == current {
-            return Ok(Response::new(to_proto(current)));
+            return Ok(Response::new(to_proto(&current)));
         }
         let mut active: entity::ActiveModel = current.into();
-        active.username = Set(next.username);
+        active.set_profile(&profile);
         active.username_key = Set(next.username_key);
-        active.first_name = Set(next.first_name);
-        active.last_name = Set(next.last_name);
-        active.email = Set(next.email);
-        active.phone = Set(next.phone);
         active.updated_at = Set(Utc::now().fixed_offset());
         let updated = match active.update(&self.db).await {
             Ok(m) => m,
@@ -263,7 +229,7 @@ impl UsersService for UsersApi {
             Err(e) => return Err(UsersError::from_db(e).into()),
         };
         tracing::info!("user updated");
-        Ok(Response::new(to_proto(updated)))
+        Ok(Response::new(to_proto(&updated)))
     }
 
     #[tracing::instrument(skip_all, fields(user.id = request.get_ref().id))]

@@ -1,5 +1,12 @@
 //! Field rules for user profiles. The users service is the only place they are
 //! enforced: the edge forwards whatever the client sent and maps the answer.
+//! Which field follows which [`Rule`] is the field table's
+//! ([`otus_proto::user_fields`]); what each rule means is written here.
+
+use otus_proto::{
+    user_fields::{Rule, USER_FIELDS},
+    users::v1::User,
+};
 
 /// Longest accepted username, in characters (otus55: `maxLength: 256`).
 pub const USERNAME_MAX_CHARS: usize = 256;
@@ -31,25 +38,21 @@ impl Violation {
     }
 }
 
-/// The writable fields of a user, as they would be stored.
-#[derive(Clone, Copy, Debug)]
-pub struct Fields<'a> {
-    pub username: &'a str,
-    pub first_name: &'a str,
-    pub last_name: &'a str,
-    pub email: &'a str,
-    pub phone: &'a str,
-}
-
-/// Checks every field and returns all violations (empty: valid).
-pub fn check(f: Fields<'_>) -> Vec<Violation> {
-    let mut out = Vec::new();
-    out.extend(username(f.username));
-    out.extend(name("first_name", "INVALID_FIRST_NAME", f.first_name));
-    out.extend(name("last_name", "INVALID_LAST_NAME", f.last_name));
-    out.extend(email(f.email));
-    out.extend(phone(f.phone));
-    out
+/// Checks every profile field of `user` (as it would be stored) and
+/// returns all violations (empty: valid), in the field table's order.
+pub fn check(user: &User) -> Vec<Violation> {
+    USER_FIELDS
+        .iter()
+        .filter_map(|f| {
+            let v = (f.get)(user);
+            match f.rule {
+                Rule::Username => username(f.proto, f.reason, v),
+                Rule::PersonName => name(f.proto, f.reason, v),
+                Rule::Email => email(f.proto, f.reason, v),
+                Rule::Phone => phone(f.proto, f.reason, v),
+            }
+        })
+        .collect()
 }
 
 /// A username as typed at login: anything a registration could have stored
@@ -70,39 +73,22 @@ fn has_control(s: &str) -> bool {
     s.chars().any(char::is_control)
 }
 
-fn username(v: &str) -> Option<Violation> {
-    const F: &str = "username";
-    const R: &str = "INVALID_USERNAME";
+fn username(field: &'static str, reason: &'static str, v: &str) -> Option<Violation> {
+    let bad = |why: String| Some(Violation::new(field, reason, format!("{field} {why}")));
     if v.is_empty() {
-        return Some(Violation::new(F, R, "username is required"));
+        return bad("is required".into());
     }
     if v.chars().count() > USERNAME_MAX_CHARS {
-        return Some(Violation::new(
-            F,
-            R,
-            format!("username must be at most {USERNAME_MAX_CHARS} characters"),
-        ));
+        return bad(format!("must be at most {USERNAME_MAX_CHARS} characters"));
     }
     if v.trim() != v {
-        return Some(Violation::new(
-            F,
-            R,
-            "username must not start or end with whitespace",
-        ));
+        return bad("must not start or end with whitespace".into());
     }
     if has_control(v) {
-        return Some(Violation::new(
-            F,
-            R,
-            "username must not contain control characters",
-        ));
+        return bad("must not contain control characters".into());
     }
     if v.chars().any(crate::username::is_invisible) {
-        return Some(Violation::new(
-            F,
-            R,
-            "username must not contain invisible or direction-changing characters",
-        ));
+        return bad("must not contain invisible or direction-changing characters".into());
     }
     None
 }
@@ -129,20 +115,28 @@ fn name(field: &'static str, reason: &'static str, v: &str) -> Option<Violation>
 /// dotted domain of letter/digit/hyphen labels. It rejects what is certainly
 /// wrong; it does not try to accept every RFC 5322 oddity (quoted locals, IP
 /// literals), which real sign-up forms do not accept either.
-fn email(v: &str) -> Option<Violation> {
-    const F: &str = "email";
-    const R: &str = "INVALID_EMAIL";
+fn email(field: &'static str, reason: &'static str, v: &str) -> Option<Violation> {
     if v.is_empty() {
-        return Some(Violation::new(F, R, "email is required"));
+        return Some(Violation::new(
+            field,
+            reason,
+            format!("{field} is required"),
+        ));
     }
     if v.chars().count() > EMAIL_MAX_CHARS {
         return Some(Violation::new(
-            F,
-            R,
-            format!("email must be at most {EMAIL_MAX_CHARS} characters"),
+            field,
+            reason,
+            format!("{field} must be at most {EMAIL_MAX_CHARS} characters"),
         ));
     }
-    let bad = || Some(Violation::new(F, R, "email is not a valid e-mail address"));
+    let bad = || {
+        Some(Violation::new(
+            field,
+            reason,
+            format!("{field} is not a valid e-mail address"),
+        ))
+    };
     let Some((local, domain)) = v.split_once('@') else {
         return bad();
     };
@@ -172,17 +166,18 @@ fn email(v: &str) -> Option<Violation> {
 /// Optional; when given: an optional leading `+`, then digits with spaces,
 /// dashes, dots or parentheses between them, 5 to 20 digits in all. Accepts
 /// the shapes Postman's `{{$randomPhoneNumber}}` produces (`555-123-4567`).
-fn phone(v: &str) -> Option<Violation> {
-    const F: &str = "phone";
-    const R: &str = "INVALID_PHONE";
+fn phone(field: &'static str, reason: &'static str, v: &str) -> Option<Violation> {
     if v.is_empty() {
         return None;
     }
     let bad = || {
         Some(Violation::new(
-            F,
-            R,
-            "phone must be digits with an optional leading '+' and separators ' -.()', 5 to 20 digits",
+            field,
+            reason,
+            format!(
+                "{field} must be digits with an optional leading '+' and separators ' -.()', \
+                 5 to 20 digits"
+            ),
         ))
     };
     if v.chars().count() > PHONE_MAX_CHARS {
@@ -206,28 +201,29 @@ fn phone(v: &str) -> Option<Violation> {
 mod tests {
     use super::*;
 
-    fn ok() -> Fields<'static> {
-        Fields {
-            username: "Kaylee.Hayes",
-            first_name: "Kaylee",
-            last_name: "Hayes",
-            email: "kaylee.hayes@example.com",
-            phone: "535-652-7183",
+    fn ok() -> User {
+        User {
+            username: "Kaylee.Hayes".into(),
+            first_name: "Kaylee".into(),
+            last_name: "Hayes".into(),
+            email: "kaylee.hayes@example.com".into(),
+            phone: "535-652-7183".into(),
+            ..User::default()
         }
     }
 
-    fn reasons(f: Fields<'_>) -> Vec<&'static str> {
-        check(f).into_iter().map(|v| v.reason).collect()
+    fn reasons(u: &User) -> Vec<&'static str> {
+        check(u).into_iter().map(|v| v.reason).collect()
     }
 
     #[test]
     fn a_complete_profile_is_valid() {
-        assert!(check(ok()).is_empty());
+        assert!(check(&ok()).is_empty());
         assert!(
-            check(Fields {
-                first_name: "",
-                last_name: "",
-                phone: "",
+            check(&User {
+                first_name: "".into(),
+                last_name: "".into(),
+                phone: "".into(),
                 ..ok()
             })
             .is_empty(),
@@ -238,38 +234,38 @@ mod tests {
     #[test]
     fn username_is_required_and_at_most_256_characters() {
         assert_eq!(
-            reasons(Fields {
-                username: "",
+            reasons(&User {
+                username: "".into(),
                 ..ok()
             }),
             ["INVALID_USERNAME"]
         );
         let max = "ж".repeat(256); // counted in characters, not bytes
         assert!(
-            check(Fields {
-                username: &max,
+            check(&User {
+                username: max.clone(),
                 ..ok()
             })
             .is_empty()
         );
         let over = "a".repeat(257);
         assert_eq!(
-            reasons(Fields {
-                username: &over,
+            reasons(&User {
+                username: over.clone(),
                 ..ok()
             }),
             ["INVALID_USERNAME"]
         );
         assert_eq!(
-            reasons(Fields {
-                username: " bob",
+            reasons(&User {
+                username: " bob".into(),
                 ..ok()
             }),
             ["INVALID_USERNAME"]
         );
         assert_eq!(
-            reasons(Fields {
-                username: "bo\nb",
+            reasons(&User {
+                username: "bo\nb".into(),
                 ..ok()
             }),
             ["INVALID_USERNAME"]
@@ -284,8 +280,8 @@ mod tests {
             "x_y@sub-domain.ru",
         ] {
             assert!(
-                check(Fields {
-                    email: good,
+                check(&User {
+                    email: good.into(),
                     ..ok()
                 })
                 .is_empty(),
@@ -309,7 +305,10 @@ mod tests {
             "a@b.c0m",
         ] {
             assert_eq!(
-                reasons(Fields { email: bad, ..ok() }),
+                reasons(&User {
+                    email: bad.into(),
+                    ..ok()
+                }),
                 ["INVALID_EMAIL"],
                 "{bad:?}"
             );
@@ -326,8 +325,8 @@ mod tests {
         ] {
             let trimmed = good.trim_end();
             assert!(
-                check(Fields {
-                    phone: trimmed,
+                check(&User {
+                    phone: trimmed.into(),
                     ..ok()
                 })
                 .is_empty(),
@@ -342,7 +341,10 @@ mod tests {
             "12-34x",
         ] {
             assert_eq!(
-                reasons(Fields { phone: bad, ..ok() }),
+                reasons(&User {
+                    phone: bad.into(),
+                    ..ok()
+                }),
                 ["INVALID_PHONE"],
                 "{bad:?}"
             );
@@ -351,12 +353,13 @@ mod tests {
 
     #[test]
     fn every_violation_is_reported_at_once() {
-        let all_bad = Fields {
-            username: "",
-            first_name: "x\u{7}",
-            last_name: "ok",
-            email: "nope",
-            phone: "abc",
+        let all_bad = &User {
+            username: "".into(),
+            first_name: "x\u{7}".into(),
+            last_name: "ok".into(),
+            email: "nope".into(),
+            phone: "abc".into(),
+            ..User::default()
         };
         assert_eq!(
             reasons(all_bad),

@@ -1,0 +1,158 @@
+//! What every handler reaches: the settings ([`EdgeConfig`]) and the shared
+//! state ([`AppState`]): one gRPC client per backend, and how a handler's
+//! gRPC request is made (deadline, request id, the caller's identity).
+
+use std::{sync::Arc, time::Duration};
+
+use axum::http::HeaderMap;
+use otus_proto::{
+    auth::v1::auth_service_client::AuthServiceClient,
+    catalog::v1::catalog_service_client::CatalogServiceClient,
+    users::v1::users_service_client::UsersServiceClient,
+};
+use otus_telemetry::{CancellationToken, MeteredChannel, Metrics};
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::observe;
+
+/// Edge settings (see the `otus` binary for the environment variables).
+#[derive(Clone, Debug)]
+pub struct EdgeConfig {
+    /// gRPC address of the users service, e.g. `http://users:50051`.
+    pub users_url: String,
+    /// gRPC address of the auth service, e.g. `http://auth:50052`.
+    pub auth_url: String,
+    /// gRPC address of the catalog service, e.g. `http://catalog:50053`.
+    pub catalog_url: String,
+    /// Mark the session cookie `Secure`.
+    pub cookie_secure: bool,
+    /// Read the client address from `X-Real-IP` (behind a trusted proxy).
+    pub trust_proxy_headers: bool,
+    /// Deadline sent with every gRPC call (`grpc-timeout`).
+    pub grpc_deadline: Duration,
+    /// Upper bound on a whole HTTP request; answers 504 beyond it.
+    pub request_timeout: Duration,
+    /// Largest accepted request body in bytes; larger gets 413.
+    pub body_limit: usize,
+    /// Time a client has to send a request body; beyond it 408.
+    pub body_read_timeout: Duration,
+}
+
+/// What every handler can reach. Cheap to clone: axum clones the state for
+/// every request (even `/health/`), and cloning six gRPC clients (channel
+/// handles with their queues) per request cost the edge more than half of
+/// its `/health/` throughput; behind an `Arc` it is one counter increment.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The contents of [`AppState`].
+pub struct Shared {
+    pub(crate) users: UsersServiceClient<MeteredChannel>,
+    pub(crate) auth: AuthServiceClient<MeteredChannel>,
+    pub(crate) catalog: CatalogServiceClient<MeteredChannel>,
+    /// Health clients of every backend, with the service name to ask for.
+    pub(crate) backends: Vec<(HealthClient<MeteredChannel>, &'static str)>,
+    pub(crate) grpc_deadline: Duration,
+    pub(crate) cookie_secure: bool,
+    pub(crate) trust_proxy_headers: bool,
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl AppState {
+    /// Clients for every backend (connected lazily).
+    pub fn new(
+        cfg: &EdgeConfig,
+        metrics: &Metrics,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let users = metrics.metered_channel(&cfg.users_url)?;
+        let auth = metrics.metered_channel(&cfg.auth_url)?;
+        let catalog = metrics.metered_channel(&cfg.catalog_url)?;
+        Ok(Self(Arc::new(Shared {
+            users: UsersServiceClient::new(users.clone()),
+            auth: AuthServiceClient::new(auth.clone()),
+            catalog: CatalogServiceClient::new(catalog.clone()),
+            backends: vec![
+                (
+                    HealthClient::new(users),
+                    otus_proto::users::v1::users_service_server::SERVICE_NAME,
+                ),
+                (
+                    HealthClient::new(auth),
+                    otus_proto::auth::v1::auth_service_server::SERVICE_NAME,
+                ),
+                (
+                    HealthClient::new(catalog),
+                    otus_proto::catalog::v1::catalog_service_server::SERVICE_NAME,
+                ),
+            ],
+            grpc_deadline: cfg.grpc_deadline,
+            cookie_secure: cfg.cookie_secure,
+            trust_proxy_headers: cfg.trust_proxy_headers,
+            shutdown,
+        })))
+    }
+
+    /// A gRPC request carrying the deadline and the HTTP request's id.
+    pub(crate) fn rpc<T>(&self, headers: &HeaderMap, msg: T) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(msg);
+        req.set_timeout(self.grpc_deadline);
+        if let Some(id) = headers.get(observe::REQUEST_ID)
+            && let Ok(v) = id.to_str().unwrap_or_default().parse()
+        {
+            req.metadata_mut().insert(observe::REQUEST_ID, v);
+        }
+        req
+    }
+
+    /// [`Self::rpc`] on behalf of a verified caller.
+    pub(crate) fn rpc_as<T>(
+        &self,
+        headers: &HeaderMap,
+        identity_token: &str,
+        msg: T,
+    ) -> tonic::Request<T> {
+        let mut req = self.rpc(headers, msg);
+        otus_identity::attach(&mut req, identity_token);
+        req
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn grpc_calls_carry_the_deadline_and_the_request_id() {
+        let cfg = EdgeConfig {
+            users_url: "http://127.0.0.1:1".into(),
+            auth_url: "http://127.0.0.1:2".into(),
+            catalog_url: "http://127.0.0.1:3".into(),
+            cookie_secure: false,
+            trust_proxy_headers: false,
+            grpc_deadline: Duration::from_millis(1500),
+            request_timeout: Duration::from_secs(10),
+            body_limit: 1024,
+            body_read_timeout: Duration::from_secs(5),
+        };
+        let state = AppState::new(&cfg, &Metrics::new(), CancellationToken::new()).unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(observe::REQUEST_ID, "req-42".parse().unwrap());
+        let req = state.rpc(&headers, ());
+        let timeout = req
+            .metadata()
+            .get("grpc-timeout")
+            .expect("grpc-timeout is set");
+        // gRPC wire format: an integer and a unit; tonic sends microseconds.
+        assert_eq!(timeout.to_str().unwrap(), "1500000u");
+        assert_eq!(req.metadata().get(observe::REQUEST_ID).unwrap(), "req-42");
+    }
+}
