@@ -9,17 +9,23 @@
 //!   one-minute identity token.
 //! - [`store`]: sessions (SQL table or Redis) and login counters (process
 //!   memory or Redis).
+//! - [`keys`]: every Redis key and login-counter name.
 //! - [`password`]: argon2id hashing, token generation, the password policy.
 //! - [`error`]: [`AuthError`] and its mapping to `tonic::Status`.
 //! - [`entity`]: sea-orm entities for `credentials` and `sessions`.
+//! - [`serve`]: the wiring: [`serve::AuthDeps`], [`serve::serve`] and the
+//!   expired-session pruner.
 
 pub mod entity;
 pub mod error;
+pub mod keys;
 pub mod password;
+pub mod serve;
 pub mod service;
 pub mod store;
 
 pub use error::AuthError;
+pub use serve::serve;
 pub use service::{AuthApi, AuthSettings};
 pub use store::{LoginLimiter, LoginLimits, SessionStore};
 

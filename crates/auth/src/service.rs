@@ -22,7 +22,7 @@ use tonic::{Code, Request, Response, Status};
 use crate::{
     entity::credential,
     error::AuthError,
-    password,
+    keys, password,
     store::{LoginLimiter, LoginLimits, SessionStore},
 };
 
@@ -152,7 +152,7 @@ impl AuthApi {
             ));
         }
         let limits = &self.settings.limits;
-        let addr_key = format!("login:addr:{}", req.client_address);
+        let addr_key = keys::login_address(&req.client_address);
         let (attempts, reset) = self.limiter.increment(&addr_key, limits.window).await?;
         if attempts > limits.max_attempts_per_address {
             return Err(AuthError::TooManyAttempts {
@@ -160,7 +160,7 @@ impl AuthApi {
             });
         }
         // Counted per account, whatever spelling of the name is tried.
-        let user_key = format!("login:user:{}", otus_identity::username::key(&req.username));
+        let user_key = keys::login_username(&req.username);
         let (failures, reset) = self.limiter.peek(&user_key).await?;
         if failures >= limits.max_failures_per_username {
             return Err(AuthError::TooManyAttempts {

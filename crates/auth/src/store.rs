@@ -2,11 +2,8 @@
 //! otherwise the embedded default (sessions in the SQL database, counters in
 //! process memory).
 //!
-//! Redis keys (all under the configured prefix, default `otus:`):
-//! `session:<sha256>` → user id, with the session's TTL;
-//! `user-sessions:<id>` → set of that user's session hashes (for revoking
-//! all at account deletion); `login:addr:<addr>` and `login:user:<name>` →
-//! attempt counters with the window as TTL.
+//! The keys are [`crate::keys`]'s (in Redis under the configured prefix,
+//! default `otus:`).
 //!
 //! If Redis restarts without persistence (the chart's default), every session
 //! is gone: users log in again. Nothing fails open: a missing session is
@@ -19,14 +16,15 @@ use std::{
 };
 
 use chrono::Utc;
-use fred::prelude::{Client, Expiration, KeysInterface as _, SetsInterface as _};
+use fred::prelude::{Expiration, KeysInterface as _, SetsInterface as _};
+use otus_db::Redis;
 use sea_orm::{
     ActiveModelTrait as _, ActiveValue::Set, ColumnTrait as _, DbErr, EntityTrait as _,
     QueryFilter as _,
 };
 use tracing::Instrument as _;
 
-use crate::entity::session;
+use crate::{entity::session, keys};
 
 /// A storage failure (the caller answers UNAVAILABLE).
 #[derive(Debug, thiserror::Error)]
@@ -66,8 +64,8 @@ fn alive_at(now_ms: i64) -> sea_orm::Condition {
 pub enum SessionStore {
     /// The `sessions` table.
     Sql(otus_db::Db),
-    /// Redis keys under `prefix`.
-    Redis { client: Client, prefix: String },
+    /// Redis keys under the deployment's prefix.
+    Redis(Redis),
 }
 
 impl SessionStore {
@@ -75,7 +73,7 @@ impl SessionStore {
     fn backend(&self) -> &'static str {
         match self {
             Self::Sql(_) => "sql",
-            Self::Redis { .. } => "redis",
+            Self::Redis(_) => "redis",
         }
     }
 
@@ -98,9 +96,9 @@ impl SessionStore {
                 .insert(db)
                 .await?;
             }
-            Self::Redis { client, prefix } => {
-                let key = format!("{prefix}session:{hash}");
-                let set = format!("{prefix}user-sessions:{user_id}");
+            Self::Redis(redis) => {
+                let (client, key) = (&redis.client, redis.key(keys::session(hash)));
+                let set = redis.key(keys::user_sessions(user_id));
                 let () = client
                     .set(&key, user_id, Some(Expiration::PX(millis)), None, false)
                     .await?;
@@ -121,8 +119,9 @@ impl SessionStore {
                 .one(db)
                 .await?
                 .map(|s| s.user_id)),
-            Self::Redis { client, prefix } => Ok(client
-                .get(format!("{prefix}session:{hash}"))
+            Self::Redis(redis) => Ok(redis
+                .client
+                .get(redis.key(keys::session(hash)))
                 .instrument(otus_telemetry::trace::redis_span("GET"))
                 .await?),
         }
@@ -137,8 +136,8 @@ impl SessionStore {
                     .exec(db)
                     .await?;
             }
-            Self::Redis { client, prefix } => {
-                let _: i64 = client.del(format!("{prefix}session:{hash}")).await?;
+            Self::Redis(redis) => {
+                let _: i64 = redis.client.del(redis.key(keys::session(hash))).await?;
             }
         }
         Ok(())
@@ -154,15 +153,13 @@ impl SessionStore {
                     .exec(db)
                     .await?;
             }
-            Self::Redis { client, prefix } => {
-                let set = format!("{prefix}user-sessions:{user_id}");
-                let hashes: Vec<String> = client.smembers(&set).await?;
-                let mut keys: Vec<String> = hashes
-                    .iter()
-                    .map(|h| format!("{prefix}session:{h}"))
-                    .collect();
-                keys.push(set);
-                let _: i64 = client.del(keys).await?;
+            Self::Redis(redis) => {
+                let set = redis.key(keys::user_sessions(user_id));
+                let hashes: Vec<String> = redis.client.smembers(&set).await?;
+                let mut doomed: Vec<String> =
+                    hashes.iter().map(|h| redis.key(keys::session(h))).collect();
+                doomed.push(set);
+                let _: i64 = redis.client.del(doomed).await?;
             }
         }
         Ok(())
@@ -177,7 +174,7 @@ impl SessionStore {
                 .exec(db)
                 .await?
                 .rows_affected),
-            Self::Redis { .. } => Ok(0),
+            Self::Redis(_) => Ok(0),
         }
     }
 }
@@ -209,7 +206,7 @@ pub enum LoginLimiter {
     /// In process memory (one process: the embedded default).
     Local(Arc<Mutex<HashMap<String, (u32, Instant)>>>),
     /// Shared by every replica through Redis.
-    Redis { client: Client, prefix: String },
+    Redis(Redis),
 }
 
 impl LoginLimiter {
@@ -217,7 +214,7 @@ impl LoginLimiter {
     fn backend(&self) -> &'static str {
         match self {
             Self::Local(_) => "memory",
-            Self::Redis { .. } => "redis",
+            Self::Redis(_) => "redis",
         }
     }
 
@@ -249,8 +246,8 @@ impl LoginLimiter {
                     entry.1.saturating_duration_since(now).as_secs().max(1),
                 ))
             }
-            Self::Redis { client, prefix } => {
-                let key = format!("{prefix}{key}");
+            Self::Redis(redis) => {
+                let (client, key) = (&redis.client, redis.key(key));
                 let count: i64 = client.incr(&key).await?;
                 let secs = i64::try_from(window.as_secs()).unwrap_or(i64::MAX).max(1);
                 if count == 1 {
@@ -286,8 +283,8 @@ impl LoginLimiter {
                     _ => (0, 0),
                 })
             }
-            Self::Redis { client, prefix } => {
-                let key = format!("{prefix}{key}");
+            Self::Redis(redis) => {
+                let (client, key) = (&redis.client, redis.key(key));
                 let count: Option<i64> = client.get(&key).await?;
                 let ttl: i64 = client.ttl(&key).await?;
                 Ok((
@@ -307,8 +304,8 @@ impl LoginLimiter {
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .remove(key);
             }
-            Self::Redis { client, prefix } => {
-                let _: i64 = client.del(format!("{prefix}{key}")).await?;
+            Self::Redis(redis) => {
+                let _: i64 = redis.client.del(redis.key(key)).await?;
             }
         }
         Ok(())
@@ -319,7 +316,6 @@ impl LoginLimiter {
 mod tests {
     use std::time::Instant;
 
-    use fred::prelude::{Builder, ClientLike as _, Config};
     use sea_orm::{ConnectionTrait as _, Database, DatabaseConnection};
 
     use super::*;
@@ -366,7 +362,7 @@ mod tests {
                 store.prune_expired().await.expect("prune"),
                 match store {
                     SessionStore::Sql(_) => 1,
-                    SessionStore::Redis { .. } => 0,
+                    SessionStore::Redis(_) => 0,
                 }
             );
             if conclusive {
@@ -431,18 +427,14 @@ mod tests {
     )]
     async fn redis_sessions_expire_to_the_millisecond() {
         let url = std::env::var("TEST_REDIS_URL").expect("TEST_REDIS_URL");
-        let client = Builder::from_config(Config::from_url(&url).expect("redis url"))
-            .build()
-            .expect("client");
-        client.init().await.expect("connect to Redis");
         let prefix = format!("otus-store-test-{}:", uuid_like());
-        sessions_live_exactly_their_ttl(&SessionStore::Redis {
-            client: client.clone(),
-            prefix: prefix.clone(),
-        })
-        .await;
-        let _: i64 = client
-            .del(format!("{prefix}user-sessions:7"))
+        let redis = Redis::connect(&url, prefix)
+            .await
+            .expect("connect to Redis");
+        sessions_live_exactly_their_ttl(&SessionStore::Redis(redis.clone())).await;
+        let _: i64 = redis
+            .client
+            .del(redis.key(keys::user_sessions(7)))
             .await
             .expect("clean up");
     }

@@ -9,7 +9,8 @@
 
 use std::time::Duration;
 
-use fred::prelude::{Client, Expiration, KeysInterface as _};
+use fred::prelude::{Expiration, KeysInterface as _};
+use otus_db::Redis;
 use otus_telemetry::trace::redis_span;
 use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
 use tracing::Instrument as _;
@@ -24,8 +25,15 @@ pub enum Store {
     Disabled,
     /// This process's memory.
     Local(moka::future::Cache<String, Vec<u8>>),
-    /// Redis, under `prefix`.
-    Redis { client: Client, prefix: String },
+    /// Redis, under the deployment's prefix ([`search_key`]).
+    Redis(Redis),
+}
+
+/// The Redis key (under the deployment's prefix) of a cached answer to the
+/// search whose [`crate::search::Search::cache_key`] is `key`: the catalog's
+/// only Redis key.
+pub fn search_key(key: &str) -> String {
+    format!("catalog:search:{key}")
 }
 
 /// What a lookup found.
@@ -123,9 +131,10 @@ impl SearchCache {
         let found = match &self.store {
             Store::Disabled => return Lookup::Miss,
             Store::Local(c) => Ok(c.get(key).await),
-            Store::Redis { client, prefix } => {
-                let k = format!("{prefix}catalog:search:{key}");
-                match tokio::time::timeout(REDIS_TIMEOUT, client.get::<Option<Vec<u8>>, _>(k)).await
+            Store::Redis(redis) => {
+                let k = redis.key(search_key(key));
+                match tokio::time::timeout(REDIS_TIMEOUT, redis.client.get::<Option<Vec<u8>>, _>(k))
+                    .await
                 {
                     Ok(Ok(v)) => Ok(v),
                     Ok(Err(e)) => Err(e.to_string()),
@@ -160,10 +169,11 @@ impl SearchCache {
                 c.insert(key, value).await;
                 self.timed("set", true, started);
             }
-            Store::Redis { client, prefix } => {
-                let k = format!("{prefix}catalog:search:{key}");
+            Store::Redis(redis) => {
+                let k = redis.key(search_key(&key));
                 let secs = i64::try_from(self.ttl.as_secs()).unwrap_or(60).max(1);
-                let set = client
+                let set = redis
+                    .client
                     .set::<(), _, _>(k, value, Some(Expiration::EX(secs)), None, false)
                     .instrument(redis_span("SET"));
                 let result = tokio::time::timeout(REDIS_TIMEOUT, set).await;

@@ -11,6 +11,8 @@
 //!   timeout so a sick Redis never fails a search.
 //! - [`seed`]: the deterministic product generator and bulk loader.
 //! - [`error`]: [`CatalogError`] and its mapping to `tonic::Status`.
+//! - [`serve`]: the wiring: [`serve::CatalogDeps`] and [`serve::serve`]
+//!   (the index task, readiness gated on its first build).
 
 pub mod cache;
 pub mod coalesce;
@@ -20,11 +22,13 @@ pub mod index;
 pub mod live;
 pub mod search;
 pub mod seed;
+pub mod serve;
 pub mod service;
 pub mod words;
 
 pub use cache::SearchCache;
 pub use error::CatalogError;
+pub use serve::serve;
 pub use service::CatalogApi;
 
 /// Fully-qualified gRPC service name, as used by health checks.

@@ -1,4 +1,4 @@
-//! The database every service shares.
+//! The stores every service shares: the SQL database and Redis.
 //!
 //! - [`connect`]: opening it (PostgreSQL when `DATABASE_URL` says so,
 //!   otherwise the embedded SQLite default) with the pool settings every
@@ -8,9 +8,13 @@
 //!   waiting for the pool's acquire timeout.
 //! - [`is_unavailable`]: which errors mean "the database cannot be reached"
 //!   (→ UNAVAILABLE, retryable) as opposed to a bug (→ INTERNAL).
+//! - [`Redis`]: the Redis client with bounded timeouts, and the key prefix.
 
 mod breaker;
 mod connect;
+pub mod redis;
+
+pub use redis::Redis;
 
 pub use breaker::{Db, ProbeSettings};
 pub use connect::{DEFAULT_DATABASE_URL, PoolSettings, connect, redact_url};

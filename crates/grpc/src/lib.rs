@@ -7,11 +7,19 @@
 //!   database error into the one answer each kind deserves (a unique
 //!   violation, the database out of reach, or a bug that is logged and
 //!   answered with an opaque INTERNAL).
+//! - [`server`]: the standard server: [`server::service_router`] (health
+//!   following the service's [`server::Readiness`], reflection, metrics,
+//!   keep-alive), then [`BoundServer::bind`] and [`BoundServer::run`].
+//! - [`listener`]: binding a gRPC port; a deadline for a new connection's
+//!   first bytes.
 //!
 //! Service crates keep their own error enum (one variant per cause, as the
-//! model codebases do) and build their `Status` through this kit, so the
-//! shape of an error is decided here once.
+//! model codebases do) and their own `serve` (what they are built from);
+//! the shape of an error and of a server is decided here once.
 
 pub mod error;
+pub mod listener;
+pub mod server;
 
 pub use error::{DbFault, ErrorDomain};
+pub use server::{BoundServer, Readiness, service_router};

@@ -1,18 +1,19 @@
-//! The `otus` binary's library: process wiring for every subcommand.
+//! The `otus` binary's library: it parses configuration and composes the
+//! services; each service crate owns its own wiring (`otus_users::serve`,
+//! `otus_auth::serve`, `otus_catalog::serve`, `otus_edge::router`).
 //!
 //! - [`config`]: the command line and environment variables.
-//! - [`grpc`]: how a gRPC service is served (health, reflection, shutdown).
-//! - [`listener`]: binding a gRPC port; a deadline for a new connection's first bytes.
-//! - [`run_all_in_one`], [`run_edge`], [`run_users`], [`run_auth`], [`migrate`]: one per
-//!   subcommand. `main.rs` only parses arguments and calls one of them.
+//! - [`run_all_in_one`], [`run_edge`], [`run_users`], [`run_auth`],
+//!   [`run_catalog`], [`migrate`], [`seed_products`]: one per subcommand.
+//!   `main.rs` only parses arguments and calls one of them. Each long-running
+//!   one is [`run_process`]: the shutdown signal, the process's metrics and
+//!   admin port, its servers, then waiting for all of them.
 //!
 //! Integration tests start [`AllInOne`] on port 0 against a fresh database.
 
 pub mod config;
-pub mod grpc;
-pub mod listener;
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, pin::Pin};
 
 use anyhow::Context as _;
 use otus_db as db;
@@ -75,13 +76,12 @@ pub async fn migrate(conn: &DatabaseConnection) -> anyhow::Result<usize> {
     Ok(pending.len())
 }
 
-/// Redis client and key prefix, when `REDIS_URL` is set.
-async fn redis(args: &RedisArgs) -> anyhow::Result<Option<(fred::prelude::Client, String)>> {
+/// Redis, when `REDIS_URL` is set.
+async fn redis(args: &RedisArgs) -> anyhow::Result<Option<db::Redis>> {
     match &args.redis_url {
-        Some(url) if !url.is_empty() => Ok(Some((
-            grpc::connect_redis(url).await?,
-            args.redis_key_prefix.clone(),
-        ))),
+        Some(url) if !url.is_empty() => Ok(Some(
+            db::Redis::connect(url, args.redis_key_prefix.clone()).await?,
+        )),
         _ => Ok(None),
     }
 }
@@ -90,9 +90,9 @@ async fn redis(args: &RedisArgs) -> anyhow::Result<Option<(fred::prelude::Client
 fn catalog_deps(
     db: otus_db::Db,
     cache: &CacheArgs,
-    redis: Option<&(fred::prelude::Client, String)>,
-) -> grpc::CatalogDeps {
-    grpc::CatalogDeps {
+    redis: Option<&db::Redis>,
+) -> otus_catalog::serve::CatalogDeps {
+    otus_catalog::serve::CatalogDeps {
         db,
         store: cache_store(cache, redis),
         ttl: std::time::Duration::from_secs(cache.cache_ttl_secs.max(1)),
@@ -106,24 +106,66 @@ fn catalog_deps(
 }
 
 /// The search cache store for these settings.
-fn cache_store(
-    cache: &CacheArgs,
-    redis: Option<&(fred::prelude::Client, String)>,
-) -> otus_catalog::cache::Store {
+fn cache_store(cache: &CacheArgs, redis: Option<&db::Redis>) -> otus_catalog::cache::Store {
     use otus_catalog::cache::Store;
     if !cache.cache_enabled {
         return Store::Disabled;
     }
     match redis {
-        Some((client, prefix)) => Store::Redis {
-            client: client.clone(),
-            prefix: prefix.clone(),
-        },
+        Some(redis) => Store::Redis(redis.clone()),
         None => otus_catalog::SearchCache::local_store(
             std::time::Duration::from_secs(cache.cache_ttl_secs.max(1)),
             cache.cache_max_entries,
         ),
     }
+}
+
+/// A server of this process: what it is, and what serves it until shutdown.
+type Serving = (
+    &'static str,
+    Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>,
+);
+
+/// A gRPC server of a service crate, as one of this process's servers.
+fn grpc(name: &'static str, server: otus_grpc::BoundServer) -> Serving {
+    (name, Box::pin(server.run()))
+}
+
+/// An HTTP server (the edge, the admin port), as one of this process's
+/// servers.
+fn http(
+    name: &'static str,
+    serve: impl Future<Output = std::io::Result<()>> + Send + 'static,
+) -> Serving {
+    (
+        name,
+        Box::pin(async move { serve.await.with_context(|| format!("{name} server")) }),
+    )
+}
+
+/// Waits for every server; the first failure is the answer.
+async fn join_all(servers: Vec<Serving>) -> anyhow::Result<()> {
+    let results = futures::future::join_all(servers.into_iter().map(|(_, f)| f)).await;
+    results.into_iter().collect()
+}
+
+/// What every long-running subcommand does: SIGINT/SIGTERM become the
+/// shutdown token, `start` binds the process's servers with a fresh metrics
+/// registry, the admin port serves that registry, and the process runs until
+/// every server has drained.
+pub async fn run_process<F, Fut>(admin_addr: SocketAddr, start: F) -> anyhow::Result<()>
+where
+    F: FnOnce(Metrics, CancellationToken) -> Fut,
+    Fut: Future<Output = anyhow::Result<Vec<Serving>>>,
+{
+    let shutdown = otus_telemetry::shutdown_signal();
+    let metrics = Metrics::new();
+    let mut servers = start(metrics.clone(), shutdown.clone()).await?;
+    let (admin, serve_admin) = otus_telemetry::serve_admin(admin_addr, metrics, shutdown).await?;
+    let names: Vec<&str> = servers.iter().map(|(name, _)| *name).collect();
+    tracing::info!(%admin, servers = ?names, "listening; metrics on http://{admin}/metrics");
+    servers.push(http("admin", serve_admin));
+    join_all(servers).await
 }
 
 /// A started all-in-one system: where it listens, and the future that serves
@@ -139,7 +181,7 @@ pub struct AllInOne {
     pub auth_grpc_addr: SocketAddr,
     /// Catalog service gRPC address.
     pub catalog_grpc_addr: SocketAddr,
-    serve: std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>,
+    servers: Vec<Serving>,
 }
 
 impl AllInOne {
@@ -151,25 +193,27 @@ impl AllInOne {
         let key = args.identity.key_or_random()?;
         let redis = redis(&args.redis).await?;
         let deadline = std::time::Duration::from_millis(args.edge.grpc_deadline_ms);
-        let (catalog_grpc_addr, catalog) = grpc::serve_catalog(
+        let catalog = otus_catalog::serve(
             args.catalog_grpc_addr,
             catalog_deps(conn.clone(), &args.cache, redis.as_ref()),
             &metrics,
             shutdown.clone(),
         )
         .await?;
-        let (users_grpc_addr, users) = grpc::serve_users(
+        let users = otus_users::serve(
             args.users_grpc_addr,
-            conn.clone(),
-            key.clone(),
+            otus_users::serve::UsersDeps {
+                db: conn.clone(),
+                key: key.clone(),
+            },
             &metrics,
             shutdown.clone(),
         )
         .await?;
-        let users_url = format!("http://{}", loopback(users_grpc_addr));
-        let (auth_grpc_addr, auth) = grpc::serve_auth(
+        let users_url = format!("http://{}", loopback(users.addr()));
+        let auth = otus_auth::serve(
             args.auth_grpc_addr,
-            grpc::AuthDeps {
+            otus_auth::serve::AuthDeps {
                 db: conn,
                 redis,
                 users: metrics.metered_channel(&users_url)?,
@@ -180,8 +224,8 @@ impl AllInOne {
             shutdown.clone(),
         )
         .await?;
-        let auth_url = format!("http://{}", loopback(auth_grpc_addr));
-        let catalog_url = format!("http://{}", loopback(catalog_grpc_addr));
+        let auth_url = format!("http://{}", loopback(auth.addr()));
+        let catalog_url = format!("http://{}", loopback(catalog.addr()));
         let edge_cfg = args.edge.edge_config(users_url, auth_url, catalog_url);
         let router = otus_edge::router(&edge_cfg, &metrics, shutdown.clone())?;
         let (http_addr, edge) = otus_edge::serve(
@@ -193,28 +237,25 @@ impl AllInOne {
         .await?;
         let (admin_addr, admin) =
             otus_telemetry::serve_admin(args.admin_addr, metrics, shutdown).await?;
-        let serve = Box::pin(async move {
-            let (u, a, c, e, m) = tokio::join!(users, auth, catalog, edge, admin);
-            u?;
-            a?;
-            c?;
-            e.context("edge HTTP server")?;
-            m.context("admin server")?;
-            Ok(())
-        });
         Ok(Self {
             http_addr,
             admin_addr,
-            users_grpc_addr,
-            auth_grpc_addr,
-            catalog_grpc_addr,
-            serve,
+            users_grpc_addr: users.addr(),
+            auth_grpc_addr: auth.addr(),
+            catalog_grpc_addr: catalog.addr(),
+            servers: vec![
+                grpc("users", users),
+                grpc("auth", auth),
+                grpc("catalog", catalog),
+                http("edge HTTP", edge),
+                http("admin", admin),
+            ],
         })
     }
 
     /// Serves until the shutdown token fires and everything has drained.
     pub async fn run(self) -> anyhow::Result<()> {
-        self.serve.await
+        join_all(self.servers).await
     }
 }
 
@@ -245,103 +286,73 @@ pub async fn run_all_in_one(args: AllInOneArgs) -> anyhow::Result<()> {
 
 /// `otus edge`.
 pub async fn run_edge(args: EdgeArgs) -> anyhow::Result<()> {
-    let shutdown = otus_telemetry::shutdown_signal();
-    let metrics = Metrics::new();
-    let router = otus_edge::router(
-        &args.tuning.edge_config(
+    run_process(args.admin_addr, async |metrics, shutdown| {
+        let cfg = args.tuning.edge_config(
             args.users_grpc_url.clone(),
             args.auth_grpc_url.clone(),
             args.catalog_grpc_url.clone(),
-        ),
-        &metrics,
-        shutdown.clone(),
-    )?;
-    let (http, edge) = otus_edge::serve(
-        args.http_addr,
-        router,
-        args.tuning.listener_limits(),
-        shutdown.clone(),
-    )
-    .await?;
-    let (admin, admin_fut) =
-        otus_telemetry::serve_admin(args.admin_addr, metrics, shutdown).await?;
-    tracing::info!(%http, %admin, users = %args.users_grpc_url, "edge listening");
-    let (e, a) = tokio::join!(edge, admin_fut);
-    e.context("edge HTTP server")?;
-    a.context("admin server")?;
-    Ok(())
+        );
+        let router = otus_edge::router(&cfg, &metrics, shutdown.clone())?;
+        let (addr, edge) = otus_edge::serve(
+            args.http_addr,
+            router,
+            args.tuning.listener_limits(),
+            shutdown,
+        )
+        .await?;
+        tracing::info!(http = %addr, users = %args.users_grpc_url, "edge listening");
+        Ok(vec![http("edge HTTP", edge)])
+    })
+    .await
 }
 
 /// `otus users`.
 pub async fn run_users(args: UsersArgs) -> anyhow::Result<()> {
     let key = args.identity.key()?;
-    let shutdown = otus_telemetry::shutdown_signal();
-    let metrics = Metrics::new();
-    let conn = connect_metered(&args.db, &metrics).await?;
-    if args.migrate_on_start {
-        migrate(conn.connection()).await?;
-    }
-    let (grpc, users) =
-        grpc::serve_users(args.grpc_addr, conn, key, &metrics, shutdown.clone()).await?;
-    let (admin, admin_fut) =
-        otus_telemetry::serve_admin(args.admin_addr, metrics, shutdown).await?;
-    tracing::info!(%grpc, %admin, "users service listening");
-    let (u, a) = tokio::join!(users, admin_fut);
-    u?;
-    a.context("admin server")?;
-    Ok(())
+    run_process(args.admin_addr, async |metrics, shutdown| {
+        let db = connect_metered(&args.db, &metrics).await?;
+        if args.migrate_on_start {
+            migrate(db.connection()).await?;
+        }
+        let deps = otus_users::serve::UsersDeps { db, key };
+        let users = otus_users::serve(args.grpc_addr, deps, &metrics, shutdown).await?;
+        tracing::info!(grpc = %users.addr(), "users service listening");
+        Ok(vec![grpc("users", users)])
+    })
+    .await
 }
 
 /// `otus auth`.
 pub async fn run_auth(args: AuthArgs) -> anyhow::Result<()> {
     let key = args.identity.key()?;
-    let shutdown = otus_telemetry::shutdown_signal();
-    let metrics = Metrics::new();
-    let conn = connect_metered(&args.db, &metrics).await?;
-    let redis = redis(&args.redis).await?;
-    let deadline = std::time::Duration::from_millis(args.grpc_deadline_ms);
-    let (grpc, auth) = grpc::serve_auth(
-        args.grpc_addr,
-        grpc::AuthDeps {
-            db: conn,
-            redis,
+    run_process(args.admin_addr, async |metrics, shutdown| {
+        let deps = otus_auth::serve::AuthDeps {
+            db: connect_metered(&args.db, &metrics).await?,
+            redis: redis(&args.redis).await?,
             users: metrics.metered_channel(&args.users_grpc_url)?,
             key,
-            settings: args.auth.settings(deadline),
-        },
-        &metrics,
-        shutdown.clone(),
-    )
-    .await?;
-    let (admin, admin_fut) =
-        otus_telemetry::serve_admin(args.admin_addr, metrics, shutdown).await?;
-    tracing::info!(%grpc, %admin, users = %args.users_grpc_url, "auth service listening");
-    let (a, m) = tokio::join!(auth, admin_fut);
-    a?;
-    m.context("admin server")?;
-    Ok(())
+            settings: args
+                .auth
+                .settings(std::time::Duration::from_millis(args.grpc_deadline_ms)),
+        };
+        let auth = otus_auth::serve(args.grpc_addr, deps, &metrics, shutdown).await?;
+        tracing::info!(grpc = %auth.addr(), users = %args.users_grpc_url, "auth service listening");
+        Ok(vec![grpc("auth", auth)])
+    })
+    .await
 }
 
 /// `otus catalog`.
 pub async fn run_catalog(args: CatalogArgs) -> anyhow::Result<()> {
-    let shutdown = otus_telemetry::shutdown_signal();
-    let metrics = Metrics::new();
-    let conn = connect_metered(&args.db, &metrics).await?;
-    let redis = redis(&args.redis).await?;
-    let (grpc, catalog) = grpc::serve_catalog(
-        args.grpc_addr,
-        catalog_deps(conn, &args.cache, redis.as_ref()),
-        &metrics,
-        shutdown.clone(),
-    )
-    .await?;
-    let (admin, admin_fut) =
-        otus_telemetry::serve_admin(args.admin_addr, metrics, shutdown).await?;
-    tracing::info!(%grpc, %admin, cache = args.cache.cache_enabled, "catalog service listening");
-    let (c, m) = tokio::join!(catalog, admin_fut);
-    c?;
-    m.context("admin server")?;
-    Ok(())
+    run_process(args.admin_addr, async |metrics, shutdown| {
+        let db = connect_metered(&args.db, &metrics).await?;
+        let redis = redis(&args.redis).await?;
+        let deps = catalog_deps(db, &args.cache, redis.as_ref());
+        let catalog = otus_catalog::serve(args.grpc_addr, deps, &metrics, shutdown).await?;
+        tracing::info!(grpc = %catalog.addr(), cache = args.cache.cache_enabled, "catalog service listening");
+        Ok(vec![grpc("catalog", catalog)])
+    })
+    .await
 }
 
 /// `otus seed-products`: migrates, then loads generated products with a

@@ -11,16 +11,18 @@
 //!   a `google.rpc.ErrorInfo` reason on every error.
 //! - [`entity`]: the sea-orm entity for the table created by `otus-migration`.
 //!
-//! The process wiring (listener, health, reflection) lives in the `otus`
-//! binary crate so every service is served the same way.
+//! - [`serve`]: the wiring: [`serve::UsersDeps`] and [`serve::serve`] (the
+//!   standard server of `otus-grpc` with this service added).
 
 pub mod entity;
 pub mod error;
+pub mod serve;
 pub mod service;
 pub mod username;
 pub mod validate;
 
 pub use error::UsersError;
+pub use serve::serve;
 pub use service::UsersApi;
 
 /// Fully-qualified gRPC service name, as used by health checks.

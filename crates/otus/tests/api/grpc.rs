@@ -173,16 +173,19 @@ async fn a_service_is_not_ready_until_its_schema_exists() {
         .await
         .expect("connect");
     let shutdown = otus_telemetry::CancellationToken::new();
-    let (addr, serve) = otus::grpc::serve_users(
+    let server = otus_users::serve(
         "127.0.0.1:0".parse().expect("addr"),
-        otus_db::Db::always_up(db.clone()),
-        IdentityKey::new(&[1u8; 32]).expect("key"),
+        otus_users::serve::UsersDeps {
+            db: otus_db::Db::always_up(db.clone()),
+            key: IdentityKey::new(&[1u8; 32]).expect("key"),
+        },
         &otus_telemetry::Metrics::new(),
         shutdown.clone(),
     )
     .await
     .expect("serve");
-    tokio::spawn(serve);
+    let addr = server.addr();
+    tokio::spawn(server.run());
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .expect("url")
         .connect()
@@ -237,16 +240,19 @@ async fn calls_reach_every_instance_behind_one_name(app: TestApp) {
     .await
     .expect("database");
     let shutdown = otus_telemetry::CancellationToken::new();
-    let (b, serve_b) = otus::grpc::serve_users(
+    let server_b = otus_users::serve(
         "127.0.0.1:0".parse().expect("addr"),
-        db,
-        app.key.clone(),
+        otus_users::serve::UsersDeps {
+            db,
+            key: app.key.clone(),
+        },
         &metrics_b,
         shutdown.clone(),
     )
     .await
     .expect("second users service");
-    tokio::spawn(serve_b);
+    let b = server_b.addr();
+    tokio::spawn(server_b.run());
 
     // "users.test" resolves to both instances.
     let both = vec![app.grpc, b];

@@ -221,7 +221,7 @@ async fn connections_that_never_finish_their_headers_are_closed() {
 async fn grpc_connections_that_never_send_the_preface_are_closed() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let app = TestApp::spawn(Backend::Sqlite).await.expect("sqlite");
-    let limit = otus::listener::PREFACE_TIMEOUT;
+    let limit = otus_grpc::listener::PREFACE_TIMEOUT;
     let mut conns = Vec::new();
     for sent in [&b""[..], &b"PRI * HT"[..]] {
         let mut conn = tokio::net::TcpStream::connect(app.grpc)

@@ -7,7 +7,7 @@
 //! and a task forever. [`PrefaceDeadline`] fails such a connection after
 //! [`PREFACE_TIMEOUT`]. Connections that sent their preface are left alone:
 //! the edge keeps its channels open between calls, and HTTP/2 keep-alive
-//! pings (see `grpc::standard_services`) close the ones whose peer is gone.
+//! pings (see [`crate::server`]) close the ones whose peer is gone.
 
 use std::{
     io,

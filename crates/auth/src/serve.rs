@@ -1,0 +1,85 @@
+//! The auth service's wiring: what it is built from, its server, and its
+//! background work (pruning expired SQL sessions).
+
+use std::{net::SocketAddr, time::Duration};
+
+use otus_db::{Db, Redis};
+use otus_grpc::{BoundServer, Readiness, service_router};
+use otus_identity::IdentityKey;
+use otus_proto::auth::v1::auth_service_server::AuthServiceServer;
+use otus_telemetry::{CancellationToken, MeteredChannel, Metrics};
+
+use crate::{AuthApi, AuthSettings, LoginLimiter, SERVICE_NAME, SessionStore};
+
+/// How often expired SQL sessions are deleted.
+pub const SESSION_PRUNE_INTERVAL: Duration = Duration::from_secs(600);
+
+/// What the auth service is built from.
+pub struct AuthDeps {
+    /// Its database (credentials; sessions without Redis).
+    pub db: Db,
+    /// Sessions and login counters, when `REDIS_URL` is set (else the
+    /// database and process memory).
+    pub redis: Option<Redis>,
+    /// Channel to the users service.
+    pub users: MeteredChannel,
+    /// Signs identity tokens.
+    pub key: IdentityKey,
+    /// TTLs and limits.
+    pub settings: AuthSettings,
+}
+
+/// Binds `addr` and wires the auth service: ready while its `credentials`
+/// table answers; expired SQL sessions are pruned every
+/// [`SESSION_PRUNE_INTERVAL`] until `shutdown`.
+pub async fn serve(
+    addr: SocketAddr,
+    deps: AuthDeps,
+    metrics: &Metrics,
+    shutdown: CancellationToken,
+) -> anyhow::Result<BoundServer> {
+    let AuthDeps {
+        db,
+        redis,
+        users,
+        key,
+        settings,
+    } = deps;
+    let (sessions, limiter) = match redis {
+        Some(redis) => (
+            SessionStore::Redis(redis.clone()),
+            LoginLimiter::Redis(redis),
+        ),
+        None => (SessionStore::Sql(db.clone()), LoginLimiter::local()),
+    };
+    spawn_pruner(sessions.clone(), shutdown.clone());
+    let api = AuthApi::new(db.clone(), sessions, limiter, users, key, settings)
+        .map_err(|e| anyhow::anyhow!("starting the auth service: {e}"))?;
+    let readiness = Readiness {
+        service: SERVICE_NAME,
+        table: "credentials",
+        gate: None,
+    };
+    let router = service_router(readiness, &db, metrics, &shutdown)
+        .await?
+        .add_service(AuthServiceServer::new(api));
+    BoundServer::bind(addr, "auth", router, shutdown).await
+}
+
+/// Deletes expired sessions every [`SESSION_PRUNE_INTERVAL`] (a no-op with
+/// Redis, which expires keys itself).
+fn spawn_pruner(sessions: SessionStore, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(SESSION_PRUNE_INTERVAL) => {}
+            }
+            match sessions.prune_expired().await {
+                Ok(n) if n > 0 => tracing::info!(deleted = n, "expired sessions pruned"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "pruning expired sessions failed"),
+            }
+        }
+    });
+}

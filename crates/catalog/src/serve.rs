@@ -1,0 +1,68 @@
+//! The catalog service's wiring: what it is built from, its server, and its
+//! background work (keeping the in-memory search index in step with the
+//! database).
+
+use std::{net::SocketAddr, time::Duration};
+
+use anyhow::Context as _;
+use otus_db::Db;
+use otus_grpc::{BoundServer, Readiness, service_router};
+use otus_proto::catalog::v1::catalog_service_server::CatalogServiceServer;
+use otus_telemetry::{CancellationToken, Metrics};
+
+use crate::{
+    CatalogApi, SERVICE_NAME, SearchCache, cache::Store, live::LiveIndex, search::Strategy,
+};
+
+/// What the catalog service is built from.
+pub struct CatalogDeps {
+    /// Its database (products).
+    pub db: Db,
+    /// Where search answers are cached.
+    pub store: Store,
+    /// How long a cached answer is served.
+    pub ttl: Duration,
+    /// How the database matches words (when it answers).
+    pub strategy: Strategy,
+    /// Whether searches use the in-memory index (readiness then waits for
+    /// its first build).
+    pub in_memory_index: bool,
+}
+
+/// Binds `addr` and wires the catalog service: ready while its `products`
+/// table answers and, with the in-memory index, once the index is built.
+pub async fn serve(
+    addr: SocketAddr,
+    deps: CatalogDeps,
+    metrics: &Metrics,
+    shutdown: CancellationToken,
+) -> anyhow::Result<BoundServer> {
+    let CatalogDeps {
+        db,
+        store,
+        ttl,
+        strategy,
+        in_memory_index,
+    } = deps;
+    let cache =
+        SearchCache::new(store, ttl, metrics.registry()).context("registering catalog metrics")?;
+    let index = if in_memory_index {
+        let live =
+            LiveIndex::new(metrics.registry()).context("registering search index metrics")?;
+        live.spawn(db.clone(), shutdown.clone());
+        Some(live)
+    } else {
+        None
+    };
+    let readiness = Readiness {
+        service: SERVICE_NAME,
+        table: "products",
+        gate: index.as_ref().map(LiveIndex::ready),
+    };
+    let router = service_router(readiness, &db, metrics, &shutdown)
+        .await?
+        .add_service(CatalogServiceServer::new(CatalogApi::new(
+            db, cache, strategy, index,
+        )));
+    BoundServer::bind(addr, "catalog", router, shutdown).await
+}

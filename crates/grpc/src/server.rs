@@ -1,0 +1,267 @@
+//! How every gRPC service of the system is served: standard health
+//! (`grpc.health.v1.Health`, following the service's database), server
+//! reflection (v1 and v1alpha, so both grpcurl and `buf curl` can list and
+//! call methods), metrics on every call, HTTP/2 keep-alive, and graceful
+//! shutdown.
+//!
+//! A service crate builds its router with [`service_router`], adds its own
+//! service, and hands it to [`BoundServer::bind`]: the port is bound at once
+//! (port 0 works in tests; [`BoundServer::addr`] tells which), and
+//! [`BoundServer::run`] serves until the shutdown token fires and in-flight
+//! calls have finished.
+
+use std::{future::Future, net::SocketAddr, pin::Pin, time::Duration};
+
+use anyhow::Context as _;
+use otus_db::Db;
+use otus_telemetry::{CancellationToken, Metrics};
+use tonic::transport::Server;
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+use crate::listener::bind;
+
+/// How often a service checks its database for the health status.
+pub const DB_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// A tonic router whose every call is metered.
+pub type ServiceRouter = tonic::transport::server::Router<
+    tower::layer::util::Stack<otus_telemetry::grpc::GrpcMetricsLayer, tower::layer::util::Identity>,
+>;
+
+/// When a service is ready (its health status SERVING).
+#[derive(Debug)]
+pub struct Readiness {
+    /// The fully-qualified gRPC service name the status is reported for.
+    pub service: &'static str,
+    /// A table of the service's own that must answer: the database is up
+    /// *and* migrated.
+    pub table: &'static str,
+    /// Also wait for this to be true (the catalog's search index before its
+    /// first build); `None`: the database alone decides.
+    pub gate: Option<tokio::sync::watch::Receiver<bool>>,
+}
+
+fn reflection_services() -> anyhow::Result<(
+    tonic_reflection::server::v1::ServerReflectionServer<
+        impl tonic_reflection::server::v1::ServerReflection,
+    >,
+    tonic_reflection::server::v1alpha::ServerReflectionServer<
+        impl tonic_reflection::server::v1alpha::ServerReflection,
+    >,
+)> {
+    let builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(otus_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    Ok((
+        builder().build_v1().context("building reflection v1")?,
+        builder()
+            .build_v1alpha()
+            .context("building reflection v1alpha")?,
+    ))
+}
+
+/// SERVING when the service's own table answers: the database is up *and*
+/// migrated. (A bare ping would report ready before the migrations Job ran,
+/// and requests would then fail on a missing table.)
+async fn database_status(db: &Db, service: &str, table: &str) -> ServingStatus {
+    use sea_orm::ConnectionTrait as _;
+    let probe = sea_orm::Statement::from_string(
+        db.get_database_backend(),
+        format!("SELECT 1 FROM {table} LIMIT 1"),
+    );
+    match db.query_one_raw(probe).await {
+        Ok(_) => ServingStatus::Serving,
+        Err(e) => {
+            tracing::warn!(error = %e, %service, %table, "database not ready");
+            ServingStatus::NotServing
+        }
+    }
+}
+
+/// Keeps the service's health status in step with [`Readiness`]:
+/// NOT_SERVING while its table does not answer, so readiness probes (and
+/// the edge's `/ready`) notice, and while the gate is false. The first
+/// status is set before this returns, so the service never answers health
+/// checks with "unknown service".
+async fn watch_readiness(
+    reporter: HealthReporter,
+    readiness: Readiness,
+    db: Db,
+    shutdown: CancellationToken,
+) {
+    let Readiness {
+        service,
+        table,
+        gate,
+    } = readiness;
+    let open = |gate: &Option<tokio::sync::watch::Receiver<bool>>| {
+        gate.as_ref().is_none_or(|g| *g.borrow())
+    };
+    let status_now = async |db: &Db, open: bool| {
+        if open {
+            database_status(db, service, table).await
+        } else {
+            ServingStatus::NotServing
+        }
+    };
+    let mut last = status_now(&db, open(&gate)).await;
+    reporter.set_service_status(service, last).await;
+    tokio::spawn(async move {
+        let mut gate = gate;
+        loop {
+            let changed = async {
+                match gate.as_mut() {
+                    // A closed gate (its sender gone) never changes again.
+                    Some(g) => {
+                        if g.changed().await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(DB_HEALTH_INTERVAL) => {}
+                () = changed => {}
+            }
+            let status = status_now(&db, open(&gate)).await;
+            if status != last {
+                reporter.set_service_status(service, status).await;
+                last = status;
+            }
+        }
+        // Draining: tell load balancers to stop sending new calls.
+        reporter
+            .set_service_status(service, ServingStatus::NotServing)
+            .await;
+        reporter
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+    });
+}
+
+/// The router every gRPC server starts from: metrics on every call,
+/// keep-alive, health (following `readiness`) and reflection. The caller
+/// adds its own service.
+pub async fn service_router(
+    readiness: Readiness,
+    db: &Db,
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<ServiceRouter> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    watch_readiness(reporter, readiness, db.clone(), shutdown.clone()).await;
+    let (reflection_v1, reflection_v1alpha) = reflection_services()?;
+    Ok(Server::builder()
+        // A peer that stopped answering (gone without closing) is dropped
+        // after a minute and a half instead of holding its connection.
+        .http2_keepalive_interval(Some(Duration::from_secs(60)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .layer(metrics.grpc_server_layer())
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha))
+}
+
+/// A bound gRPC server: its address, and what serves it until shutdown.
+pub struct BoundServer {
+    addr: SocketAddr,
+    serve: Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>,
+}
+
+impl BoundServer {
+    /// Binds `addr` (port 0 picks one) for the `name` service; serving
+    /// starts with [`Self::run`] and stops when `shutdown` fires (in-flight
+    /// calls finish first).
+    pub async fn bind(
+        addr: SocketAddr,
+        name: &'static str,
+        router: ServiceRouter,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let (addr, incoming) = bind(addr, name).await?;
+        let serve = async move {
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+                .await
+                .with_context(|| format!("{name} gRPC server"))
+        };
+        Ok(Self {
+            addr,
+            serve: Box::pin(serve),
+        })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until shutdown.
+    pub async fn run(self) -> anyhow::Result<()> {
+        self.serve.await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic_health::{
+        pb::{
+            HealthCheckRequest, health_check_response::ServingStatus as Pb,
+            health_server::Health as _,
+        },
+        server::HealthService,
+    };
+
+    use super::*;
+
+    async fn status(health: &HealthService, service: &str) -> Pb {
+        let resp = health
+            .check(tonic::Request::new(HealthCheckRequest {
+                service: service.into(),
+            }))
+            .await
+            .expect("known service");
+        resp.into_inner().status()
+    }
+
+    /// The catalog reports NOT_SERVING until its search index is built, even
+    /// with the database up, and SERVING as soon as the gate opens (without
+    /// waiting for the next database check).
+    #[tokio::test]
+    async fn a_closed_gate_keeps_the_service_not_serving() {
+        // One connection: each connection to `:memory:` is its own database.
+        let mut options = sea_orm::ConnectOptions::new("sqlite::memory:");
+        options.max_connections(1);
+        let conn = sea_orm::Database::connect(options).await.expect("sqlite");
+        let db = Db::always_up(conn);
+        use sea_orm::ConnectionTrait as _;
+        db.execute_unprepared("CREATE TABLE things (id INTEGER)")
+            .await
+            .expect("table");
+        let reporter = HealthReporter::new();
+        let health = HealthService::from_health_reporter(reporter.clone());
+        let (open, gate) = tokio::sync::watch::channel(false);
+        let shutdown = CancellationToken::new();
+        let readiness = Readiness {
+            service: "svc",
+            table: "things",
+            gate: Some(gate),
+        };
+        watch_readiness(reporter, readiness, db, shutdown.clone()).await;
+        assert_eq!(status(&health, "svc").await, Pb::NotServing);
+        open.send_replace(true);
+        let deadline = tokio::time::Instant::now() + DB_HEALTH_INTERVAL / 2;
+        while status(&health, "svc").await != Pb::Serving {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "still NOT_SERVING after the gate opened"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        shutdown.cancel();
+    }
+}
