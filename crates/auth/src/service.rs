@@ -42,15 +42,21 @@ pub struct AuthSettings {
     pub hash_max_wait: Duration,
 }
 
+impl AuthSettings {
+    /// The defaults: the one place they are written (the command line's
+    /// defaults are these, and the README's table is generated from it).
+    pub const DEFAULT: Self = Self {
+        session_ttl: Duration::from_secs(24 * 3600),
+        limits: LoginLimits::DEFAULT,
+        users_deadline: otus_grpc::DEFAULT_DEADLINE,
+        hash_max_concurrent: 2,
+        hash_max_wait: Duration::from_secs(1),
+    };
+}
+
 impl Default for AuthSettings {
     fn default() -> Self {
-        Self {
-            session_ttl: Duration::from_secs(24 * 3600),
-            limits: LoginLimits::default(),
-            users_deadline: Duration::from_secs(5),
-            hash_max_concurrent: 2,
-            hash_max_wait: Duration::from_secs(1),
-        }
+        Self::DEFAULT
     }
 }
 

@@ -190,13 +190,18 @@ pub struct LoginLimits {
     pub window: Duration,
 }
 
+impl LoginLimits {
+    /// The defaults (see [`crate::AuthSettings::DEFAULT`]).
+    pub const DEFAULT: Self = Self {
+        max_failures_per_username: 5,
+        max_attempts_per_address: 100,
+        window: Duration::from_secs(300),
+    };
+}
+
 impl Default for LoginLimits {
     fn default() -> Self {
-        Self {
-            max_failures_per_username: 5,
-            max_attempts_per_address: 100,
-            window: Duration::from_secs(300),
-        }
+        Self::DEFAULT
     }
 }
 

@@ -19,12 +19,19 @@ pub struct PoolSettings {
     pub acquire_timeout: Duration,
 }
 
+impl PoolSettings {
+    /// The defaults: the one place they are written (the command line's
+    /// `DATABASE_MAX_CONNECTIONS` and `DATABASE_ACQUIRE_TIMEOUT_MS` default to
+    /// these).
+    pub const DEFAULT: Self = Self {
+        max_connections: 10,
+        acquire_timeout: Duration::from_secs(3),
+    };
+}
+
 impl Default for PoolSettings {
     fn default() -> Self {
-        Self {
-            max_connections: 10,
-            acquire_timeout: Duration::from_secs(3),
-        }
+        Self::DEFAULT
     }
 }
 

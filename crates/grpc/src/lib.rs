@@ -22,4 +22,8 @@ pub mod listener;
 pub mod server;
 
 pub use error::{DbFault, ErrorDomain};
+
+/// Deadline of a call from one process of the system to another (the edge
+/// to every service, auth to users) unless `GRPC_DEADLINE_MS` says otherwise.
+pub const DEFAULT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
 pub use server::{BoundServer, Readiness, service_router};

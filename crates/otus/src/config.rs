@@ -7,6 +7,15 @@ use clap::{Args, Parser, Subcommand};
 use otus_db::{DEFAULT_DATABASE_URL, PoolSettings};
 use otus_telemetry::LogFormat;
 
+/// The auth service's defaults, which its variables' defaults are.
+const AUTH: otus_auth::AuthSettings = otus_auth::AuthSettings::DEFAULT;
+
+/// A default duration as the whole milliseconds a `*_MS` variable holds.
+const fn millis(d: Duration) -> u64 {
+    // Every default is far below u64::MAX milliseconds.
+    d.as_millis() as u64
+}
+
 /// otus-rs: the Otus "Software Architect" homework system.
 #[derive(Debug, Parser)]
 #[command(name = "otus", version, about, long_about = None)]
@@ -51,6 +60,23 @@ impl AllInOneArgs {
             .get_matches_from(["all-in-one"]);
         Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
     }
+
+    /// The all-in-one settings from `args` (as they would follow `otus
+    /// all-in-one` on the command line) and the defaults, with the
+    /// environment ignored: how tests build settings, the way the binary
+    /// does, without picking up a developer's `DATABASE_URL` or `REDIS_URL`.
+    pub fn parse_ignoring_env<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::FromArgMatches as _;
+        let command = <Self as Args>::augment_args(clap::Command::new("all-in-one"))
+            .mut_args(|a| a.env(None));
+        let argv = std::iter::once(std::ffi::OsString::from("all-in-one"))
+            .chain(args.into_iter().map(Into::into));
+        Self::from_arg_matches(&command.try_get_matches_from(argv)?)
+    }
 }
 
 /// Database settings.
@@ -61,10 +87,10 @@ pub struct DbArgs {
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
     pub database_url: String,
     /// Maximum pooled connections per process (PostgreSQL: plus one for the circuit breaker's health check).
-    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = PoolSettings::DEFAULT.max_connections)]
     pub database_max_connections: u32,
     /// Milliseconds a query waits for a connection before failing with 503.
-    #[arg(long, env = "DATABASE_ACQUIRE_TIMEOUT_MS", default_value_t = 3000)]
+    #[arg(long, env = "DATABASE_ACQUIRE_TIMEOUT_MS", default_value_t = millis(PoolSettings::DEFAULT.acquire_timeout))]
     pub database_acquire_timeout_ms: u64,
 }
 
@@ -153,24 +179,24 @@ pub struct CacheArgs {
 #[derive(Debug, Clone, Args)]
 pub struct AuthTuning {
     /// Session lifetime in seconds.
-    #[arg(long, env = "SESSION_TTL_SECS", default_value_t = 86_400)]
+    #[arg(long, env = "SESSION_TTL_SECS", default_value_t = AUTH.session_ttl.as_secs())]
     pub session_ttl_secs: u64,
     /// Failed logins per username per window before 429.
-    #[arg(long, env = "LOGIN_MAX_FAILURES_PER_USERNAME", default_value_t = 5)]
+    #[arg(long, env = "LOGIN_MAX_FAILURES_PER_USERNAME", default_value_t = AUTH.limits.max_failures_per_username)]
     pub login_max_failures_per_username: u32,
     /// Login attempts per client address per window before 429.
-    #[arg(long, env = "LOGIN_MAX_ATTEMPTS_PER_ADDRESS", default_value_t = 100)]
+    #[arg(long, env = "LOGIN_MAX_ATTEMPTS_PER_ADDRESS", default_value_t = AUTH.limits.max_attempts_per_address)]
     pub login_max_attempts_per_address: u32,
     /// The login counting window, in seconds.
-    #[arg(long, env = "LOGIN_WINDOW_SECS", default_value_t = 300)]
+    #[arg(long, env = "LOGIN_WINDOW_SECS", default_value_t = AUTH.limits.window.as_secs())]
     pub login_window_secs: u64,
     /// Most argon2id password hashes computed at once; each holds 19 MiB, so
     /// this bounds the memory that registrations and logins can take.
-    #[arg(long, env = "ARGON2_MAX_CONCURRENT", default_value_t = 2)]
+    #[arg(long, env = "ARGON2_MAX_CONCURRENT", default_value_t = AUTH.hash_max_concurrent)]
     pub argon2_max_concurrent: usize,
     /// Milliseconds a registration or login waits for a free hashing slot
     /// before 503 `AUTH_BUSY` with `Retry-After`.
-    #[arg(long, env = "ARGON2_MAX_WAIT_MS", default_value_t = 1000)]
+    #[arg(long, env = "ARGON2_MAX_WAIT_MS", default_value_t = millis(AUTH.hash_max_wait))]
     pub argon2_max_wait_ms: u64,
 }
 
@@ -195,7 +221,7 @@ impl AuthTuning {
 #[derive(Debug, Clone, Args)]
 pub struct EdgeTuning {
     /// Deadline of every outgoing gRPC call, in milliseconds.
-    #[arg(long, env = "GRPC_DEADLINE_MS", default_value_t = 5000)]
+    #[arg(long, env = "GRPC_DEADLINE_MS", default_value_t = millis(otus_grpc::DEFAULT_DEADLINE))]
     pub grpc_deadline_ms: u64,
     /// Upper bound on a whole HTTP request, in milliseconds (504 beyond).
     #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
@@ -348,7 +374,7 @@ pub struct AuthArgs {
     #[arg(long, env = "USERS_GRPC_URL", default_value = "http://127.0.0.1:50051")]
     pub users_grpc_url: String,
     /// Deadline of every outgoing gRPC call, in milliseconds.
-    #[arg(long, env = "GRPC_DEADLINE_MS", default_value_t = 5000)]
+    #[arg(long, env = "GRPC_DEADLINE_MS", default_value_t = millis(otus_grpc::DEFAULT_DEADLINE))]
     pub grpc_deadline_ms: u64,
     #[command(flatten)]
     pub db: DbArgs,

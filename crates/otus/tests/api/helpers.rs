@@ -2,9 +2,7 @@
 
 use std::{net::SocketAddr, sync::Once, time::Duration};
 
-use otus::config::{
-    AllInOneArgs, AuthTuning, CacheArgs, DbArgs, EdgeTuning, IdentityArgs, RedisArgs,
-};
+use otus::config::AllInOneArgs;
 use otus_identity::{Identity, IdentityKey};
 use otus_telemetry::CancellationToken;
 use reqwest::{Client, Response};
@@ -81,12 +79,15 @@ impl TestDb {
                     );
                 };
                 let name = format!("otus_test_{}", Uuid::new_v4().simple());
+                let template = migrated_template(&admin_url).await;
                 let admin = sea_orm::Database::connect(&admin_url)
                     .await
                     .expect("TEST_DATABASE_URL must point at a reachable PostgreSQL");
                 use sea_orm::ConnectionTrait as _;
                 admin
-                    .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                    .execute_unprepared(&format!(
+                        "CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""
+                    ))
                     .await
                     .expect("create test database");
                 let url = with_database(&admin_url, &name);
@@ -94,6 +95,83 @@ impl TestDb {
             }
         }
     }
+}
+
+/// A migrated PostgreSQL database that every test database is cloned from
+/// (`CREATE DATABASE … TEMPLATE`, a file copy), so a test does not run the
+/// migrations itself (crates.io's `TestDatabase` does the same). Named by a
+/// hash of the migrations' sources, so a changed migration gets a template
+/// of its own; made once per schema under an advisory lock (test binaries
+/// run in parallel), and built under a temporary name, so a run cut short
+/// never leaves a half-migrated template behind.
+async fn migrated_template(admin_url: &str) -> String {
+    static TEMPLATE: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    TEMPLATE
+        .get_or_init(|| async {
+            use sea_orm::ConnectionTrait as _;
+            let name = format!("otus_tmpl_{:016x}", migrations_hash());
+            let mut options = sea_orm::ConnectOptions::new(admin_url);
+            // Advisory locks belong to a session: one connection.
+            options.max_connections(1).sqlx_logging(false);
+            let admin = sea_orm::Database::connect(options)
+                .await
+                .expect("TEST_DATABASE_URL must point at a reachable PostgreSQL");
+            // Any fixed key; the same in every test binary.
+            const LOCK: i64 = 0x6f74_7573_746d_706c;
+            admin
+                .execute_unprepared(&format!("SELECT pg_advisory_lock({LOCK})"))
+                .await
+                .expect("template lock");
+            let exists = admin
+                .query_one_raw(sea_orm::Statement::from_string(
+                    sea_orm::DatabaseBackend::Postgres,
+                    format!("SELECT 1 FROM pg_database WHERE datname = '{name}'"),
+                ))
+                .await
+                .expect("look for the template")
+                .is_some();
+            if !exists {
+                let building = format!("{name}_building");
+                for sql in [
+                    format!("DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"),
+                    format!("CREATE DATABASE \"{building}\""),
+                ] {
+                    admin.execute_unprepared(&sql).await.expect(&sql);
+                }
+                let conn = sea_orm::Database::connect(with_database(admin_url, &building))
+                    .await
+                    .expect("connect to the template");
+                otus::migrate(&conn).await.expect("migrate the template");
+                conn.close().await.expect("close the template");
+                let rename = format!("ALTER DATABASE \"{building}\" RENAME TO \"{name}\"");
+                admin.execute_unprepared(&rename).await.expect(&rename);
+            }
+            admin
+                .execute_unprepared(&format!("SELECT pg_advisory_unlock({LOCK})"))
+                .await
+                .expect("template unlock");
+            name
+        })
+        .await
+        .clone()
+}
+
+/// A hash of every migration's source: what the template's schema is made of.
+fn migrations_hash() -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../migration/src");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("migration sources")
+        .map(|e| e.expect("directory entry").path())
+        .collect();
+    files.sort();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for f in files {
+        std::fs::read(&f)
+            .expect("migration source")
+            .hash(&mut hasher);
+    }
+    hasher.finish()
 }
 
 /// `postgres://u@h:5432/postgres?x=y` with its database replaced by `name`.
@@ -208,52 +286,38 @@ impl TestApp {
             Backend::Sqlite => None,
         };
         let secret = Uuid::new_v4().simple().to_string();
-        let args = AllInOneArgs {
-            http_addr: "127.0.0.1:0".parse().expect("literal address"),
-            admin_addr: "127.0.0.1:0".parse().expect("literal address"),
-            users_grpc_addr: "127.0.0.1:0".parse().expect("literal address"),
-            auth_grpc_addr: "127.0.0.1:0".parse().expect("literal address"),
-            catalog_grpc_addr: "127.0.0.1:0".parse().expect("literal address"),
-            db: DbArgs {
-                database_url: database_url.clone(),
-                database_max_connections: 10,
-                database_acquire_timeout_ms: 3000,
-            },
-            edge: EdgeTuning {
-                grpc_deadline_ms: 5000,
-                request_timeout_ms: 10_000,
-                body_limit_bytes: BODY_LIMIT,
-                body_read_timeout_ms: u64::try_from(BODY_READ_TIMEOUT.as_millis()).expect("ms"),
-                http_header_read_timeout_ms: opts.header_read_timeout_ms,
-                http_max_connections: 256,
-                cookie_secure: false,
-                trust_proxy_headers: true,
-            },
-            redis: RedisArgs {
-                redis_url: redis_url.clone(),
-                redis_key_prefix: format!("otus-test-{}:", Uuid::new_v4().simple()),
-            },
-            cache: CacheArgs {
-                cache_enabled: opts.cache_enabled,
-                cache_ttl_secs: 60,
-                cache_max_entries: 1000,
-                catalog_search_baseline: false,
-                catalog_search_index: opts.search_index,
-            },
-            auth: AuthTuning {
-                session_ttl_secs: opts.session_ttl_secs,
-                login_max_failures_per_username: MAX_FAILURES,
-                login_max_attempts_per_address: MAX_ATTEMPTS_PER_ADDRESS,
-                login_window_secs: 300,
-                // Tests race many registrations on a busy machine: wait long
-                // rather than answer 503 (the bound itself has its own test).
-                argon2_max_concurrent: 2,
-                argon2_max_wait_ms: 60_000,
-            },
-            identity: IdentityArgs {
-                identity_token_secret: Some(secret.clone()),
-            },
-        };
+        // Settings as the binary makes them: parsed, with the defaults for
+        // everything a test does not need to change.
+        let mut argv = vec![
+            "--http-addr=127.0.0.1:0".to_owned(),
+            "--admin-addr=127.0.0.1:0".to_owned(),
+            "--users-grpc-addr=127.0.0.1:0".to_owned(),
+            "--auth-grpc-addr=127.0.0.1:0".to_owned(),
+            "--catalog-grpc-addr=127.0.0.1:0".to_owned(),
+            format!("--database-url={database_url}"),
+            format!("--body-limit-bytes={BODY_LIMIT}"),
+            format!("--body-read-timeout-ms={}", BODY_READ_TIMEOUT.as_millis()),
+            format!(
+                "--http-header-read-timeout-ms={}",
+                opts.header_read_timeout_ms
+            ),
+            // The login tests give each client its own X-Real-IP.
+            "--trust-proxy-headers".to_owned(),
+            format!("--redis-key-prefix=otus-test-{}:", Uuid::new_v4().simple()),
+            format!("--cache-enabled={}", opts.cache_enabled),
+            format!("--catalog-search-index={}", opts.search_index),
+            format!("--session-ttl-secs={}", opts.session_ttl_secs),
+            format!("--login-max-failures-per-username={MAX_FAILURES}"),
+            format!("--login-max-attempts-per-address={MAX_ATTEMPTS_PER_ADDRESS}"),
+            // Tests race many registrations on a busy machine: wait long
+            // rather than answer 503 (the bound itself has its own test).
+            "--argon2-max-wait-ms=60000".to_owned(),
+            format!("--identity-token-secret={secret}"),
+        ];
+        if let Some(url) = &redis_url {
+            argv.push(format!("--redis-url={url}"));
+        }
+        let args = AllInOneArgs::parse_ignoring_env(argv).expect("test settings parse");
         let shutdown = CancellationToken::new();
         let app = otus::AllInOne::start(&args, shutdown.clone())
             .await

@@ -9,6 +9,7 @@
 
 mod helpers;
 mod hostile;
+mod layering;
 
 mod auth;
 mod catalog;
