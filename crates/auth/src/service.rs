@@ -150,7 +150,10 @@ impl AuthApi {
         }
     }
 
-    async fn login_checked(&self, req: LoginRequest) -> Result<LoginResponse, AuthError> {
+    async fn verify_and_start_session(
+        &self,
+        req: LoginRequest,
+    ) -> Result<LoginResponse, AuthError> {
         if req.password.contains('\0') {
             // No stored password can contain it (registration refuses it).
             return Err(AuthError::InvalidPassword(
@@ -276,7 +279,7 @@ impl AuthService for AuthApi {
         request: Request<LoginRequest>,
     ) -> Result<Response<LoginResponse>, Status> {
         Ok(Response::new(
-            self.login_checked(request.into_inner()).await?,
+            self.verify_and_start_session(request.into_inner()).await?,
         ))
     }
 

@@ -15,7 +15,7 @@ use axum::{
     middleware::Next,
     response::{IntoResponse as _, Response},
 };
-use otus_telemetry::max::MaxHandle;
+use otus_telemetry::windowed_max::MaxHandle;
 use prometheus::{HistogramOpts, HistogramVec, IntGauge, IntGaugeVec, Opts, Registry};
 use tracing::Instrument as _;
 
@@ -38,7 +38,7 @@ pub struct HttpMetrics {
     in_flight: IntGaugeVec,
     /// The true maximum per route over the last 30–60 s (histograms only
     /// bound it by a bucket).
-    max: otus_telemetry::max::WindowedMax,
+    max: otus_telemetry::windowed_max::WindowedMax,
     /// Each route's series, looked up once rather than per request.
     routes: Arc<RwLock<HashMap<Arc<str>, Arc<RouteSeries>>>>,
 }
@@ -66,7 +66,7 @@ impl HttpMetrics {
             ),
             &["method", "route"],
         )?;
-        let max = otus_telemetry::max::WindowedMax::new(
+        let max = otus_telemetry::windowed_max::WindowedMax::new(
             "http_server_request_duration_max_seconds",
             "Largest request duration of the last 30-60 s, by route template.",
             &["method", "route"],

@@ -25,7 +25,10 @@ pub const DB_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A tonic router whose every call is metered.
 pub type ServiceRouter = tonic::transport::server::Router<
-    tower::layer::util::Stack<otus_telemetry::grpc::GrpcMetricsLayer, tower::layer::util::Identity>,
+    tower::layer::util::Stack<
+        otus_telemetry::grpc_metrics::GrpcMetricsLayer,
+        tower::layer::util::Identity,
+    >,
 >;
 
 /// When a service is ready (its health status SERVING).

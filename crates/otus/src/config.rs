@@ -175,9 +175,10 @@ pub struct CacheArgs {
     pub catalog_search_index: bool,
 }
 
-/// Auth service behaviour (shared by `auth` and `all-in-one`).
+/// The auth service's policy: session lifetime, login limits, the bound on
+/// password hashing (shared by `auth` and `all-in-one`).
 #[derive(Debug, Clone, Args)]
-pub struct AuthTuning {
+pub struct AuthPolicyArgs {
     /// Session lifetime in seconds.
     #[arg(long, env = "SESSION_TTL_SECS", default_value_t = AUTH.session_ttl.as_secs())]
     pub session_ttl_secs: u64,
@@ -200,7 +201,7 @@ pub struct AuthTuning {
     pub argon2_max_wait_ms: u64,
 }
 
-impl AuthTuning {
+impl AuthPolicyArgs {
     /// The auth service settings.
     pub fn settings(&self, users_deadline: Duration) -> otus_auth::AuthSettings {
         otus_auth::AuthSettings {
@@ -217,9 +218,10 @@ impl AuthTuning {
     }
 }
 
-/// How the edge treats requests (shared by `edge` and `all-in-one`).
+/// How the edge treats HTTP requests: deadlines, body and connection bounds,
+/// cookie and proxy trust (shared by `edge` and `all-in-one`).
 #[derive(Debug, Clone, Args)]
-pub struct EdgeTuning {
+pub struct EdgeHttpArgs {
     /// Deadline of every outgoing gRPC call, in milliseconds.
     #[arg(long, env = "GRPC_DEADLINE_MS", default_value_t = millis(otus_grpc::DEFAULT_DEADLINE))]
     pub grpc_deadline_ms: u64,
@@ -251,7 +253,7 @@ pub struct EdgeTuning {
     pub trust_proxy_headers: bool,
 }
 
-impl EdgeTuning {
+impl EdgeHttpArgs {
     /// The edge configuration for the given backends.
     pub fn edge_config(
         &self,
@@ -302,9 +304,9 @@ pub struct AllInOneArgs {
     #[command(flatten)]
     pub db: DbArgs,
     #[command(flatten)]
-    pub edge: EdgeTuning,
+    pub edge: EdgeHttpArgs,
     #[command(flatten)]
-    pub auth: AuthTuning,
+    pub auth: AuthPolicyArgs,
     #[command(flatten)]
     pub redis: RedisArgs,
     #[command(flatten)]
@@ -338,7 +340,7 @@ pub struct EdgeArgs {
     )]
     pub catalog_grpc_url: String,
     #[command(flatten)]
-    pub tuning: EdgeTuning,
+    pub http: EdgeHttpArgs,
 }
 
 /// `otus users`.
@@ -379,7 +381,7 @@ pub struct AuthArgs {
     #[command(flatten)]
     pub db: DbArgs,
     #[command(flatten)]
-    pub auth: AuthTuning,
+    pub auth: AuthPolicyArgs,
     #[command(flatten)]
     pub redis: RedisArgs,
     #[command(flatten)]

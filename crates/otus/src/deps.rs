@@ -1,0 +1,82 @@
+//! What the services are built from, for the settings: database
+//! connections (metered, behind the circuit breaker), Redis, and the
+//! catalog's cache store.
+
+use anyhow::Context as _;
+use otus_db as db;
+use otus_telemetry::Metrics;
+use sea_orm::DatabaseConnection;
+
+use crate::config::{CacheArgs, DbArgs, RedisArgs};
+
+/// Connects to the configured database.
+pub async fn connect(args: &DbArgs) -> anyhow::Result<DatabaseConnection> {
+    db::connect(&args.database_url, &args.pool())
+        .await
+        .with_context(|| {
+            format!(
+                "connecting to the database at {}",
+                db::redact_url(&args.database_url)
+            )
+        })
+}
+
+/// Connects for a service: every SQL statement's duration goes to
+/// `metrics`, and the pool sits behind the circuit breaker (queries fail at
+/// once while the database is known to be down).
+pub async fn connect_metered(args: &DbArgs, metrics: &Metrics) -> anyhow::Result<db::Db> {
+    let mut conn = connect(args).await?;
+    let m = metrics.clone();
+    conn.set_metric_callback(move |info| {
+        m.observe_db(&info.statement.sql, info.failed, info.elapsed)
+    });
+    Ok(db::Db::new(
+        conn,
+        &args.database_url,
+        &db::ProbeSettings::default(),
+    ))
+}
+
+/// Redis, when `REDIS_URL` is set.
+pub(crate) async fn redis(args: &RedisArgs) -> anyhow::Result<Option<db::Redis>> {
+    match &args.redis_url {
+        Some(url) if !url.is_empty() => Ok(Some(
+            db::Redis::connect(url, args.redis_key_prefix.clone()).await?,
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// What the catalog service is built from, for these settings.
+pub(crate) fn catalog_deps(
+    db: otus_db::Db,
+    cache: &CacheArgs,
+    redis: Option<&db::Redis>,
+) -> otus_catalog::serve::CatalogDeps {
+    otus_catalog::serve::CatalogDeps {
+        db,
+        store: cache_store(cache, redis),
+        ttl: std::time::Duration::from_secs(cache.cache_ttl_secs.max(1)),
+        strategy: if cache.catalog_search_baseline {
+            otus_catalog::search::Strategy::UnindexedBaseline
+        } else {
+            otus_catalog::search::Strategy::Indexed
+        },
+        in_memory_index: cache.catalog_search_index && !cache.catalog_search_baseline,
+    }
+}
+
+/// The search cache store for these settings.
+fn cache_store(cache: &CacheArgs, redis: Option<&db::Redis>) -> otus_catalog::cache::Store {
+    use otus_catalog::cache::Store;
+    if !cache.cache_enabled {
+        return Store::Disabled;
+    }
+    match redis {
+        Some(redis) => Store::Redis(redis.clone()),
+        None => otus_catalog::SearchCache::local_store(
+            std::time::Duration::from_secs(cache.cache_ttl_secs.max(1)),
+            cache.cache_max_entries,
+        ),
+    }
+}
