@@ -38,14 +38,8 @@ pub async fn serve(
     metrics: &Metrics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<BoundServer> {
-    let AuthDeps {
-        db,
-        redis,
-        users,
-        key,
-        settings,
-    } = deps;
-    let (sessions, limiter) = match redis {
+    let db = deps.db;
+    let (sessions, limiter) = match deps.redis {
         Some(redis) => (
             SessionStore::Redis(redis.clone()),
             LoginLimiter::Redis(redis),
@@ -53,8 +47,15 @@ pub async fn serve(
         None => (SessionStore::Sql(db.clone()), LoginLimiter::local()),
     };
     spawn_pruner(sessions.clone(), shutdown.clone());
-    let api = AuthApi::new(db.clone(), sessions, limiter, users, key, settings)
-        .map_err(|e| anyhow::anyhow!("starting the auth service: {e}"))?;
+    let api = AuthApi::new(
+        db.clone(),
+        sessions,
+        limiter,
+        deps.users,
+        deps.key,
+        deps.settings,
+    )
+    .map_err(|e| anyhow::anyhow!("starting the auth service: {e}"))?;
     let readiness = Readiness {
         service: SERVICE_NAME,
         table: "credentials",

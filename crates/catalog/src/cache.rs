@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use fred::prelude::{Expiration, KeysInterface as _};
 use otus_db::Redis;
-use otus_telemetry::trace::redis_span;
+use otus_telemetry::{registered, trace::redis_span};
 use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
 use tracing::Instrument as _;
 
@@ -61,14 +61,19 @@ pub struct SearchCache {
 impl SearchCache {
     /// A cache over `store`; counters go to `registry`.
     pub fn new(store: Store, ttl: Duration, registry: &Registry) -> prometheus::Result<Self> {
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "catalog_search_cache_requests_total",
-                "Search cache lookups by result: hit, miss, error (error = answered from the database).",
-            ),
-            &["result"],
+        let requests = registered(
+            registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "catalog_search_cache_requests_total",
+                    "Search cache lookups by result: hit, miss, error (error = answered from the database).",
+                ),
+                &["result"],
+            )?,
         )?;
-        let durations = HistogramVec::new(
+        let durations = registered(
+            registry,
+            HistogramVec::new(
             HistogramOpts::new(
                 "cache_operation_duration_seconds",
                 "Search cache operations (get, set) by outcome (ok, error); a timeout is an error.",
@@ -78,14 +83,15 @@ impl SearchCache {
                 0.2, 0.5,
             ]),
             &["operation", "outcome"],
+        )?,
         )?;
-        let coalesced = IntCounter::new(
-            "catalog_search_coalesced_total",
-            "Searches answered by a concurrent identical search's database query instead of their own.",
+        let coalesced = registered(
+            registry,
+            IntCounter::new(
+                "catalog_search_coalesced_total",
+                "Searches answered by a concurrent identical search's database query instead of their own.",
+            )?,
         )?;
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(durations.clone()))?;
-        registry.register(Box::new(coalesced.clone()))?;
         Ok(Self {
             store,
             ttl,

@@ -24,7 +24,7 @@ use std::{
 };
 
 use otus_db::Db;
-use otus_telemetry::CancellationToken;
+use otus_telemetry::{CancellationToken, registered};
 use prometheus::{Gauge, IntCounterVec, IntGauge, Opts, Registry};
 use sea_orm::{
     ColumnTrait as _, ConnectionTrait, DbErr, EntityTrait as _, QueryFilter as _, QueryOrder as _,
@@ -56,29 +56,37 @@ struct Metrics {
 
 impl Metrics {
     fn new(registry: &Registry) -> prometheus::Result<Self> {
-        let products = IntGauge::new(
-            "catalog_index_products",
-            "Products in this replica's in-memory search index.",
+        let products = registered(
+            registry,
+            IntGauge::new(
+                "catalog_index_products",
+                "Products in this replica's in-memory search index.",
+            )?,
         )?;
-        let version = IntGauge::new(
-            "catalog_index_version",
-            "The catalog_version (change counter of the products table) the index reflects.",
+        let version = registered(
+            registry,
+            IntGauge::new(
+                "catalog_index_version",
+                "The catalog_version (change counter of the products table) the index reflects.",
+            )?,
         )?;
-        let build_seconds = Gauge::new(
-            "catalog_index_build_seconds",
-            "How long the last successful index build took (load from the database + build).",
+        let build_seconds = registered(
+            registry,
+            Gauge::new(
+                "catalog_index_build_seconds",
+                "How long the last successful index build took (load from the database + build).",
+            )?,
         )?;
-        let builds = IntCounterVec::new(
-            Opts::new(
-                "catalog_index_builds_total",
-                "Index builds by outcome (ok, error: the previous index keeps serving).",
-            ),
-            &["outcome"],
+        let builds = registered(
+            registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "catalog_index_builds_total",
+                    "Index builds by outcome (ok, error: the previous index keeps serving).",
+                ),
+                &["outcome"],
+            )?,
         )?;
-        registry.register(Box::new(products.clone()))?;
-        registry.register(Box::new(version.clone()))?;
-        registry.register(Box::new(build_seconds.clone()))?;
-        registry.register(Box::new(builds.clone()))?;
         Ok(Self {
             products,
             version,

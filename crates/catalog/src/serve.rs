@@ -37,16 +37,10 @@ pub async fn serve(
     metrics: &Metrics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<BoundServer> {
-    let CatalogDeps {
-        db,
-        store,
-        ttl,
-        strategy,
-        in_memory_index,
-    } = deps;
-    let cache =
-        SearchCache::new(store, ttl, metrics.registry()).context("registering catalog metrics")?;
-    let index = if in_memory_index {
+    let db = deps.db;
+    let cache = SearchCache::new(deps.store, deps.ttl, metrics.registry())
+        .context("registering catalog metrics")?;
+    let index = if deps.in_memory_index {
         let live =
             LiveIndex::new(metrics.registry()).context("registering search index metrics")?;
         live.spawn(db.clone(), shutdown.clone());
@@ -62,7 +56,10 @@ pub async fn serve(
     let router = service_router(readiness, &db, metrics, &shutdown)
         .await?
         .add_service(CatalogServiceServer::new(CatalogApi::new(
-            db, cache, strategy, index,
+            db,
+            cache,
+            deps.strategy,
+            index,
         )));
     BoundServer::bind(addr, "catalog", router, shutdown).await
 }

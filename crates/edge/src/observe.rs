@@ -15,7 +15,7 @@ use axum::{
     middleware::Next,
     response::{IntoResponse as _, Response},
 };
-use otus_telemetry::windowed_max::MaxHandle;
+use otus_telemetry::{registered, windowed_max::MaxHandle};
 use prometheus::{HistogramOpts, HistogramVec, IntGauge, IntGaugeVec, Opts, Registry};
 use tracing::Instrument as _;
 
@@ -51,29 +51,35 @@ struct RouteSeries {
 impl HttpMetrics {
     /// Creates the collectors and registers them on `registry`.
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
-        let duration = HistogramVec::new(
-            HistogramOpts::new(
-                "http_server_request_duration_seconds",
-                "Time from request received to response headers sent, by route template.",
-            )
-            .buckets(otus_telemetry::LATENCY_BUCKETS.to_vec()),
-            &["method", "route", "status"],
+        let duration = registered(
+            registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "http_server_request_duration_seconds",
+                    "Time from request received to response headers sent, by route template.",
+                )
+                .buckets(otus_telemetry::LATENCY_BUCKETS.to_vec()),
+                &["method", "route", "status"],
+            )?,
         )?;
-        let in_flight = IntGaugeVec::new(
-            Opts::new(
-                "http_server_active_requests",
-                "Requests being served right now, by route template.",
-            ),
-            &["method", "route"],
+        let in_flight = registered(
+            registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "http_server_active_requests",
+                    "Requests being served right now, by route template.",
+                ),
+                &["method", "route"],
+            )?,
         )?;
-        let max = otus_telemetry::windowed_max::WindowedMax::new(
-            "http_server_request_duration_max_seconds",
-            "Largest request duration of the last 30-60 s, by route template.",
-            &["method", "route"],
+        let max = registered(
+            registry,
+            otus_telemetry::windowed_max::WindowedMax::new(
+                "http_server_request_duration_max_seconds",
+                "Largest request duration of the last 30-60 s, by route template.",
+                &["method", "route"],
+            )?,
         )?;
-        registry.register(Box::new(duration.clone()))?;
-        registry.register(Box::new(in_flight.clone()))?;
-        registry.register(Box::new(max.clone()))?;
         Ok(Self {
             duration,
             in_flight,

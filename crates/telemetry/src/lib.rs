@@ -25,7 +25,7 @@ pub use admin::{admin_router, serve_admin};
 pub use logging::{
     DEFAULT_LOG_FILTER, ENVIRONMENT, EnvVar, LogFormat, TRACE_ONLY, init, init_logging,
 };
-pub use metrics::{LATENCY_BUCKETS, Metrics};
+pub use metrics::{LATENCY_BUCKETS, Metrics, registered};
 pub use shutdown::shutdown_signal;
 pub use tokio_util::sync::CancellationToken;
 

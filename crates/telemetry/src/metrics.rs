@@ -128,6 +128,16 @@ impl Metrics {
     }
 }
 
+/// Registers `collector` on `registry` and hands it back, so a component
+/// makes and registers each of its collectors in one expression.
+pub fn registered<C>(registry: &Registry, collector: C) -> prometheus::Result<C>
+where
+    C: prometheus::core::Collector + Clone + 'static,
+{
+    registry.register(Box::new(collector.clone()))?;
+    Ok(collector)
+}
+
 /// Histogram buckets (seconds) that resolve sub-millisecond answers as well as
 /// multi-second ones: 0.25 ms … 10 s.
 pub const LATENCY_BUCKETS: &[f64] = &[

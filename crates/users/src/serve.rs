@@ -26,14 +26,13 @@ pub async fn serve(
     metrics: &Metrics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<BoundServer> {
-    let UsersDeps { db, key } = deps;
     let readiness = Readiness {
         service: SERVICE_NAME,
         table: "users",
         gate: None,
     };
-    let router = service_router(readiness, &db, metrics, &shutdown)
+    let router = service_router(readiness, &deps.db, metrics, &shutdown)
         .await?
-        .add_service(UsersServiceServer::new(UsersApi::new(db, key)));
+        .add_service(UsersServiceServer::new(UsersApi::new(deps.db, deps.key)));
     BoundServer::bind(addr, "users", router, shutdown).await
 }
