@@ -1,4 +1,6 @@
-//! The auth service's errors and their one mapping to gRPC status.
+//! The auth service's errors and their one mapping to gRPC status. A
+//! variant's `#[error]` text is the message clients get (for the ones that
+//! reach clients).
 
 use std::time::Duration;
 
@@ -32,19 +34,19 @@ pub enum AuthError {
     InvalidCredentials,
     /// Missing, unknown, expired or revoked session. → UNAUTHENTICATED,
     /// `INVALID_SESSION`.
-    #[error("invalid session")]
+    #[error("missing, invalid or expired credentials; log in again")]
     InvalidSession,
     /// A valid session acting on another user's account. → PERMISSION_DENIED,
     /// `NOT_OWNER`.
-    #[error("not the owner")]
+    #[error("you may only act on your own account")]
     NotOwner,
     /// Too many login attempts. → RESOURCE_EXHAUSTED, `TOO_MANY_ATTEMPTS`,
     /// with a RetryInfo detail.
-    #[error("too many login attempts")]
+    #[error("too many login attempts; try again in {} s", retry_after.as_secs())]
     TooManyAttempts { retry_after: Duration },
     /// Every password-hashing slot stayed busy for the whole wait.
     /// → UNAVAILABLE, `AUTH_BUSY`, with a RetryInfo detail.
-    #[error("password hashing at capacity")]
+    #[error("the service is at its capacity for password checks; try again in a second")]
     Busy,
     /// The session store (Redis, or the `sessions` table) or the login
     /// counters failed. Out of reach → UNAVAILABLE, `AUTH_STORE_UNAVAILABLE`;
@@ -66,49 +68,40 @@ pub enum AuthError {
 
 impl From<AuthError> for Status {
     fn from(e: AuthError) -> Self {
-        match e {
+        let (code, reason) = match &e {
             AuthError::InvalidPassword(msg) => {
-                DOMAIN.invalid_argument("INVALID_PASSWORD", msg.clone(), [("password", msg)])
+                return DOMAIN.invalid_argument(
+                    "INVALID_PASSWORD",
+                    msg,
+                    [("password", msg.clone())],
+                );
             }
-            AuthError::InvalidCredentials => DOMAIN.status(
-                Code::Unauthenticated,
-                "INVALID_CREDENTIALS",
-                "invalid username or password",
-            ),
-            AuthError::InvalidSession => DOMAIN.status(
-                Code::Unauthenticated,
-                "INVALID_SESSION",
-                "missing, invalid or expired credentials; log in again",
-            ),
-            AuthError::NotOwner => DOMAIN.status(
-                Code::PermissionDenied,
-                "NOT_OWNER",
-                "you may only act on your own account",
-            ),
-            AuthError::TooManyAttempts { retry_after } => DOMAIN.retry_later(
-                Code::ResourceExhausted,
-                "TOO_MANY_ATTEMPTS",
-                format!(
-                    "too many login attempts; try again in {} s",
-                    retry_after.as_secs()
-                ),
-                retry_after,
-            ),
-            AuthError::Busy => DOMAIN.retry_later(
-                Code::Unavailable,
-                "AUTH_BUSY",
-                "the service is at its capacity for password checks; try again in a second",
-                Duration::from_secs(1),
-            ),
-            AuthError::Store(StoreError::Db(cause)) if DbFault::of(&cause) == DbFault::Other => {
-                DOMAIN.internal(&cause)
+            AuthError::InvalidCredentials => (Code::Unauthenticated, "INVALID_CREDENTIALS"),
+            AuthError::InvalidSession => (Code::Unauthenticated, "INVALID_SESSION"),
+            AuthError::NotOwner => (Code::PermissionDenied, "NOT_OWNER"),
+            AuthError::TooManyAttempts { retry_after } => {
+                let code = Code::ResourceExhausted;
+                return DOMAIN.retry_later(code, "TOO_MANY_ATTEMPTS", e.to_string(), *retry_after);
+            }
+            AuthError::Busy => {
+                let retry_after = Duration::from_secs(1);
+                return DOMAIN.retry_later(
+                    Code::Unavailable,
+                    "AUTH_BUSY",
+                    e.to_string(),
+                    retry_after,
+                );
+            }
+            AuthError::Store(StoreError::Db(cause)) if DbFault::of(cause) == DbFault::Other => {
+                return DOMAIN.internal(cause);
             }
             AuthError::Store(cause) => {
-                DOMAIN.unavailable("AUTH_STORE_UNAVAILABLE", "session store", &cause)
+                return DOMAIN.unavailable("AUTH_STORE_UNAVAILABLE", "session store", cause);
             }
-            AuthError::Db(cause) => DOMAIN.database("auth database", &cause),
-            AuthError::Internal(cause) => DOMAIN.internal(&cause),
-            AuthError::Users(s) => s,
-        }
+            AuthError::Db(cause) => return DOMAIN.database("auth database", cause),
+            AuthError::Internal(cause) => return DOMAIN.internal(cause),
+            AuthError::Users(s) => return s.clone(),
+        };
+        DOMAIN.status(code, reason, e.to_string())
     }
 }

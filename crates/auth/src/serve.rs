@@ -1,13 +1,13 @@
 //! The auth service's wiring: what it is built from, its server, and its
 //! background work (pruning expired SQL sessions).
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
 use otus_db::{Db, Redis};
-use otus_grpc::{BoundServer, Readiness, service_router};
+use otus_grpc::{BoundServer, Host, Readiness, service_router};
 use otus_identity::IdentityKey;
 use otus_proto::auth::v1::auth_service_server::AuthServiceServer;
-use otus_telemetry::{CancellationToken, MeteredChannel, Metrics};
+use otus_telemetry::{CancellationToken, MeteredChannel};
 
 use crate::{AuthApi, AuthSettings, LoginLimiter, SERVICE_NAME, SessionStore};
 
@@ -29,15 +29,10 @@ pub struct AuthDeps {
     pub settings: AuthSettings,
 }
 
-/// Binds `addr` and wires the auth service: ready while its `credentials`
-/// table answers; expired SQL sessions are pruned every
-/// [`SESSION_PRUNE_INTERVAL`] until `shutdown`.
-pub async fn serve(
-    addr: SocketAddr,
-    deps: AuthDeps,
-    metrics: &Metrics,
-    shutdown: CancellationToken,
-) -> anyhow::Result<BoundServer> {
+/// Binds the host's address and wires the auth service: ready while its
+/// `credentials` table answers; expired SQL sessions are pruned every
+/// [`SESSION_PRUNE_INTERVAL`] until the host's shutdown.
+pub async fn serve(deps: AuthDeps, host: &Host) -> anyhow::Result<BoundServer> {
     let db = deps.db;
     let (sessions, limiter) = match deps.redis {
         Some(redis) => (
@@ -46,7 +41,7 @@ pub async fn serve(
         ),
         None => (SessionStore::Sql(db.clone()), LoginLimiter::local()),
     };
-    spawn_pruner(sessions.clone(), shutdown.clone());
+    spawn_pruner(sessions.clone(), host.shutdown.clone());
     let api = AuthApi::new(
         db.clone(),
         sessions,
@@ -61,10 +56,10 @@ pub async fn serve(
         table: "credentials",
         gate: None,
     };
-    let router = service_router(readiness, &db, metrics, &shutdown)
+    let router = service_router(readiness, &db, host)
         .await?
         .add_service(AuthServiceServer::new(api));
-    BoundServer::bind(addr, "auth", router, shutdown).await
+    BoundServer::bind(host, "auth", router).await
 }
 
 /// Deletes expired sessions every [`SESSION_PRUNE_INTERVAL`] (a no-op with

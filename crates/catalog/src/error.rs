@@ -1,4 +1,5 @@
-//! The catalog service's errors and their one mapping to gRPC status.
+//! The catalog service's errors and their one mapping to gRPC status. A
+//! variant's `#[error]` text is the message clients get.
 
 use otus_grpc::ErrorDomain;
 use sea_orm::DbErr;
@@ -32,17 +33,12 @@ pub enum CatalogError {
 
 impl From<CatalogError> for Status {
     fn from(e: CatalogError) -> Self {
-        match e {
-            CatalogError::BadRequest { reason, message } => {
-                DOMAIN.status(Code::InvalidArgument, reason, message)
-            }
-            CatalogError::NotFound(id) => DOMAIN.status(
-                Code::NotFound,
-                "PRODUCT_NOT_FOUND",
-                format!("product {id} not found"),
-            ),
-            CatalogError::Db(cause) => DOMAIN.database("catalog database", &cause),
-            CatalogError::Internal(cause) => DOMAIN.internal(&cause),
-        }
+        let (code, reason) = match &e {
+            CatalogError::BadRequest { reason, .. } => (Code::InvalidArgument, *reason),
+            CatalogError::NotFound(_) => (Code::NotFound, "PRODUCT_NOT_FOUND"),
+            CatalogError::Db(cause) => return DOMAIN.database("catalog database", cause),
+            CatalogError::Internal(cause) => return DOMAIN.internal(cause),
+        };
+        DOMAIN.status(code, reason, e.to_string())
     }
 }

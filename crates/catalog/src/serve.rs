@@ -2,13 +2,12 @@
 //! background work (keeping the in-memory search index in step with the
 //! database).
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use otus_db::Db;
-use otus_grpc::{BoundServer, Readiness, service_router};
+use otus_grpc::{BoundServer, Host, Readiness, service_router};
 use otus_proto::catalog::v1::catalog_service_server::CatalogServiceServer;
-use otus_telemetry::{CancellationToken, Metrics};
 
 use crate::{
     CatalogApi, SERVICE_NAME, SearchCache, cache::Store, live::LiveIndex, search::Strategy,
@@ -29,21 +28,18 @@ pub struct CatalogDeps {
     pub in_memory_index: bool,
 }
 
-/// Binds `addr` and wires the catalog service: ready while its `products`
-/// table answers and, with the in-memory index, once the index is built.
-pub async fn serve(
-    addr: SocketAddr,
-    deps: CatalogDeps,
-    metrics: &Metrics,
-    shutdown: CancellationToken,
-) -> anyhow::Result<BoundServer> {
+/// Binds the host's address and wires the catalog service: ready while its
+/// `products` table answers and, with the in-memory index, once the index
+/// is built.
+pub async fn serve(deps: CatalogDeps, host: &Host) -> anyhow::Result<BoundServer> {
+    let metrics = &host.metrics;
     let db = deps.db;
     let cache = SearchCache::new(deps.store, deps.ttl, metrics.registry())
         .context("registering catalog metrics")?;
     let index = if deps.in_memory_index {
         let live =
             LiveIndex::new(metrics.registry()).context("registering search index metrics")?;
-        live.spawn(db.clone(), shutdown.clone());
+        live.spawn(db.clone(), host.shutdown.clone());
         Some(live)
     } else {
         None
@@ -53,13 +49,14 @@ pub async fn serve(
         table: "products",
         gate: index.as_ref().map(LiveIndex::ready),
     };
-    let router = service_router(readiness, &db, metrics, &shutdown)
-        .await?
-        .add_service(CatalogServiceServer::new(CatalogApi::new(
-            db,
-            cache,
-            deps.strategy,
-            index,
-        )));
-    BoundServer::bind(addr, "catalog", router, shutdown).await
+    let router =
+        service_router(readiness, &db, host)
+            .await?
+            .add_service(CatalogServiceServer::new(CatalogApi::new(
+                db,
+                cache,
+                deps.strategy,
+                index,
+            )));
+    BoundServer::bind(host, "catalog", router).await
 }

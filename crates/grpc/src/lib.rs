@@ -9,7 +9,8 @@
 //!   answered with an opaque INTERNAL).
 //! - [`server`]: the standard server: [`server::service_router`] (health
 //!   following the service's [`server::Readiness`], reflection, metrics,
-//!   keep-alive), then [`BoundServer::bind`] and [`BoundServer::run`].
+//!   keep-alive), then [`BoundServer::bind`] and [`BoundServer::run`], on a
+//!   [`Host`] (address, the process's metrics and shutdown token).
 //! - [`listener`]: binding a gRPC port; a deadline for a new connection's
 //!   first bytes.
 //!
@@ -26,4 +27,4 @@ pub use error::{DbFault, ErrorDomain};
 /// Deadline of a call from one process of the system to another (the edge
 /// to every service, auth to users) unless `GRPC_DEADLINE_MS` says otherwise.
 pub const DEFAULT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
-pub use server::{BoundServer, Readiness, service_router};
+pub use server::{BoundServer, Host, Readiness, service_router};

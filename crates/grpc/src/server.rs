@@ -146,15 +146,28 @@ async fn watch_readiness(
     });
 }
 
+/// Where a service's server runs: the address to bind (port 0 picks one),
+/// and the process it is part of (its metrics registry, and the shutdown
+/// token every server of the process watches).
+#[derive(Clone)]
+pub struct Host {
+    /// The gRPC address to bind.
+    pub addr: SocketAddr,
+    /// The process's registry; every call is metered on it.
+    pub metrics: Metrics,
+    /// Fires when the process drains.
+    pub shutdown: CancellationToken,
+}
+
 /// The router every gRPC server starts from: metrics on every call,
 /// keep-alive, health (following `readiness`) and reflection. The caller
 /// adds its own service.
 pub async fn service_router(
     readiness: Readiness,
     db: &Db,
-    metrics: &Metrics,
-    shutdown: &CancellationToken,
+    host: &Host,
 ) -> anyhow::Result<ServiceRouter> {
+    let (metrics, shutdown) = (&host.metrics, &host.shutdown);
     let (reporter, health) = tonic_health::server::health_reporter();
     watch_readiness(reporter, readiness, db.clone(), shutdown.clone()).await;
     let (reflection_v1, reflection_v1alpha) = reflection_services()?;
@@ -176,16 +189,16 @@ pub struct BoundServer {
 }
 
 impl BoundServer {
-    /// Binds `addr` (port 0 picks one) for the `name` service; serving
-    /// starts with [`Self::run`] and stops when `shutdown` fires (in-flight
-    /// calls finish first).
+    /// Binds the host's address for the `name` service; serving starts with
+    /// [`Self::run`] and stops when the host's shutdown token fires
+    /// (in-flight calls finish first).
     pub async fn bind(
-        addr: SocketAddr,
+        host: &Host,
         name: &'static str,
         router: ServiceRouter,
-        shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
-        let (addr, incoming) = bind(addr, name).await?;
+        let (addr, incoming) = bind(host.addr, name).await?;
+        let shutdown = host.shutdown.clone();
         let serve = async move {
             router
                 .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())

@@ -39,26 +39,26 @@ impl AllInOne {
         let key = args.identity.key_or_random()?;
         let redis = redis(&args.redis).await?;
         let deadline = std::time::Duration::from_millis(args.edge.grpc_deadline_ms);
+        let host = |addr| otus_grpc::Host {
+            addr,
+            metrics: metrics.clone(),
+            shutdown: shutdown.clone(),
+        };
         let catalog = otus_catalog::serve(
-            args.catalog_grpc_addr,
             catalog_deps(conn.clone(), &args.cache, redis.as_ref()),
-            &metrics,
-            shutdown.clone(),
+            &host(args.catalog_grpc_addr),
         )
         .await?;
         let users = otus_users::serve(
-            args.users_grpc_addr,
             otus_users::serve::UsersDeps {
                 db: conn.clone(),
                 key: key.clone(),
             },
-            &metrics,
-            shutdown.clone(),
+            &host(args.users_grpc_addr),
         )
         .await?;
         let users_url = format!("http://{}", loopback(users.addr()));
         let auth = otus_auth::serve(
-            args.auth_grpc_addr,
             otus_auth::serve::AuthDeps {
                 db: conn,
                 redis,
@@ -66,8 +66,7 @@ impl AllInOne {
                 key,
                 settings: args.auth.settings(deadline),
             },
-            &metrics,
-            shutdown.clone(),
+            &host(args.auth_grpc_addr),
         )
         .await?;
         let auth_url = format!("http://{}", loopback(auth.addr()));

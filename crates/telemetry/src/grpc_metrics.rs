@@ -116,30 +116,30 @@ where
     fn call(&mut self, mut req: http::Request<ReqB>) -> Self::Future {
         let (service, method) = split(req.uri().path());
         let name = format!("{service}/{method}");
-        let span = match self.side {
-            Side::Server => {
-                let span = tracing::info_span!(
-                    "grpc.server",
+        // `tracing` takes a span's name and fields as literals: one macro
+        // for the attributes both sides share (OpenTelemetry's RPC ones).
+        macro_rules! call_span {
+            ($(target: $target:expr,)? $name:literal, $kind:literal $(, $field:ident = $value:expr)*) => {
+                tracing::info_span!(
+                    $(target: $target,)?
+                    $name,
                     otel.name = %name,
-                    otel.kind = "server",
+                    otel.kind = $kind,
                     rpc.system = "grpc",
                     rpc.service = %service,
                     rpc.method = %method,
-                    trace_id = tracing::field::Empty,
-                );
+                    $($field = $value,)*
+                )
+            };
+        }
+        let span = match self.side {
+            Side::Server => {
+                let span = call_span!("grpc.server", "server", trace_id = tracing::field::Empty);
                 crate::trace::extract(&span, req.headers());
                 span
             }
             Side::Client => {
-                let span = tracing::info_span!(
-                    target: crate::TRACE_ONLY,
-                    "grpc.client",
-                    otel.name = %name,
-                    otel.kind = "client",
-                    rpc.system = "grpc",
-                    rpc.service = %service,
-                    rpc.method = %method,
-                );
+                let span = call_span!(target: crate::TRACE_ONLY, "grpc.client", "client");
                 crate::trace::inject(&span, req.headers_mut());
                 span
             }

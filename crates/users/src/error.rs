@@ -1,4 +1,5 @@
-//! The users service's errors and their one mapping to gRPC status.
+//! The users service's errors and their one mapping to gRPC status. A
+//! variant's `#[error]` text is the message clients get.
 
 use otus_grpc::{DbFault, ErrorDomain};
 use sea_orm::DbErr;
@@ -28,7 +29,7 @@ pub enum UsersError {
     Unauthenticated(String),
     /// A valid identity acting on someone else's profile, or a caller that
     /// may not use this method. → PERMISSION_DENIED, `NOT_OWNER`.
-    #[error("permission denied")]
+    #[error("you may only access your own profile")]
     NotOwner,
     /// No user with that id. → NOT_FOUND, `USER_NOT_FOUND`.
     #[error("user {0} not found")]
@@ -60,47 +61,33 @@ impl UsersError {
 
 impl From<UsersError> for Status {
     fn from(e: UsersError) -> Self {
-        match e {
-            UsersError::Invalid(violations) => {
-                let reason = violations.first().map_or("INVALID_ARGUMENT", |v| v.reason);
-                let message = violations
-                    .iter()
-                    .map(|v| v.description.as_str())
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                DOMAIN.invalid_argument(
-                    reason,
-                    message,
-                    violations.iter().map(|v| (v.field, v.description.clone())),
-                )
+        let (code, reason) = match &e {
+            UsersError::Invalid(violations) => return invalid(violations),
+            UsersError::Db(cause) => return DOMAIN.database("user database", cause),
+            UsersError::BadRequest { reason, .. } => (Code::InvalidArgument, *reason),
+            UsersError::Unauthenticated(_) => (Code::Unauthenticated, "UNAUTHENTICATED"),
+            UsersError::NotOwner => (Code::PermissionDenied, "NOT_OWNER"),
+            UsersError::NotFound(_) | UsersError::UsernameNotFound => {
+                (Code::NotFound, "USER_NOT_FOUND")
             }
-            UsersError::BadRequest { reason, message } => {
-                DOMAIN.status(Code::InvalidArgument, reason, message)
-            }
-            UsersError::Unauthenticated(msg) => {
-                DOMAIN.status(Code::Unauthenticated, "UNAUTHENTICATED", msg)
-            }
-            UsersError::NotOwner => DOMAIN.status(
-                Code::PermissionDenied,
-                "NOT_OWNER",
-                "you may only access your own profile",
-            ),
-            UsersError::NotFound(id) => DOMAIN.status(
-                Code::NotFound,
-                "USER_NOT_FOUND",
-                format!("user {id} not found"),
-            ),
-            UsersError::UsernameNotFound => DOMAIN.status(
-                Code::NotFound,
-                "USER_NOT_FOUND",
-                "no user with that username",
-            ),
-            UsersError::UsernameTaken => DOMAIN.status(
-                Code::AlreadyExists,
-                "USERNAME_TAKEN",
-                "username is already taken",
-            ),
-            UsersError::Db(cause) => DOMAIN.database("user database", &cause),
-        }
+            UsersError::UsernameTaken => (Code::AlreadyExists, "USERNAME_TAKEN"),
+        };
+        DOMAIN.status(code, reason, e.to_string())
     }
+}
+
+/// INVALID_ARGUMENT with the first violation's reason, every violation's
+/// description as the message, and a `BadRequest` detail listing them all.
+fn invalid(violations: &[Violation]) -> Status {
+    let reason = violations.first().map_or("INVALID_ARGUMENT", |v| v.reason);
+    let message = violations
+        .iter()
+        .map(|v| v.description.as_str())
+        .collect::<Vec<_>>()
+        .join("; ");
+    DOMAIN.invalid_argument(
+        reason,
+        message,
+        violations.iter().map(|v| (v.field, v.description.clone())),
+    )
 }

@@ -1,12 +1,9 @@
 //! The users service's wiring: what it is built from, and its server.
 
-use std::net::SocketAddr;
-
 use otus_db::Db;
-use otus_grpc::{BoundServer, Readiness, service_router};
+use otus_grpc::{BoundServer, Host, Readiness, service_router};
 use otus_identity::IdentityKey;
 use otus_proto::users::v1::users_service_server::UsersServiceServer;
-use otus_telemetry::{CancellationToken, Metrics};
 
 use crate::{SERVICE_NAME, UsersApi};
 
@@ -19,20 +16,16 @@ pub struct UsersDeps {
     pub key: IdentityKey,
 }
 
-/// Binds `addr` and wires the users service: ready while its table answers.
-pub async fn serve(
-    addr: SocketAddr,
-    deps: UsersDeps,
-    metrics: &Metrics,
-    shutdown: CancellationToken,
-) -> anyhow::Result<BoundServer> {
+/// Binds the host's address and wires the users service: ready while its
+/// table answers.
+pub async fn serve(deps: UsersDeps, host: &Host) -> anyhow::Result<BoundServer> {
     let readiness = Readiness {
         service: SERVICE_NAME,
         table: "users",
         gate: None,
     };
-    let router = service_router(readiness, &deps.db, metrics, &shutdown)
+    let router = service_router(readiness, &deps.db, host)
         .await?
         .add_service(UsersServiceServer::new(UsersApi::new(deps.db, deps.key)));
-    BoundServer::bind(addr, "users", router, shutdown).await
+    BoundServer::bind(host, "users", router).await
 }

@@ -174,13 +174,15 @@ async fn a_service_is_not_ready_until_its_schema_exists() {
         .expect("connect");
     let shutdown = otus_telemetry::CancellationToken::new();
     let server = otus_users::serve(
-        "127.0.0.1:0".parse().expect("addr"),
         otus_users::serve::UsersDeps {
             db: otus_db::Db::always_up(db.clone()),
             key: IdentityKey::new(&[1u8; 32]).expect("key"),
         },
-        &otus_telemetry::Metrics::new(),
-        shutdown.clone(),
+        &otus_grpc::Host {
+            addr: "127.0.0.1:0".parse().expect("addr"),
+            metrics: otus_telemetry::Metrics::new(),
+            shutdown: shutdown.clone(),
+        },
     )
     .await
     .expect("serve");
@@ -241,13 +243,15 @@ async fn calls_reach_every_instance_behind_one_name(app: TestApp) {
     .expect("database");
     let shutdown = otus_telemetry::CancellationToken::new();
     let server_b = otus_users::serve(
-        "127.0.0.1:0".parse().expect("addr"),
         otus_users::serve::UsersDeps {
             db,
             key: app.key.clone(),
         },
-        &metrics_b,
-        shutdown.clone(),
+        &otus_grpc::Host {
+            addr: "127.0.0.1:0".parse().expect("addr"),
+            metrics: metrics_b.clone(),
+            shutdown: shutdown.clone(),
+        },
     )
     .await
     .expect("second users service");
