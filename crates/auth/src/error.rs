@@ -100,6 +100,8 @@ impl From<AuthError> for Status {
             }
             AuthError::Db(cause) => return DOMAIN.database("auth database", cause),
             AuthError::Internal(cause) => return DOMAIN.internal(cause),
+            // The users service's own answer (with its ErrorInfo) goes on as
+            // it is (a clone on the error path only).
             AuthError::Users(s) => return s.clone(),
         };
         DOMAIN.status(code, reason, e.to_string())

@@ -159,6 +159,17 @@ pub struct Host {
     pub shutdown: CancellationToken,
 }
 
+impl Host {
+    /// A server at `addr` in the process with these metrics and shutdown.
+    pub fn new(addr: SocketAddr, metrics: Metrics, shutdown: CancellationToken) -> Self {
+        Self {
+            addr,
+            metrics,
+            shutdown,
+        }
+    }
+}
+
 /// The router every gRPC server starts from: metrics on every call,
 /// keep-alive, health (following `readiness`) and reflection. The caller
 /// adds its own service.

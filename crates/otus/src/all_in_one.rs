@@ -39,11 +39,7 @@ impl AllInOne {
         let key = args.identity.key_or_random()?;
         let redis = redis(&args.redis).await?;
         let deadline = std::time::Duration::from_millis(args.edge.grpc_deadline_ms);
-        let host = |addr| otus_grpc::Host {
-            addr,
-            metrics: metrics.clone(),
-            shutdown: shutdown.clone(),
-        };
+        let host = |addr| otus_grpc::Host::new(addr, metrics.clone(), shutdown.clone());
         let catalog = otus_catalog::serve(
             catalog_deps(conn.clone(), &args.cache, redis.as_ref()),
             &host(args.catalog_grpc_addr),

@@ -56,7 +56,7 @@ pub(crate) fn catalog_deps(
     otus_catalog::serve::CatalogDeps {
         db,
         store: cache_store(cache, redis),
-        ttl: std::time::Duration::from_secs(cache.cache_ttl_secs.max(1)),
+        ttl: cache_ttl(cache),
         strategy: if cache.catalog_search_baseline {
             otus_catalog::search::Strategy::UnindexedBaseline
         } else {
@@ -74,9 +74,11 @@ fn cache_store(cache: &CacheArgs, redis: Option<&db::Redis>) -> otus_catalog::ca
     }
     match redis {
         Some(redis) => Store::Redis(redis.clone()),
-        None => otus_catalog::SearchCache::local_store(
-            std::time::Duration::from_secs(cache.cache_ttl_secs.max(1)),
-            cache.cache_max_entries,
-        ),
+        None => otus_catalog::SearchCache::local_store(cache_ttl(cache), cache.cache_max_entries),
     }
+}
+
+/// How long a cached answer is served (at least a second).
+fn cache_ttl(cache: &CacheArgs) -> std::time::Duration {
+    std::time::Duration::from_secs(cache.cache_ttl_secs.max(1))
 }

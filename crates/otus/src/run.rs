@@ -8,19 +8,6 @@ use crate::{
     process::{grpc, http, run_process},
 };
 
-/// Where a one-service process's gRPC server runs.
-fn host(
-    addr: std::net::SocketAddr,
-    metrics: otus_telemetry::Metrics,
-    shutdown: otus_telemetry::CancellationToken,
-) -> otus_grpc::Host {
-    otus_grpc::Host {
-        addr,
-        metrics,
-        shutdown,
-    }
-}
-
 /// `otus edge`.
 pub async fn run_edge(args: EdgeArgs) -> anyhow::Result<()> {
     run_process(args.admin_addr, async |metrics, shutdown| {
@@ -52,7 +39,11 @@ pub async fn run_users(args: UsersArgs) -> anyhow::Result<()> {
             migrate(db.connection()).await?;
         }
         let deps = otus_users::serve::UsersDeps { db, key };
-        let users = otus_users::serve(deps, &host(args.grpc_addr, metrics, shutdown)).await?;
+        let users = otus_users::serve(
+            deps,
+            &otus_grpc::Host::new(args.grpc_addr, metrics, shutdown),
+        )
+        .await?;
         tracing::info!(grpc = %users.addr(), "users service listening");
         Ok(vec![grpc("users", users)])
     })
@@ -72,7 +63,11 @@ pub async fn run_auth(args: AuthArgs) -> anyhow::Result<()> {
                 .auth
                 .settings(std::time::Duration::from_millis(args.grpc_deadline_ms)),
         };
-        let auth = otus_auth::serve(deps, &host(args.grpc_addr, metrics, shutdown)).await?;
+        let auth = otus_auth::serve(
+            deps,
+            &otus_grpc::Host::new(args.grpc_addr, metrics, shutdown),
+        )
+        .await?;
         tracing::info!(grpc = %auth.addr(), users = %args.users_grpc_url, "auth service listening");
         Ok(vec![grpc("auth", auth)])
     })
@@ -85,7 +80,7 @@ pub async fn run_catalog(args: CatalogArgs) -> anyhow::Result<()> {
         let db = connect_metered(&args.db, &metrics).await?;
         let redis = redis(&args.redis).await?;
         let deps = catalog_deps(db, &args.cache, redis.as_ref());
-        let catalog = otus_catalog::serve(deps, &host(args.grpc_addr, metrics, shutdown)).await?;
+        let catalog = otus_catalog::serve(deps, &otus_grpc::Host::new(args.grpc_addr, metrics, shutdown)).await?;
         tracing::info!(grpc = %catalog.addr(), cache = args.cache.cache_enabled, "catalog service listening");
         Ok(vec![grpc("catalog", catalog)])
     })

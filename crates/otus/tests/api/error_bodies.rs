@@ -135,41 +135,32 @@ async fn every_reason_has_one_stable_body(app: TestApp) {
     );
 
     // Profile and password rules (the users and auth services decide).
-    case!(
-        "empty username",
-        app.post_json("/user", None, &with("username", json!("")))
-            .await
-    );
-    case!(
-        "username over 256 characters",
-        app.post_json("/user", None, &with("username", json!("u".repeat(257))))
-            .await
-    );
-    case!(
-        "first name with a control character",
-        app.post_json("/user", None, &with("firstName", json!("Ada\u{7}")))
-            .await
-    );
-    case!(
-        "last name over 256 characters",
-        app.post_json("/user", None, &with("lastName", json!("L".repeat(257))))
-            .await
-    );
-    case!(
-        "bad email",
-        app.post_json("/user", None, &with("email", json!("ada-at-example")))
-            .await
-    );
-    case!(
-        "bad phone",
-        app.post_json("/user", None, &with("phone", json!("call me")))
-            .await
-    );
-    case!(
-        "short password",
-        app.post_json("/user", None, &with("password", json!("short")))
-            .await
-    );
+    for (name, field, value) in [
+        ("empty username", "username", json!("")),
+        (
+            "username over 256 characters",
+            "username",
+            json!("u".repeat(257)),
+        ),
+        (
+            "first name with a control character",
+            "firstName",
+            json!("Ada\u{7}"),
+        ),
+        (
+            "last name over 256 characters",
+            "lastName",
+            json!("L".repeat(257)),
+        ),
+        ("bad email", "email", json!("ada-at-example")),
+        ("bad phone", "phone", json!("call me")),
+        ("short password", "password", json!("short")),
+    ] {
+        case!(
+            name,
+            app.post_json("/user", None, &with(field, value)).await
+        );
+    }
     let ada = app.register(json!({"username": "ada"})).await;
     case!(
         "username taken (another spelling)",

@@ -178,11 +178,11 @@ async fn a_service_is_not_ready_until_its_schema_exists() {
             db: otus_db::Db::always_up(db.clone()),
             key: IdentityKey::new(&[1u8; 32]).expect("key"),
         },
-        &otus_grpc::Host {
-            addr: "127.0.0.1:0".parse().expect("addr"),
-            metrics: otus_telemetry::Metrics::new(),
-            shutdown: shutdown.clone(),
-        },
+        &otus_grpc::Host::new(
+            "127.0.0.1:0".parse().expect("addr"),
+            otus_telemetry::Metrics::new(),
+            shutdown.clone(),
+        ),
     )
     .await
     .expect("serve");
@@ -247,11 +247,11 @@ async fn calls_reach_every_instance_behind_one_name(app: TestApp) {
             db,
             key: app.key.clone(),
         },
-        &otus_grpc::Host {
-            addr: "127.0.0.1:0".parse().expect("addr"),
-            metrics: metrics_b.clone(),
-            shutdown: shutdown.clone(),
-        },
+        &otus_grpc::Host::new(
+            "127.0.0.1:0".parse().expect("addr"),
+            metrics_b.clone(),
+            shutdown.clone(),
+        ),
     )
     .await
     .expect("second users service");
