@@ -1,5 +1,7 @@
 //! The `otus.catalog.v1.CatalogService` implementation.
 
+use std::sync::Arc;
+
 use otus_db::Db;
 use otus_proto::catalog::v1::{
     GetProductRequest, Product, SearchProductsRequest, SearchProductsResponse, TotalRelation,
@@ -14,7 +16,7 @@ use crate::{
     coalesce::{Coalescer, Source},
     entity,
     error::CatalogError,
-    live::LiveIndex,
+    live::{LiveIndex, Loaded},
     search::{Search, Strategy, Total},
 };
 
@@ -48,11 +50,15 @@ impl CatalogApi {
         }
     }
 
-    /// The page and bounded total: the page's ids from the in-memory index
-    /// and their rows by primary key, or everything from the database while
-    /// no index is loaded.
-    async fn find(&self, search: &Search) -> Result<(Vec<entity::Model>, Total), CatalogError> {
-        let Some(loaded) = self.index.as_ref().and_then(LiveIndex::current) else {
+    /// The page and bounded total: the page's ids from `loaded` (the
+    /// in-memory index this search started with) and their rows by primary
+    /// key, or everything from the database while no index is loaded.
+    async fn find(
+        &self,
+        search: &Search,
+        loaded: Option<Arc<Loaded>>,
+    ) -> Result<(Vec<entity::Model>, Total), CatalogError> {
+        let Some(loaded) = loaded else {
             return Ok(search.run(&self.db, self.strategy).await?);
         };
         let s = search.clone();
@@ -74,8 +80,12 @@ impl CatalogApi {
     }
 
     /// One search's answer.
-    async fn compute(&self, search: &Search) -> Result<SearchProductsResponse, CatalogError> {
-        let (rows, total) = self.find(search).await?;
+    async fn compute(
+        &self,
+        search: &Search,
+        loaded: Option<Arc<Loaded>>,
+    ) -> Result<SearchProductsResponse, CatalogError> {
+        let (rows, total) = self.find(search, loaded).await?;
         let (total, relation) = match total {
             Total::Exact(n) => (n, TotalRelation::Eq),
             Total::AtLeast(n) => (n, TotalRelation::Gte),
@@ -87,6 +97,20 @@ impl CatalogApi {
             offset: search.offset,
             total_relation: relation.into(),
         })
+    }
+}
+
+/// The cache key of an answer: the search, and what computed it. An answer
+/// of the in-memory index is keyed by the `catalog_version` that index
+/// reflects, so once a replica's index catches up with a change, its searches
+/// look up new keys and never get an answer an older index computed (such as
+/// the empty answers of a search made while products were being loaded).
+/// Answers of the database (no index loaded, or the index turned off) are
+/// current when computed and live for the TTL, the documented window.
+fn answer_key(search: &Search, loaded: Option<&Loaded>) -> String {
+    match loaded {
+        Some(l) => format!("{}|index={}", search.cache_key(), l.version),
+        None => format!("{}|db", search.cache_key()),
     }
 }
 
@@ -120,7 +144,10 @@ impl CatalogService for CatalogApi {
         request: Request<SearchProductsRequest>,
     ) -> Result<Response<SearchProductsResponse>, Status> {
         let search = Search::new(request.get_ref())?;
-        let key = search.cache_key();
+        // One index for the whole search: the key names the version that
+        // computes the answer it holds.
+        let loaded = self.index.as_ref().and_then(LiveIndex::current);
+        let key = answer_key(&search, loaded.as_deref());
         let caching = self.cache.enabled();
         if caching && let Lookup::Hit(bytes) = self.cache.get(&key).await {
             match SearchProductsResponse::decode(bytes.as_slice()) {
@@ -134,7 +161,10 @@ impl CatalogService for CatalogApi {
         let (answer, source) = self
             .inflight
             .run(&key, || async {
-                let resp = self.compute(&search).await.map_err(Status::from)?;
+                let resp = self
+                    .compute(&search, loaded.clone())
+                    .await
+                    .map_err(Status::from)?;
                 if caching {
                     // Stored in the background: a slow cache never delays
                     // the answer.

@@ -441,6 +441,83 @@ async fn a_repeated_search_is_a_cache_hit_with_the_same_bytes(app: TestApp) {
     }
 }
 
+on_both_backends!(a_search_made_while_products_load_is_not_served_stale_once_the_index_caught_up);
+
+/// The README's Products block pasted in one go: products are seeded into a
+/// running system and searched at once, before the index has caught up, so
+/// the first answers are computed by an index older than the data (empty at
+/// first) and cached. Once the index reflects the data, no such answer may be
+/// served: every search answers what the database holds, HIT or MISS. Three
+/// rounds, each replacing the catalog with other products.
+async fn a_search_made_while_products_load_is_not_served_stale_once_the_index_caught_up(
+    app: TestApp,
+) {
+    const QUERY: &str = "/products?q=космос&limit=5";
+    let total_of = |page: &Value| page["total"].as_u64().expect("total");
+    let db = sea_orm::Database::connect(&app.database_url)
+        .await
+        .expect("connect");
+    for (round, generator_seed) in [7u64, 8, 9].into_iter().enumerate() {
+        // An answer of the index as it is now, before the load, in the cache.
+        app.catalog_index_current().await;
+        let before = total_of(&app.get(QUERY, None).await.json().await.expect("json"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while app.get(QUERY, None).await.headers()["x-cache"] != "HIT" {
+            assert!(Instant::now() < deadline, "the answer was never cached");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Load, searching all the while (as a user would, at once).
+        let load = seed::load(
+            &db,
+            COUNT / 3,
+            generator_seed,
+            seed::Shape::Catalog,
+            seed::Mode::Replace,
+            200,
+            |_, _| {},
+        );
+        let searching = async {
+            let mut seen = 0;
+            loop {
+                let _ = app.get(QUERY, None).await;
+                seen += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                if seen > 10_000 {
+                    break;
+                }
+            }
+        };
+        tokio::select! {
+            report = load => assert_eq!(report.expect("seed").inserted, COUNT / 3),
+            () = searching => panic!("round {round}: the load outlasted 10 000 searches"),
+        }
+        let want = reference(&app, &["космос"], None, None, None).await.len() as u64;
+        assert_ne!(
+            want, before,
+            "round {round}: the data must change the answer"
+        );
+        app.catalog_index_current().await;
+        // Now every answer is the data's, cached or not.
+        let mut hits = 0;
+        for attempt in 0..20 {
+            let answer = app.get(QUERY, None).await;
+            let cache = answer.headers()["x-cache"]
+                .to_str()
+                .expect("ascii")
+                .to_owned();
+            let page: Value = answer.json().await.expect("json");
+            assert_eq!(
+                total_of(&page),
+                want,
+                "round {round}, search {attempt} after the index caught up: {cache} answer of an older index: {page}"
+            );
+            hits += usize::from(cache == "HIT");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(hits > 0, "round {round}: the fresh answer is cached too");
+    }
+}
+
 #[tokio::test]
 async fn with_the_cache_off_nothing_is_cached_and_answers_are_identical() {
     let on = TestApp::spawn(Backend::Sqlite).await.expect("sqlite");
