@@ -44,7 +44,20 @@ pub struct Readiness {
     pub gate: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
-fn reflection_services() -> anyhow::Result<(
+/// The standard services every server has besides its own: what its
+/// reflection lists next to the service's name.
+const STANDARD_SERVICES: [&str; 3] = [
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
+
+/// Reflection for a server of `service`: it lists that service and the
+/// standard ones only (the descriptor set holds every otus API, and a list
+/// of all of them would offer calls this server answers `unimplemented`).
+fn reflection_services(
+    service: &'static str,
+) -> anyhow::Result<(
     tonic_reflection::server::v1::ServerReflectionServer<
         impl tonic_reflection::server::v1::ServerReflection,
     >,
@@ -53,9 +66,20 @@ fn reflection_services() -> anyhow::Result<(
     >,
 )> {
     let builder = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(otus_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        STANDARD_SERVICES.into_iter().fold(
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(otus_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                // Both reflection versions in both, so either describes
+                // every service it lists.
+                .include_reflection_service(false)
+                .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(
+                    tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+                )
+                .with_service_name(service),
+            |builder, name| builder.with_service_name(name),
+        )
     };
     Ok((
         builder().build_v1().context("building reflection v1")?,
@@ -171,17 +195,18 @@ impl Host {
 }
 
 /// The router every gRPC server starts from: metrics on every call,
-/// keep-alive, health (following `readiness`) and reflection. The caller
-/// adds its own service.
+/// keep-alive, health (following `readiness`) and reflection listing
+/// `readiness.service` and the standard services. The caller adds that
+/// service.
 pub async fn service_router(
     readiness: Readiness,
     db: &Db,
     host: &Host,
 ) -> anyhow::Result<ServiceRouter> {
     let (metrics, shutdown) = (&host.metrics, &host.shutdown);
+    let (reflection_v1, reflection_v1alpha) = reflection_services(readiness.service)?;
     let (reporter, health) = tonic_health::server::health_reporter();
     watch_readiness(reporter, readiness, db.clone(), shutdown.clone()).await;
-    let (reflection_v1, reflection_v1alpha) = reflection_services()?;
     Ok(Server::builder()
         // A peer that stopped answering (gone without closing) is dropped
         // after a minute and a half instead of holding its connection.

@@ -53,29 +53,48 @@ async fn health_says_serving_for_the_users_and_auth_services() {
     }
 }
 
+/// `grpcurl list` on each server: its own service and the standard ones,
+/// nothing it would answer `unimplemented` for.
 #[tokio::test]
-async fn reflection_lists_the_users_and_health_services() {
+async fn each_server_reflects_only_the_services_it_serves() {
     let app = TestApp::spawn(Backend::Sqlite).await.expect("sqlite");
-    let mut client = ServerReflectionClient::new(channel(&app).await);
-    let req = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut stream = client
-        .server_reflection_info(futures::stream::iter([req]))
-        .await
-        .expect("reflection")
-        .into_inner();
-    let resp = stream.next().await.expect("one answer").expect("ok");
-    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
-        panic!("unexpected reflection answer: {resp:?}");
-    };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for expected in ["otus.users.v1.UsersService", "grpc.health.v1.Health"] {
-        assert!(
-            names.iter().any(|n| n == expected),
-            "{expected} not in {names:?}"
-        );
+    let standard = [
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ];
+    for (addr, own) in [
+        (app.grpc, "otus.users.v1.UsersService"),
+        (app.auth_grpc, "otus.auth.v1.AuthService"),
+        (app.catalog_grpc, "otus.catalog.v1.CatalogService"),
+    ] {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect");
+        let mut client = ServerReflectionClient::new(channel);
+        let req = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut stream = client
+            .server_reflection_info(futures::stream::iter([req]))
+            .await
+            .expect("reflection")
+            .into_inner();
+        let resp = stream.next().await.expect("one answer").expect("ok");
+        let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
+            panic!("unexpected reflection answer: {resp:?}");
+        };
+        let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+        names.sort();
+        let mut want: Vec<String> = std::iter::once(own)
+            .chain(standard)
+            .map(str::to_owned)
+            .collect();
+        want.sort();
+        assert_eq!(names, want, "the {own} server at {addr} lists");
     }
 }
 
