@@ -95,6 +95,31 @@ for d in docs:
                 replicas = hpa_min.get(name, 0)
             if replicas < 2:
                 failures.append(f"{where}: fewer than 2 replicas")
+# The default release holds a catalog of 1M products (issue 21 item 7), with the
+# figures measured for the README's "Sizing" table: PostgreSQL's volume holds
+# the data (0.39 GB per million, indexes included) and the WAL a load writes
+# before a checkpoint recycles it (up to max_wal_size, 1 GB); each catalog
+# replica holds two indexes while a change is rebuilt (65 Mi per million each)
+# and the process (40 Mi).
+if "--default" in sys.argv:
+    UNITS_SIZE = {"Mi": 2**20, "Gi": 2**30}
+
+    def size_bytes(text):
+        return float(text[:-2]) * UNITS_SIZE[text[-2:]]
+    million = 1
+    for d in docs:
+        if d["kind"] == "StatefulSet" and d["metadata"]["name"].endswith("-postgres"):
+            claim = d["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]
+            need = 0.39e9 * million + 1e9
+            if size_bytes(claim) < need:
+                failures.append(f"postgres volume {claim} cannot hold {million}M products "
+                                f"({need / 2**30:.1f} GiB with the WAL)")
+        if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-catalog"):
+            limit = d["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"]
+            need = (40 + 2 * 65 * million) * 2**20
+            if size_bytes(limit) < need:
+                failures.append(f"catalog memory limit {limit} cannot hold two indexes of {million}M products "
+                                f"({need / 2**20:.0f} Mi)")
 # Jaeger's in-memory store must fit its container (issue 13 item 8): at most
 # 30 KiB a trace (5-14 spans of 1-2 KiB) in 60% of the memory limit.
 UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}

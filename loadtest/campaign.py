@@ -60,7 +60,7 @@ QUICK_STEPS = "5,20,40"
 # Ports below the kernel's ephemeral range and apart from CI's own.
 PORTS = {"nginx": 18180, "edge": 18100, "users": 18151, "auth": 18152, "catalog": 18153,
          "edge_admin": 18190, "users_admin": 18191, "auth_admin": 18192, "catalog_admin": 18193,
-         "prometheus": 18199, "pg_exporter": 18187, "redis_exporter": 18121}
+         "prometheus": 18199, "pg_exporter": 18187, "redis_exporter": 18121, "redis": 18179}
 PROCESS_OF_ADMIN = {f"127.0.0.1:{PORTS[p + '_admin']}": p for p in ("edge", "users", "auth", "catalog")}
 ERROR_PCT_FAILURE = 1.0
 RISE_FAILURE = 1.05
@@ -125,10 +125,60 @@ def dashboard_panels():
         return {p["title"]: p for p in json.load(f)["panels"] if p.get("type") != "row"}
 
 
-def promql(expr, rate_interval, job="otus"):
-    """A dashboard expression with Grafana's variables at the values the campaign uses."""
+def promql(expr, rate_interval, job="otus", database=".*"):
+    """A dashboard expression with Grafana's variables at the values the campaign uses
+    (`database`: the campaign's catalog database, for the PostgreSQL panels)."""
     return (expr.replace("$__rate_interval", rate_interval).replace("$route", ".*")
-            .replace("$job", job))
+            .replace("$job", job).replace("$database", database))
+
+
+# Grafana's panel units as axis labels and tick labels, so a chart reads as its
+# panel does: "250 ms", "128 MiB", "5%", not 0.25, 1.3e8, 0.05.
+UNIT_LABELS = {"s": "time", "bytes": "size", "percentunit": "%", "reqps": "requests/s",
+               "ops": "per second", "cores": "cores", "ms": "milliseconds", "%": "%", "req/s": "requests/s"}
+
+
+def format_value(v, unit):
+    """One tick label of `unit` (a Grafana unit or one of the report's)."""
+    if v == 0:
+        return "0"
+    if unit == "s":
+        return f"{v * 1000:.3g} ms" if abs(v) < 1 else f"{v:.3g} s"
+    if unit == "ms":
+        return f"{v:.3g} ms" if abs(v) < 1000 else f"{v / 1000:.3g} s"
+    if unit == "bytes":
+        for scale, name in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+            if abs(v) >= scale:
+                return f"{v / scale:.3g} {name}"
+        return f"{v:.0f} B"
+    if unit == "percentunit":
+        return f"{v * 100:.3g}%"
+    return f"{v:.3g}"
+
+
+def apply_unit(ax, unit, log=False):
+    """Labels `ax`'s y axis in `unit`; `log`: a log scale (values spanning orders of
+    magnitude: latency percentiles beside a client's seconds, an idle process beside a
+    busy one), where a zero is left out rather than drawn at the bottom."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    if log:
+        ax.set_yscale("log", nonpositive="mask")
+        # 1-2-5 ticks: a panel spanning less than a decade still reads.
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+    elif unit == "bytes":
+        from matplotlib.ticker import MaxNLocator
+
+        class BinaryLocator(MaxNLocator):
+            """Round ticks in the unit the labels use (128 MiB, not 134.2 MB)."""
+
+            def tick_values(self, vmin, vmax):
+                scale = next((2**p for p in (30, 20, 10) if max(abs(vmin), abs(vmax)) >= 2**p), 1)
+                return super().tick_values(vmin / scale, vmax / scale) * scale
+        ax.yaxis.set_major_locator(BinaryLocator(nbins=6, steps=[1, 2, 2.5, 4, 5, 8, 10]))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: format_value(v, unit)))
+    label = UNIT_LABELS.get(unit, unit if unit != "short" else "")
+    ax.set_ylabel(label + (" (log scale)" if log else ""))
 
 
 # ---------------------------------------------------------------- processes
@@ -363,10 +413,10 @@ def legend(fmt, labels):
     return text.strip() or json.dumps(labels)
 
 
-def panel_series(prom, panel, start, end, step, rate_interval):
+def panel_series(prom, panel, start, end, step, rate_interval, database=".*"):
     series = []
     for target in panel.get("targets", []):
-        for r in prom.query_range(promql(target["expr"], rate_interval), start, end, step):
+        for r in prom.query_range(promql(target["expr"], rate_interval, database=database), start, end, step):
             points = [(float(t), float(v)) for t, v in r["values"] if v not in ("NaN", "+Inf", "-Inf")]
             if points:
                 series.append((legend(target.get("legendFormat"), r["metric"]), points))
@@ -603,6 +653,7 @@ def charts_for(prom, cfg, panels, args, resources, slo_ms):
         fig, axes = plt.subplots(len(subplots), 1, figsize=(12, 3.6 * len(subplots)), squeeze=False)
         counts = []
         for ax, (sub_title, series, unit, extra) in zip(axes[:, 0], subplots):
+            log = unit == "s"
             points = 0
             for label, pts in series:
                 xs = [(t - start) / 60 for t, _ in pts]
@@ -617,7 +668,7 @@ def charts_for(prom, cfg, panels, args, resources, slo_ms):
                 ax.text(x, 1.0, f" {s['users']}u", transform=ax.get_xaxis_transform(), fontsize=7,
                         va="bottom", color="grey")
             ax.set_title(sub_title, fontsize=10, pad=14)
-            ax.set_ylabel(unit)
+            apply_unit(ax, unit, log)
             ax.grid(alpha=0.3)
             if series:
                 ax.legend(fontsize=7, loc="upper left", ncol=2)
@@ -639,19 +690,19 @@ def charts_for(prom, cfg, panels, args, resources, slo_ms):
         return [(f"Locust (client side), {key}", [(s["wall_end"], (s[key] or 0) * scale) for s in steps])]
 
     def slo_line(ax):
-        ax.axhline(slo_ms / 1000, color="red", linewidth=0.8, linestyle="--", label=f"SLO {slo_ms:.0f} ms")
+        ax.axhline(slo_ms / 1000, color="red", linewidth=1.0, linestyle="--", label=f"SLO {slo_ms:.0f} ms")
         ax.legend(fontsize=7, loc="upper left", ncol=2)
 
     figure("throughput", "rps.png", [
-        ("Requests per second by route (dashboard panel, server side)", dash("Requests per second by route"), "req/s", None),
-        ("Requests per second per step (Locust, client side)", locust_series("rps"), "req/s", None)])
+        ("Requests per second by route (dashboard panel, server side)", dash("Requests per second by route"), "reqps", None),
+        ("Requests per second per step (Locust, client side)", locust_series("rps"), "reqps", None)])
     figure("latency", "latency.png", [
         ("Latency p50 by method and route (dashboard panel)", dash("Latency p50 by method and route"), "s", None),
         ("Latency p95 by method and route (dashboard panel)", dash("Latency p95 by method and route"), "s", None),
-        ("Latency p99 by method and route (dashboard panel) and Locust's p99 per step",
+        ("Latency p99 by method and route (dashboard panel, server side) and Locust's p99 per step (client side)",
          dash("Latency p99 by method and route") + locust_series("p99_ms", 0.001), "s", slo_line)])
     figure("errors", "errors.png", [
-        ("5xx share by method and route (dashboard panel)", dash("5xx share by method and route"), "share", None),
+        ("5xx share by method and route (dashboard panel)", dash("5xx share by method and route"), "percentunit", None),
         ("Failed requests per step (Locust: 5xx, 4xx where 2xx was expected, timeouts, refused connections)",
          locust_series("error_pct"), "%", None)])
     by_group = {}
@@ -659,7 +710,7 @@ def charts_for(prom, cfg, panels, args, resources, slo_ms):
         if start <= t <= end:
             by_group.setdefault(group, []).append((t, c, m))
     figure("CPU", "cpu.png", [
-        ("CPU by process (dashboard panel: the otus processes' own metric)", dash("CPU by process"), "cores", None),
+        ("CPU by process (dashboard panel: the otus processes' own metric; 100% = one core)", dash("CPU by process"), "percentunit", None),
         ("CPU of the machine and every process group (/proc: otus, PostgreSQL, Redis, nginx, Locust, Prometheus)",
          [(g, [(t, c) for t, c, _ in v]) for g, v in sorted(by_group.items())], "cores", None)])
     figure("memory", "memory.png", [
@@ -668,8 +719,8 @@ def charts_for(prom, cfg, panels, args, resources, slo_ms):
          [(g, [(t, m) for t, _, m in v]) for g, v in sorted(by_group.items()) if g != MACHINE], "bytes", None)])
     if cfg["cache"]:
         figure("search cache", "cache.png", [
-            ("Search cache hit ratio (dashboard panel)", dash("Search cache hit ratio"), "ratio", None),
-            ("Search cache lookups by result (dashboard panel)", dash("Search cache lookups by result"), "lookups/s", None)])
+            ("Search cache hit ratio (dashboard panel)", dash("Search cache hit ratio"), "percentunit", None),
+            ("Search cache lookups by result (dashboard panel)", dash("Search cache lookups by result"), "ops", None)])
     return made
 
 
@@ -690,8 +741,10 @@ def dashboard_rows(path):
     return dash.get("title", os.path.basename(path)), rows
 
 
-def render_dashboard(prom, path, start, end, step, rate_interval, out_dir, caption):
-    """One PNG per dashboard row, panels laid out two per line as in Grafana.
+def render_dashboard(prom, path, start, end, step, rate_interval, out_dir, caption, database=".*"):
+    """One PNG per dashboard row, panels laid out two per line as in Grafana,
+    each with its panel's unit (latency and CPU on a log scale: one slow route
+    or one busy process would flatten the others at zero).
 
     Panels over metrics that exist only in Kubernetes (ingress-nginx, cAdvisor)
     say so instead of drawing an empty plot."""
@@ -710,11 +763,14 @@ def render_dashboard(prom, path, start, end, step, rate_interval, out_dir, capti
         for ax in axes.flat[len(panels):]:
             ax.axis("off")
         for ax, panel in zip(axes.flat, panels):
-            series = panel_series(prom, panel, start, end, step, rate_interval)
+            series = panel_series(prom, panel, start, end, step, rate_interval, database)
             points = 0
             for label, pts in series:
                 ax.plot([(t - start) / 60 for t, _ in pts], [v for _, v in pts], label=label, linewidth=1.1)
                 points += len(pts)
+            unit = panel.get("fieldConfig", {}).get("defaults", {}).get("unit", "short")
+            positive = [v for _, pts in series for _, v in pts if v > 0]
+            apply_unit(ax, unit, log=bool(positive) and (unit == "s" or panel["title"].startswith("CPU")))
             cluster_only = any(CLUSTER_ONLY.search(t.get("expr", "")) for t in panel.get("targets", []))
             if not series and cluster_only:
                 ax.text(0.5, 0.5, "no data outside Kubernetes:\nthis panel reads ingress-nginx or cAdvisor metrics",
@@ -754,10 +810,9 @@ def comparison_charts(configs, args, slo_ms):
             ax.plot(xs, ys, marker="o", label=cfg["title"], linewidth=1.2)
             points += len(xs)
         if key == "p99_ms":
-            ax.axhline(slo_ms, color="red", linewidth=0.8, linestyle="--", label=f"SLO {slo_ms:.0f} ms")
-            ax.set_yscale("log")
+            ax.axhline(slo_ms, color="red", linewidth=1.0, linestyle="--", label=f"SLO {slo_ms:.0f} ms")
         ax.set_xlabel("users")
-        ax.set_ylabel(unit)
+        apply_unit(ax, unit, log=key == "p99_ms")
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
@@ -772,6 +827,34 @@ def comparison_charts(configs, args, slo_ms):
 
 
 # ---------------------------------------------------------------- report
+
+def chart_redis_settings():
+    """The in-cluster Redis's maxmemory and policy, from the chart's values."""
+    import yaml
+    with open(os.path.join(ROOT, "helm", "otus", "values.yaml"), encoding="utf-8") as f:
+        redis = yaml.safe_load(f)["redis"]
+    return str(redis["maxmemory"]), str(redis["maxmemoryPolicy"])
+
+
+def start_redis(workdir):
+    """A Redis of the campaign's own, configured as the chart configures its
+    Redis (maxmemory, eviction policy; nothing kept on disk), so what the
+    dashboards show of Redis is what a cluster would show. Returns the process
+    and its URL."""
+    maxmemory, policy = chart_redis_settings()
+    port = PORTS["redis"]
+    proc = subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+                             "--appendonly", "no", "--maxmemory", maxmemory, "--maxmemory-policy", policy,
+                             "--dir", workdir],
+                            stdout=open(os.path.join(workdir, "redis.log"), "wb"), stderr=subprocess.STDOUT)
+    url = f"redis://127.0.0.1:{port}/0"
+    import atexit
+    atexit.register(lambda: proc.poll() is None and proc.terminate())
+    wait_until(30, "the campaign's Redis answering PING", lambda: subprocess.run(
+        ["redis-cli", "-u", url, "ping"], capture_output=True, text=True).stdout.strip() == "PONG")
+    log(f"Redis for the campaign on :{port} (maxmemory {maxmemory}, {policy}: the chart's values)")
+    return proc, url
+
 
 def machine(admin_url, redis_url):
     cpu_model = ""
@@ -788,10 +871,15 @@ def machine(admin_url, redis_url):
         settings[name] = psql(admin_url, f"SHOW {name}")
     redis_info = subprocess.run(["redis-cli", "-u", redis_url, "info", "server"], capture_output=True, text=True).stdout
     redis_version = re.search(r"redis_version:(\S+)", redis_info)
+    redis_config = subprocess.run(["redis-cli", "-u", redis_url, "config", "get", "maxmemory*"],
+                                  capture_output=True, text=True).stdout.split()
+    redis_config = dict(zip(redis_config[::2], redis_config[1::2]))
     locust_version = " ".join(subprocess.run(["locust", "--version"], capture_output=True, text=True).stdout.split()[:2])
     return {"cpu": cpu_model, "cores": os.cpu_count(), "memory_gib": mem_kb / 1024 / 1024,
             "kernel": platform.release(), "postgres": psql(admin_url, "SHOW server_version"),
             "postgres_settings": settings, "redis": redis_version.group(1) if redis_version else "?",
+            "redis_maxmemory": redis_config.get("maxmemory", "?"),
+            "redis_policy": redis_config.get("maxmemory-policy", "?"),
             "locust": locust_version, "python": platform.python_version()}
 
 
@@ -810,7 +898,11 @@ def write_report(args, configs, made, info, slo_ms, started, finished, quick):
     pg = ", ".join(f"{k} {v}" for k, v in info["postgres_settings"].items())
     w(f"- CPU: {info['cpu']}, **{cores} cores** shared by everything below; memory {info['memory_gib']:.1f} GiB; "
       f"Linux {info['kernel']}.")
-    w(f"- PostgreSQL {info['postgres']} (the machine's server, default settings: {pg}); Redis {info['redis']}.")
+    redis = f"Redis {info['redis']}"
+    if "redis_maxmemory" in info:
+        redis += (f" (maxmemory {int(info['redis_maxmemory']) / 2**20:.0f} MiB, {info['redis_policy']}: "
+                  "the chart's settings)" if info["redis_maxmemory"].isdigit() else "")
+    w(f"- PostgreSQL {info['postgres']} (the machine's server, default settings: {pg}); {redis}.")
     build = "release" if "/release/" in args.otus else "debug (a smoke run's build: not for figures)"
     w(f"- The system: `otus`, {build} build, as four processes (users, auth, catalog, edge), as in the chart, "
       "behind nginx configured as ingress-nginx (`.ci/ingress-nginx.conf`, 16k connections, 320 upstream "
@@ -1004,9 +1096,16 @@ def cache_verdict(size, on, off):
         cpu_words = (f"The system's CPU per request is about the same ({system_on:.2f} vs {system_off:.2f} ms, "
                      "otus, PostgreSQL and Redis together): what a hit saves (the index lookup, the page's rows) "
                      "the Redis round trips cost.")
+    # Latencies compared at one load (the step where the cache-off system served
+    # most): the two peaks are at different user counts, and a p99 at 1500 users
+    # next to one at 1000 would read as if the cache made latency worse.
+    same = next((s for s in on["steps"] if s["users"] == p_off["users"]), None)
+    at_same = (f"; at the same load, {p_off['users']} users: p99 {num(same['p99_ms'])} vs "
+               f"{num(p_off['p99_ms'])} ms, {same['rps']:.0f} vs {p_off['rps']:.0f} req/s" if same else "")
     return (f"**What the cache changes at {size_label(size)} products**: it {moved} "
-            f"(peak {p_on['rps']:.0f} vs {p_off['rps']:.0f} req/s with vs without; p99 at the peak "
-            f"{num(p_on['p99_ms'])} vs {num(p_off['p99_ms'])} ms). CPU per request with vs without: otus "
+            f"(the most served: {p_on['rps']:.0f} req/s at {p_on['users']} users with the cache, "
+            f"{p_off['rps']:.0f} req/s at {p_off['users']} users without{at_same}). "
+            f"CPU per request with vs without, each at its peak: otus "
             f"{cpu_on.get('otus (4 processes)', 0):.2f} vs {cpu_off.get('otus (4 processes)', 0):.2f} ms, PostgreSQL "
             f"{cpu_on.get('postgresql', 0):.2f} vs {cpu_off.get('postgresql', 0):.2f} ms, Redis "
             f"{cpu_on.get('redis', 0):.2f} vs {cpu_off.get('redis', 0):.2f} ms. " + cpu_words)
@@ -1073,15 +1172,18 @@ def run_stress_snapshots(args, workdir, state, prom):
     made = []
     for path in sorted(glob.glob(os.path.join(ROOT, "observability", "grafana", "*.json"))):
         made += render_dashboard(prom, path, start, end, args.scrape_seconds, f"{max(4 * args.scrape_seconds, 8)}s",
-                                 out_dir, caption)
+                                 out_dir, caption, database=db_name)
     lines = ["# Dashboard snapshots under the stress test (homework 4)", "",
              "Made by `" + " ".join(["python3", "loadtest/campaign.py"] + sys.argv[1:]) + "`: the system as four",
              "processes on PostgreSQL + Redis behind nginx (the ingress stand-in), the chart's stress test",
              f"(`loadtest/locustfile.py`: every API method, {args.stress_rate:g} req/s) for "
              f"{args.stress_snapshots:g} min, then every row of",
              "the Grafana dashboards drawn from Prometheus with the panels' own PromQL (Grafana cannot run",
-             "on the project's machine). Panels over ingress-nginx and cAdvisor metrics have no data",
-             "outside Kubernetes and say so.", ""]
+             "on the project's machine), each with its panel's unit (latency and CPU on a log scale, so",
+             "a quiet process or route is not flattened at zero by a busy one). Redis runs with the",
+             "chart's maxmemory and eviction policy; the PostgreSQL panels show the system's database",
+             "only (the dashboard's `database` variable). Panels over ingress-nginx and cAdvisor metrics",
+             "have no data outside Kubernetes and say so.", ""]
     for chart in made:
         name = os.path.basename(chart["file"])
         lines += [f"![{name}]({name})", ""]
@@ -1144,7 +1246,8 @@ def main():
     parser.add_argument("--out", help="report folder (default loadtest/report; quick a temp dir)")
     parser.add_argument("--otus", help="the otus binary (default: cargo build --release)")
     parser.add_argument("--pg-admin-url", default=os.environ.get("PG_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres"))
-    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    parser.add_argument("--redis-url", help="a Redis to use as it is configured (default: the campaign starts its "
+                                            "own on :%d with the chart's maxmemory and eviction policy)" % PORTS["redis"])
     parser.add_argument("--stress-snapshots", type=float, metavar="MINUTES",
                         help="instead of the campaign: run the homework-4 stress test for MINUTES and draw every "
                              "dashboard row to observability/snapshots/ (or --out)")
@@ -1175,7 +1278,7 @@ def main():
     args.out = os.path.abspath(args.out or (tempfile.mkdtemp(prefix="otus-campaign-") if args.quick
                                             else os.path.join(HERE, "report")))
     for tool in ("prometheus", "prometheus-postgres-exporter", "prometheus-redis-exporter", "nginx", "locust",
-                 "psql", "redis-cli"):
+                 "psql", "redis-cli", "redis-server"):
         if not shutil.which(tool):
             die(f"{tool} is not installed (see the docstring: python3 loadtest/campaign.py --help)")
     try:
@@ -1202,6 +1305,9 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     workdir = tempfile.mkdtemp(prefix="otus-campaign-work-")
     log(f"report: {args.out}; logs: {workdir}")
+    redis_proc = None
+    if not args.redis_url:
+        redis_proc, args.redis_url = start_redis(workdir)
 
     info = machine(args.pg_admin_url, args.redis_url)
     stack_dir = os.path.join(workdir, "stack")
@@ -1270,6 +1376,9 @@ def main():
         if sampler.is_alive():
             sampler.stop_event.set()
         subprocess.run(["nginx", "-p", nginx_prefix, "-c", nginx_conf, "-s", "stop"], capture_output=True)
+        if redis_proc:
+            redis_proc.terminate()
+            redis_proc.wait(timeout=30)
         for pid in stack_pids:
             try:
                 os.kill(pid, signal.SIGTERM)

@@ -49,7 +49,8 @@ def expressions():
                     expr = t["expr"].replace("$__rate_interval", "1m").replace("$__range", "5m")
                     expr = expr.replace("$__interval", "15s")
                     # Template variables at their "All" values.
-                    for var, value in (("$route", ".*"), ("$job", ".*"), ("$ingress", "otus.*"), ("$namespace", "otus")):
+                    for var, value in (("$route", ".*"), ("$job", ".*"), ("$ingress", "otus.*"), ("$namespace", "otus"),
+                                       ("$database", ".*")):
                         expr = expr.replace(var, value)
                     yield f"{os.path.basename(path)}: {panel.get('title')}", expr, False
 

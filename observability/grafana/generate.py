@@ -179,16 +179,19 @@ def platform_dashboard():
                     "slowest request's bucket. The edge's own panels have the true maximum.")
     b.panel("Requests by status", [
         (f'sum by (status) (rate(nginx_ingress_controller_requests{{{ing}}}[{RATE}]))', "{{status}}")], unit="reqps")
+    # The system's own database ($database, the chart's postgres.database), not every
+    # database the server holds (templates, `postgres`, other applications').
+    db = 'datname=~"$database"'
     b.row("PostgreSQL (postgres_exporter)")
     b.panel("Up and connections", [
-        ("pg_up", "up"), ("sum(pg_stat_database_numbackends)", "connections")])
+        ("pg_up", "up"), (f"sum(pg_stat_database_numbackends{{{db}}})", "connections")], unit="short")
     b.panel("Transactions per second", [
-        (f'sum(rate(pg_stat_database_xact_commit[{RATE}]))', "commits"),
-        (f'sum(rate(pg_stat_database_xact_rollback[{RATE}]))', "rollbacks")], unit="ops")
+        (f'sum(rate(pg_stat_database_xact_commit{{{db}}}[{RATE}]))', "commits"),
+        (f'sum(rate(pg_stat_database_xact_rollback{{{db}}}[{RATE}]))', "rollbacks")], unit="ops")
     b.panel("Rows read and written per second", [
-        (f'sum(rate(pg_stat_database_tup_fetched[{RATE}]))', "fetched"),
-        (f'sum(rate(pg_stat_database_tup_inserted[{RATE}]))', "inserted")], unit="ops")
-    b.panel("Database size", [("pg_database_size_bytes", "{{datname}}")], unit="bytes")
+        (f'sum(rate(pg_stat_database_tup_fetched{{{db}}}[{RATE}]))', "fetched"),
+        (f'sum(rate(pg_stat_database_tup_inserted{{{db}}}[{RATE}]))', "inserted")], unit="ops")
+    b.panel("Database size", [(f"pg_database_size_bytes{{{db}}}", "{{datname}}")], unit="bytes")
     b.row("Redis (redis_exporter)")
     b.panel("Up, clients", [("redis_up", "up"), ("redis_connected_clients", "clients")])
     b.panel("Memory used vs maxmemory", [
@@ -208,9 +211,11 @@ def platform_dashboard():
                    "current": {"text": "otus.*", "value": "otus.*"}, "hide": 0}
     ns_var = {"name": "namespace", "label": "Namespace", "type": "custom", "query": "otus",
               "current": {"text": "otus", "value": "otus"}, "hide": 0}
+    db_var = {"name": "database", "label": "Database", "type": "custom", "query": "otus",
+              "current": {"text": "otus", "value": "otus"}, "hide": 0}
     return dashboard("otus-platform", "otus-rs: platform (ingress, PostgreSQL, Redis, pods)",
                      "The service as ingress-nginx sees it, its stores from the exporters, and pod resources.",
-                     b, (ingress_var, ns_var))
+                     b, (ingress_var, ns_var, db_var))
 
 
 def write(name, dash):
