@@ -17,6 +17,8 @@ pub mod balance;
 pub mod grpc_metrics;
 mod logging;
 mod metrics;
+#[cfg(target_os = "linux")]
+pub mod process;
 mod shutdown;
 pub mod trace;
 pub mod windowed_max;

@@ -41,9 +41,7 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         #[cfg(target_os = "linux")]
-        if let Err(e) = registry.register(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        )) {
+        if let Err(e) = registry.register(Box::new(crate::process::ProcessCollector::for_self())) {
             tracing::warn!(error = %e, "process metrics unavailable");
         }
         let grpc_labels = ["grpc_service", "grpc_method", "grpc_code"];
