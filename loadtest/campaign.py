@@ -156,6 +156,14 @@ def format_value(v, unit):
     return f"{v:.3g}"
 
 
+def floor_at_zero(ax, series):
+    """Counts, rates and shares are never negative: the axis starts at 0 (an
+    all-zero panel would otherwise be drawn around 0, from -5% to 5%)."""
+    values = [v for _, pts in series for _, v in pts]
+    if values and min(values) >= 0:
+        ax.set_ylim(bottom=0)
+
+
 def apply_unit(ax, unit, log=False):
     """Labels `ax`'s y axis in `unit`; `log`: a log scale (values spanning orders of
     magnitude: latency percentiles beside a client's seconds, an idle process beside a
@@ -669,6 +677,8 @@ def charts_for(prom, cfg, panels, args, resources, slo_ms):
                         va="bottom", color="grey")
             ax.set_title(sub_title, fontsize=10, pad=14)
             apply_unit(ax, unit, log)
+            if not log:
+                floor_at_zero(ax, series)
             ax.grid(alpha=0.3)
             if series:
                 ax.legend(fontsize=7, loc="upper left", ncol=2)
@@ -770,7 +780,10 @@ def render_dashboard(prom, path, start, end, step, rate_interval, out_dir, capti
                 points += len(pts)
             unit = panel.get("fieldConfig", {}).get("defaults", {}).get("unit", "short")
             positive = [v for _, pts in series for _, v in pts if v > 0]
-            apply_unit(ax, unit, log=bool(positive) and (unit == "s" or panel["title"].startswith("CPU")))
+            log = bool(positive) and (unit == "s" or panel["title"].startswith("CPU"))
+            apply_unit(ax, unit, log)
+            if not log:
+                floor_at_zero(ax, series)
             cluster_only = any(CLUSTER_ONLY.search(t.get("expr", "")) for t in panel.get("targets", []))
             if not series and cluster_only:
                 ax.text(0.5, 0.5, "no data outside Kubernetes:\nthis panel reads ingress-nginx or cAdvisor metrics",
