@@ -10,6 +10,8 @@
 
   helm template otus helm/otus | python3 helm/check_rendered.py
 """
+import json
+import os
 import re
 import sys
 
@@ -33,8 +35,6 @@ def readme_ingress_metrics_ports():
     off by default since controller v1.12.0). The patch is the JSON of the
     README's `kubectl -n ingress-nginx patch deployment ingress-nginx-controller`
     line."""
-    import json
-    import os
     readme = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "README.md")
     m = re.search(r"patch deployment ingress-nginx-controller --type=json -p '(\[.*?\])'",
                   open(readme, encoding="utf-8").read(), flags=re.S)
@@ -101,11 +101,15 @@ for d in docs:
 # before a checkpoint recycles it (up to max_wal_size, 1 GB); each catalog
 # replica holds two indexes while a change is rebuilt (65 Mi per million each)
 # and the process (40 Mi).
-if "--default" in sys.argv:
-    UNITS_SIZE = {"Mi": 2**20, "Gi": 2**30}
+UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
 
-    def size_bytes(text):
-        return float(text[:-2]) * UNITS_SIZE[text[-2:]]
+
+def size_bytes(text):
+    """A Kubernetes quantity with a binary suffix (512Mi, 2Gi) in bytes."""
+    return float(text[:-2]) * UNITS[text[-2:]]
+
+
+if "--default" in sys.argv:
     million = 1
     for d in docs:
         if d["kind"] == "StatefulSet" and d["metadata"]["name"].endswith("-postgres"):
@@ -122,7 +126,6 @@ if "--default" in sys.argv:
                                 f"({need / 2**20:.0f} Mi)")
 # Jaeger's in-memory store must fit its container (issue 13 item 8): at most
 # 30 KiB a trace (5-14 spans of 1-2 KiB) in 60% of the memory limit.
-UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
 for d in docs:
     if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-jaeger"):
         config = yaml.safe_load(d["data"]["config.yaml"])
@@ -130,7 +133,7 @@ for d in docs:
         max_traces = [b["memory"].get("max_traces") for b in backends.values() if "memory" in b]
         deployment = next(x for x in docs if x["kind"] == "Deployment" and x["metadata"]["name"] == d["metadata"]["name"])
         limit = deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"]
-        limit_bytes = int(limit[:-2]) * UNITS[limit[-2:]]
+        limit_bytes = size_bytes(limit)
         if not max_traces or max_traces[0] is None:
             failures.append(f"ConfigMap/{d['metadata']['name']}: the memory store has no max_traces (Jaeger's default is 100 000)")
         elif max_traces[0] * 30 * 2**10 > 0.6 * limit_bytes:

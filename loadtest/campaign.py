@@ -36,6 +36,7 @@ nginx (Debian); locust, matplotlib, pyyaml (PyPI); PostgreSQL and Redis.
 `--otus` takes a built binary; without it a release build is made.
 """
 import argparse
+import atexit
 import datetime
 import glob
 import json
@@ -861,7 +862,6 @@ def start_redis(workdir):
                              "--dir", workdir],
                             stdout=open(os.path.join(workdir, "redis.log"), "wb"), stderr=subprocess.STDOUT)
     url = f"redis://127.0.0.1:{port}/0"
-    import atexit
     atexit.register(lambda: proc.poll() is None and proc.terminate())
     wait_until(30, "the campaign's Redis answering PING", lambda: subprocess.run(
         ["redis-cli", "-u", url, "ping"], capture_output=True, text=True).stdout.strip() == "PONG")

@@ -89,8 +89,13 @@ def names(db):
     return list(con.execute("SELECT id, name FROM products"))
 
 
-def relevant(name, want, query):
-    words = re.findall(r"[\w-]+", fold(name))
+def words_of(name):
+    """The folded whole words of a name."""
+    return re.findall(r"[\w-]+", fold(name))
+
+
+def relevant(name, want):
+    words = words_of(name)
     if isinstance(want, str):
         prefix = want.removeprefix("prefix:")
         return any(w.startswith(prefix) for w in words)
@@ -109,19 +114,21 @@ def main():
     p.add_argument("--db", required=True, help="the catalog's database: a SQLite file or a postgres:// URL")
     args = p.parse_args()
     catalog = names(args.db)
+    words = {i: words_of(n) for i, n in catalog}
+    name_of = dict(catalog)
     by_class = {}
     print(f"{'class':<16} {'query':<22} {'relevant':>8} {'answered':>8} {'recall@20':>9}  first")
     for cls, q, want in QUERIES:
-        truth = {i for i, n in catalog if relevant(n, want, q)}
+        truth = {i for i, n in catalog if relevant(n, want)}
         answer = search(args.base, q)
         got = [item["id"] for item in answer["items"]]
         recall = len(truth & set(got)) / min(20, len(truth)) if truth else 1.0
         first = got[0] if got else None
         typed = [fold(w) for w in q.split()]
-        name_of = dict(catalog)
+        # Relevant, and holding the words as typed when some relevant name does.
         best = first in truth and (
-            all(t in re.findall(r"[\w-]+", fold(name_of[first])) for t in typed)
-            or not any(all(t in re.findall(r"[\w-]+", fold(name_of[i])) for t in typed) for i in truth))
+            all(t in words[first] for t in typed)
+            or not any(all(t in words[i] for t in typed) for i in truth))
         by_class.setdefault(cls, []).append((recall, best, not got))
         print(f"{cls:<16} {q:<22} {len(truth):>8} {answer['total']:>8} {recall:>9.2f}  "
               f"{'best' if best else '-'} {name_of.get(first, '(none)')}")

@@ -82,6 +82,14 @@ mod tests {
         ticks as f64 / procfs::ticks_per_second() as f64
     }
 
+    fn registry() -> Registry {
+        let registry = Registry::new();
+        registry
+            .register(Box::new(ProcessCollector::for_self()))
+            .expect("register");
+        registry
+    }
+
     fn scraped_cpu(registry: &Registry) -> f64 {
         registry
             .gather()
@@ -95,10 +103,7 @@ mod tests {
 
     #[test]
     fn cpu_seconds_have_sub_second_resolution() {
-        let registry = Registry::new();
-        registry
-            .register(Box::new(ProcessCollector::for_self()))
-            .expect("register");
+        let registry = registry();
         // Burn CPU until this process has used a whole number of seconds
         // plus 0.3-0.7: a count of whole seconds is then off by at least
         // 0.3 s, a count at the kernel's resolution by a few ticks at most
@@ -126,10 +131,7 @@ mod tests {
 
     #[test]
     fn the_other_process_metrics_are_still_exported() {
-        let registry = Registry::new();
-        registry
-            .register(Box::new(ProcessCollector::for_self()))
-            .expect("register");
+        let registry = registry();
         let names: Vec<String> = registry
             .gather()
             .iter()
