@@ -2,23 +2,29 @@
 //!
 //! Each catalog replica holds its own [`SearchIndex`]. A background task reads
 //! `catalog_version` (one primary-key read, every [`POLL_INTERVAL`]); the
-//! database's triggers move it on every change to `products`. When it moved,
-//! the task loads the whole table again in id order (keyset pages of
-//! [`LOAD_PAGE`] rows), builds a new index beside the one serving, and swaps
-//! it in. So a change is searchable on every replica within
-//! `POLL_INTERVAL` + one build (3–4 s per million products on the
-//! project's machine); meanwhile searches see the previous index. During a
-//! build the replica holds two indexes.
+//! database's triggers move it on every change to `products` and record in
+//! `product_changes` which products each version touched. When it moved by
+//! at most [`MAX_INCREMENTAL_CHANGES`] products, the task reads those
+//! products again and applies them to the index as document updates and
+//! deletes (an **incremental update**: milliseconds). It loads the whole
+//! table into a new index (a **full build**, 3–4 s per million products on
+//! the project's machine) only at start, after a bulk change (a statement of
+//! more than 10 000 rows, a `TRUNCATE`), or when the replica fell further
+//! behind than the change log keeps. So a change is searchable on every
+//! replica within `POLL_INTERVAL` + one update; meanwhile searches see the
+//! previous view. During a full build the replica holds two indexes.
 //!
-//! Why the version is read first: a change and its count commit together,
-//! so a load that starts after reading version `v` sees every change up to
-//! `v`; a change during the load moves the version past `v` and the next
-//! poll loads again.
+//! Why the version is read first: a change, its count and its log rows
+//! commit together, so a load that starts after reading version `v` sees
+//! every change up to `v`; a change during the load moves the version past
+//! `v` and the next poll applies it (applying a change twice is harmless).
 //!
-//! Until the first build the index is absent: the service answers from the
-//! database and reports NOT_SERVING ([`LiveIndex::ready`]).
+//! Until the first build the index is absent: searches answer 503 with
+//! `Retry-After` (`SEARCH_INDEX_NOT_READY`) and the gRPC health check
+//! reports NOT_SERVING ([`LiveIndex::ready`]).
 
 use std::{
+    collections::HashMap,
     sync::{Arc, RwLock},
     time::{Duration, Instant},
 };
@@ -30,19 +36,28 @@ use sea_orm::{
     ColumnTrait as _, ConnectionTrait, DbErr, EntityTrait as _, QueryFilter as _, QueryOrder as _,
     QuerySelect as _, Statement,
 };
-use tokio::sync::watch;
+use tokio::sync::{Mutex, watch};
 
-use crate::{entity, index::SearchIndex};
+use crate::{
+    entity,
+    index::{IndexError, SearchIndex, Snapshot},
+};
 
 /// How often each replica checks `catalog_version`.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// Rows read per query while loading.
 pub const LOAD_PAGE: u64 = 50_000;
+/// Most products one incremental update applies; more changed (or a
+/// replica further behind, in versions) means a full build. Also how many
+/// versions of the change log replicas keep.
+pub const MAX_INCREMENTAL_CHANGES: i64 = 10_000;
+/// Products read per query in an incremental update.
+const FETCH_CHUNK: usize = 1_000;
 
-/// An index and the `catalog_version` it reflects.
+/// A view of the index and the `catalog_version` it reflects.
 #[derive(Debug)]
 pub struct Loaded {
-    pub index: SearchIndex,
+    pub index: Snapshot,
     pub version: i64,
 }
 
@@ -52,6 +67,8 @@ struct Metrics {
     version: IntGauge,
     build_seconds: Gauge,
     builds: IntCounterVec,
+    updates: IntCounterVec,
+    changes: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -74,7 +91,7 @@ impl Metrics {
             registry,
             Gauge::new(
                 "catalog_index_build_seconds",
-                "How long the last successful index build took (load from the database + build).",
+                "How long the last successful full index build took (load from the database + build).",
             )?,
         )?;
         let builds = registered(
@@ -82,9 +99,26 @@ impl Metrics {
             IntCounterVec::new(
                 Opts::new(
                     "catalog_index_builds_total",
-                    "Index builds by outcome (ok, error: the previous index keeps serving).",
+                    "Full index builds by outcome (ok, error: the previous index keeps serving).",
                 ),
                 &["outcome"],
+            )?,
+        )?;
+        let updates = registered(
+            registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "catalog_index_updates_total",
+                    "Incremental index updates (the changed products only) by outcome.",
+                ),
+                &["outcome"],
+            )?,
+        )?;
+        let changes = registered(
+            registry,
+            prometheus::IntCounter::new(
+                "catalog_index_changed_products_total",
+                "Products re-read and applied to the index by incremental updates.",
             )?,
         )?;
         Ok(Self {
@@ -92,6 +126,8 @@ impl Metrics {
             version,
             build_seconds,
             builds,
+            updates,
+            changes,
         })
     }
 }
@@ -100,6 +136,9 @@ impl Metrics {
 #[derive(Clone)]
 pub struct LiveIndex {
     current: Arc<RwLock<Option<Arc<Loaded>>>>,
+    /// The writable index (None before the first build); one refresh at a
+    /// time holds it.
+    writer: Arc<Mutex<Option<SearchIndex>>>,
     ready: watch::Sender<bool>,
     metrics: Metrics,
 }
@@ -109,8 +148,30 @@ pub struct LiveIndex {
 pub enum RefreshError {
     #[error(transparent)]
     Db(#[from] DbErr),
-    #[error("building the index: {0}")]
-    Build(String),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error("index task: {0}")]
+    Task(String),
+}
+
+/// What a refresh did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refreshed {
+    /// Nothing changed.
+    Nothing,
+    /// The changed products were applied (how many).
+    Incremental(usize),
+    /// The whole table was loaded into a new index.
+    Full,
+}
+
+/// Runs blocking index work off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, RefreshError> + Send + 'static,
+) -> Result<T, RefreshError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| RefreshError::Task(e.to_string()))?
 }
 
 impl LiveIndex {
@@ -118,6 +179,7 @@ impl LiveIndex {
     pub fn new(registry: &Registry) -> prometheus::Result<Self> {
         Ok(Self {
             current: Arc::default(),
+            writer: Arc::default(),
             ready: watch::Sender::new(false),
             metrics: Metrics::new(registry)?,
         })
@@ -151,17 +213,35 @@ impl LiveIndex {
         self.ready.send_replace(true);
     }
 
-    /// One poll: rebuilds when `catalog_version` moved (or nothing is loaded
-    /// yet). Returns whether it rebuilt.
-    pub async fn refresh(&self, db: &Db) -> Result<bool, RefreshError> {
+    /// One poll: applies what changed since the serving version, or builds
+    /// the index anew when that is cheaper or the only way.
+    pub async fn refresh(&self, db: &Db) -> Result<Refreshed, RefreshError> {
+        let mut writer = self.writer.lock().await;
         let version = read_version(db).await?;
-        if self.current().is_some_and(|l| l.version == version) {
-            return Ok(false);
+        let serving = self.current().map(|l| l.version);
+        if serving == Some(version) {
+            return Ok(Refreshed::Nothing);
+        }
+        if let (Some(index), Some(from)) = (writer.take(), serving) {
+            match self.incremental(db, index, from, version).await {
+                Ok((index, n)) => {
+                    *writer = Some(index);
+                    prune(db, version).await;
+                    return Ok(Refreshed::Incremental(n));
+                }
+                Err(Incremental::TooFar) => {}
+                Err(Incremental::Failed(index, e)) => {
+                    // Keep the index: the next poll tries again.
+                    *writer = index.map(|b| *b);
+                    self.metrics.updates.with_label_values(&["error"]).inc();
+                    return Err(e);
+                }
+            }
         }
         let started = Instant::now();
         let built = build(db).await;
-        let index = match built {
-            Ok(index) => index,
+        let (index, snapshot) = match built {
+            Ok(built) => built,
             Err(e) => {
                 self.metrics.builds.with_label_values(&["error"]).inc();
                 return Err(e);
@@ -169,15 +249,82 @@ impl LiveIndex {
         };
         let seconds = started.elapsed().as_secs_f64();
         tracing::info!(
-            products = index.len(),
+            products = snapshot.len(),
             version,
             seconds,
             "search index built"
         );
         self.metrics.build_seconds.set(seconds);
         self.metrics.builds.with_label_values(&["ok"]).inc();
-        self.install(Loaded { index, version });
-        Ok(true)
+        self.install(Loaded {
+            index: snapshot,
+            version,
+        });
+        *writer = Some(index);
+        prune(db, version).await;
+        Ok(Refreshed::Full)
+    }
+
+    /// Applies the products changed after version `from` up to `to`.
+    async fn incremental(
+        &self,
+        db: &Db,
+        mut index: SearchIndex,
+        from: i64,
+        to: i64,
+    ) -> Result<(SearchIndex, usize), Incremental> {
+        let failed = |index, e: RefreshError| Incremental::Failed(index, e);
+        let ids = match changed_products(db, from, to).await {
+            Ok(Some(ids)) => ids,
+            Ok(None) => return Err(Incremental::TooFar),
+            Err(e) => return Err(failed(Some(Box::new(index)), e.into())),
+        };
+        let mut rows: Vec<Row> = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(FETCH_CHUNK) {
+            match rows_by_id(db, chunk).await {
+                Ok(found) => rows.extend(found),
+                Err(e) => return Err(failed(Some(Box::new(index)), e.into())),
+            }
+        }
+        let started = Instant::now();
+        let n = ids.len();
+        let applied = tokio::task::spawn_blocking(move || {
+            let found: HashMap<i64, &Row> = rows.iter().map(|r| (r.0, r)).collect();
+            let result = (|| {
+                for id in &ids {
+                    match found.get(id) {
+                        Some((id, name, category, price)) => {
+                            index.upsert(*id, name, category, *price)?;
+                        }
+                        // Deleted since.
+                        None => index.remove(*id),
+                    }
+                }
+                index.commit()
+            })();
+            (index, result)
+        })
+        .await;
+        let (index, snapshot) = match applied {
+            Ok((index, Ok(snapshot))) => (index, snapshot),
+            Ok((index, Err(e))) => return Err(failed(Some(Box::new(index)), e.into())),
+            // The task panicked: the writer went with it; a full build
+            // makes a new one.
+            Err(e) => return Err(failed(None, RefreshError::Task(e.to_string()))),
+        };
+        tracing::info!(
+            changed = n,
+            version = to,
+            seconds = started.elapsed().as_secs_f64(),
+            "search index updated incrementally"
+        );
+        self.metrics.updates.with_label_values(&["ok"]).inc();
+        self.metrics.changes.inc_by(n as u64);
+        self.install(Loaded {
+            index: snapshot,
+            version: to,
+        });
+        Ok((index, n))
     }
 
     /// Keeps the index in step with the database until `shutdown`.
@@ -209,6 +356,93 @@ impl LiveIndex {
     }
 }
 
+/// Why an incremental update did not happen.
+enum Incremental {
+    /// Too many changes, or the log no longer holds them: build anew.
+    TooFar,
+    /// A failure; the index (if it survived) is handed back.
+    Failed(Option<Box<SearchIndex>>, RefreshError),
+}
+
+/// A product as the index needs it: id, name, category, price.
+type Row = (i64, String, String, i64);
+
+/// The products changed after version `from` up to `to`, or None when an
+/// incremental update cannot apply them (too many, a bulk change, or log
+/// rows already pruned).
+async fn changed_products(db: &Db, from: i64, to: i64) -> Result<Option<Vec<i64>>, DbErr> {
+    if to - from > MAX_INCREMENTAL_CHANGES || to < from {
+        return Ok(None);
+    }
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            match db.get_database_backend() {
+                sea_orm::DatabaseBackend::Postgres => {
+                    "SELECT version, product_id FROM product_changes \
+                     WHERE version > $1 AND version <= $2 ORDER BY version LIMIT $3"
+                }
+                _ => {
+                    "SELECT version, product_id FROM product_changes \
+                     WHERE version > ? AND version <= ? ORDER BY version LIMIT ?"
+                }
+            },
+            [from.into(), to.into(), (MAX_INCREMENTAL_CHANGES + 1).into()],
+        ))
+        .await?;
+    if rows.len() as i64 > MAX_INCREMENTAL_CHANGES {
+        return Ok(None);
+    }
+    // Every version has at least one log row: a first row past `from + 1`
+    // means the rows in between were pruned.
+    let first: Option<i64> = match rows.first() {
+        Some(r) => Some(r.try_get("", "version")?),
+        None => None,
+    };
+    if first != Some(from + 1) {
+        return Ok(None);
+    }
+    let mut ids = Vec::with_capacity(rows.len());
+    for r in &rows {
+        match r.try_get::<Option<i64>>("", "product_id")? {
+            Some(id) => ids.push(id),
+            // A bulk change: reload everything.
+            None => return Ok(None),
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(Some(ids))
+}
+
+async fn rows_by_id(db: &Db, ids: &[i64]) -> Result<Vec<Row>, DbErr> {
+    entity::Entity::find()
+        .select_only()
+        .columns([
+            entity::Column::Id,
+            entity::Column::Name,
+            entity::Column::Category,
+            entity::Column::PriceCents,
+        ])
+        .filter(entity::Column::Id.is_in(ids.iter().copied()))
+        .into_tuple()
+        .all(db)
+        .await
+}
+
+/// Deletes log rows no replica can use any more: one further behind than
+/// [`MAX_INCREMENTAL_CHANGES`] versions builds anew anyway. Best effort.
+async fn prune(db: &Db, version: i64) {
+    let below = version - MAX_INCREMENTAL_CHANGES;
+    if below <= 0 {
+        return;
+    }
+    let sql = format!("DELETE FROM product_changes WHERE version < {below}");
+    if let Err(e) = db.execute_unprepared(&sql).await {
+        tracing::debug!(error = %e, "pruning product_changes failed; the next update tries again");
+    }
+}
+
 /// The database's `catalog_version`: how many changes `products` has seen.
 pub async fn read_version(db: &impl ConnectionTrait) -> Result<i64, DbErr> {
     let row = db
@@ -222,15 +456,15 @@ pub async fn read_version(db: &impl ConnectionTrait) -> Result<i64, DbErr> {
 }
 
 /// Loads every product in id order into a new index.
-async fn build(db: &Db) -> Result<SearchIndex, RefreshError> {
-    let mut index = SearchIndex::new();
+async fn build(db: &Db) -> Result<(SearchIndex, Snapshot), RefreshError> {
+    let mut index = blocking(|| Ok(SearchIndex::new()?)).await?;
     let mut after = 0i64;
     loop {
-        let rows: Vec<(i64, String, String, i64)> = entity::Entity::find()
+        let rows: Vec<Row> = entity::Entity::find()
             .select_only()
             .columns([
                 entity::Column::Id,
-                entity::Column::NameSearch,
+                entity::Column::Name,
                 entity::Column::Category,
                 entity::Column::PriceCents,
             ])
@@ -246,22 +480,24 @@ async fn build(db: &Db) -> Result<SearchIndex, RefreshError> {
         let full = rows.len() as u64 == LOAD_PAGE;
         // Adding is CPU work (tens of milliseconds a page): off the async
         // workers, so searches keep their latency during a build.
-        index = tokio::task::spawn_blocking(move || {
+        index = blocking(move || {
             for (id, name, category, price) in rows {
                 index.add(id, &name, &category, price)?;
             }
-            Ok::<_, crate::index::IndexError>(index)
+            Ok(index)
         })
-        .await
-        .map_err(|e| RefreshError::Build(e.to_string()))?
-        .map_err(|e| RefreshError::Build(e.to_string()))?;
+        .await?;
         if !full {
             break;
         }
         after = last;
     }
-    index.shrink_to_fit();
-    Ok(index)
+    blocking(move || {
+        index.commit()?;
+        let snapshot = index.merge_all()?;
+        Ok((index, snapshot))
+    })
+    .await
 }
 
 #[cfg(test)]
@@ -272,7 +508,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        search::{Search, fold},
+        search::Search,
         seed,
     };
 
@@ -292,11 +528,16 @@ mod tests {
             ..Default::default()
         })
         .expect("valid");
-        live.current().expect("loaded").index.search(&search).0
+        live.current()
+            .expect("loaded")
+            .index
+            .search(&search)
+            .expect("search")
+            .ids
     }
 
     #[tokio::test]
-    async fn not_ready_until_built_then_rebuilt_only_when_products_change() {
+    async fn built_once_then_kept_in_step_by_incremental_updates() {
         let db = database().await;
         let live = LiveIndex::new(&Registry::new()).expect("metrics");
         let ready = live.ready();
@@ -314,31 +555,69 @@ mod tests {
         )
         .await
         .expect("seed");
-        assert!(live.refresh(&db).await.expect("first build"));
+        // 500 rows in SQLite are 500 versions: within the log's reach, but
+        // nothing is loaded yet, so the first refresh builds.
+        assert_eq!(live.refresh(&db).await.expect("first build"), Refreshed::Full);
         assert!(*ready.borrow(), "ready after the first build");
         assert_eq!(live.current().expect("loaded").index.len(), 500);
-        assert!(
-            !live.refresh(&db).await.expect("poll"),
-            "no change, no build"
+        assert_eq!(
+            live.refresh(&db).await.expect("poll"),
+            Refreshed::Nothing,
+            "no change, no work"
         );
 
         let target = ids(&live, "рюкзак")[0];
         db.execute_unprepared(&format!(
-            "UPDATE products SET name_search = '{}' WHERE id = {target}",
-            fold("Пульсарный стул")
+            "UPDATE products SET name = 'Пульсарный стул' WHERE id = {target}"
         ))
         .await
         .expect("update");
         assert!(ids(&live, "пульсарный").is_empty(), "not before the poll");
-        assert!(live.refresh(&db).await.expect("rebuild"));
+        assert_eq!(
+            live.refresh(&db).await.expect("update"),
+            Refreshed::Incremental(1),
+            "one product changed: one document updated"
+        );
         assert_eq!(ids(&live, "пульсарный"), vec![target]);
         assert!(!ids(&live, "рюкзак").contains(&target));
+        assert_eq!(live.current().expect("loaded").index.len(), 500);
 
         db.execute_unprepared(&format!("DELETE FROM products WHERE id = {target}"))
             .await
             .expect("delete");
-        assert!(live.refresh(&db).await.expect("rebuild"));
+        db.execute_unprepared(
+            "INSERT INTO products (name, name_search, description, category, price_cents) \
+             VALUES ('Квазарная лампа', 'квазарная лампа', '', 'Дом и сад', 100)",
+        )
+        .await
+        .expect("insert");
+        assert_eq!(
+            live.refresh(&db).await.expect("update"),
+            Refreshed::Incremental(2)
+        );
         assert!(ids(&live, "пульсарный").is_empty());
-        assert_eq!(live.current().expect("loaded").index.len(), 499);
+        assert_eq!(ids(&live, "квазарные").len(), 1, "another form finds it");
+        assert_eq!(live.current().expect("loaded").index.len(), 500);
+
+        // A change the log cannot carry (more products than an incremental
+        // update applies) builds anew.
+        seed::load(
+            db.connection(),
+            300,
+            2,
+            seed::Shape::Catalog,
+            seed::Mode::Append,
+            100,
+            |_, _| {},
+        )
+        .await
+        .expect("seed more");
+        db.execute_unprepared(&format!(
+            "UPDATE catalog_version SET version = version + {MAX_INCREMENTAL_CHANGES}"
+        ))
+        .await
+        .expect("jump");
+        assert_eq!(live.refresh(&db).await.expect("rebuild"), Refreshed::Full);
+        assert_eq!(live.current().expect("loaded").index.len(), 800);
     }
 }

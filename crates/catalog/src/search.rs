@@ -1,6 +1,6 @@
 //! Search parameters: validation, normalisation, the cache key, and the SQL.
 
-use otus_proto::catalog::v1::SearchProductsRequest;
+use otus_proto::catalog::v1::{SearchProductsRequest, SearchSort};
 use sea_orm::{
     ColumnTrait as _, Condition, DbErr, EntityTrait as _, PaginatorTrait as _, QueryFilter as _,
     QueryOrder as _, QuerySelect as _,
@@ -29,6 +29,9 @@ pub const MIN_INDEXED_WORD_CHARS: usize = 3;
 pub const MAX_WORDS: usize = 10;
 /// Longest query, in characters.
 pub const MAX_QUERY_CHARS: usize = 200;
+/// Most tokens in a query: its words cut at every character that is not a
+/// letter or a digit (`про-505` is two).
+pub const MAX_TOKENS: usize = 16;
 
 /// How names and query words are compared: Unicode lowercase, so `Космос`,
 /// `КОСМОС` and `космос` are one word. Done in Rust, not SQL, so SQLite
@@ -50,12 +53,26 @@ pub enum Strategy {
     UnindexedBaseline,
 }
 
+/// The order of a search's answer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Sort {
+    /// Best match first (see `index.rs`); the database orders by id.
+    #[default]
+    Relevance,
+    PriceAsc,
+    PriceDesc,
+}
+
 /// A validated, normalised search.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Search {
     /// Folded words, sorted and without duplicates: word order and case do
-    /// not change the answer, so they do not change the cache key either.
+    /// not change which products match, so they do not change the cache key
+    /// either.
     pub words: Vec<String>,
+    /// The last word as typed (folded): it also matches as a prefix.
+    pub last_word: Option<String>,
+    pub sort: Sort,
     pub category: Option<String>,
     pub min_price_cents: Option<i64>,
     pub max_price_cents: Option<i64>,
@@ -100,6 +117,21 @@ impl Search {
             ));
         }
         let mut words: Vec<String> = req.query.split_whitespace().map(fold).collect();
+        let last_word = words.last().cloned();
+        let tokens = words
+            .iter()
+            .flat_map(|w| w.split(|c: char| !c.is_alphanumeric()))
+            .filter(|t| !t.is_empty())
+            .count();
+        if tokens > MAX_TOKENS {
+            return Err(bad(
+                "INVALID_QUERY",
+                format!(
+                    "q must have at most {MAX_TOKENS} word pieces (letters and digits \
+                     between other characters)"
+                ),
+            ));
+        }
         words.sort();
         words.dedup();
         if words.len() > MAX_WORDS {
@@ -162,8 +194,21 @@ impl Search {
             ));
         }
         let category = Some(req.category.trim().to_owned()).filter(|c| !c.is_empty());
+        let sort = match SearchSort::try_from(req.sort) {
+            Ok(SearchSort::Unspecified | SearchSort::Relevance) => Sort::Relevance,
+            Ok(SearchSort::PriceAsc) => Sort::PriceAsc,
+            Ok(SearchSort::PriceDesc) => Sort::PriceDesc,
+            Err(_) => {
+                return Err(bad(
+                    "INVALID_SORT",
+                    format!("sort {} is not a known order", req.sort),
+                ));
+            }
+        };
         Ok(Self {
             words,
+            last_word,
+            sort,
             category,
             min_price_cents: req.min_price_cents,
             max_price_cents: req.max_price_cents,
@@ -178,8 +223,10 @@ impl Search {
         // Strings in Debug form (quoted, escaped), so no query or category
         // text can imitate another parameter's part of the key.
         format!(
-            "v3|q={:?}|c={:?}|min={}|max={}|l={}|o={}",
+            "v4|q={:?}|last={:?}|s={:?}|c={:?}|min={}|max={}|l={}|o={}",
             self.words,
+            self.last_word,
+            self.sort,
             self.category,
             opt(self.min_price_cents),
             opt(self.max_price_cents),
@@ -218,17 +265,22 @@ impl Search {
         c
     }
 
-    /// The page (ordered by id) and the number of matches, counted up to
+    /// The page (by id, or price then id) and the number of matches, counted up to
     /// [`TOTAL_BOUND`] + 1 (more than the bound means "at least the bound").
     pub async fn run(
         &self,
         db: &impl sea_orm::ConnectionTrait,
         strategy: Strategy,
     ) -> Result<(Vec<entity::Model>, Total), DbErr> {
-        let page = entity::Entity::find()
-            .filter(self.condition(strategy))
+        let mut page = entity::Entity::find().filter(self.condition(strategy));
+        page = match self.sort {
+            Sort::Relevance => page,
+            Sort::PriceAsc => page.order_by_asc(entity::Column::PriceCents),
+            Sort::PriceDesc => page.order_by_desc(entity::Column::PriceCents),
+        };
+        let page = page
             .order_by_asc(entity::Column::Id)
-            .limit(u64::try_from(self.limit).unwrap_or(20))
+            .limit(u64::from(self.limit.unsigned_abs()))
             .offset(u64::try_from(self.offset).unwrap_or(0))
             .all(db);
         // SELECT COUNT(*) FROM (SELECT id ... LIMIT bound + 1): counting
@@ -275,8 +327,9 @@ mod tests {
 
     #[test]
     fn word_order_case_and_repeats_map_to_one_key() {
+        // The last word counts (it is also a prefix); the others' order not.
         let a = Search::new(&req("Космос  ракета")).unwrap();
-        let b = Search::new(&req("РАКЕТА космос космос")).unwrap();
+        let b = Search::new(&req("РАКЕТА космос ракета")).unwrap();
         assert_eq!(a.cache_key(), b.cache_key());
         assert_ne!(
             a.cache_key(),

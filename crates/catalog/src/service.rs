@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use otus_db::Db;
 use otus_proto::catalog::v1::{
-    GetProductRequest, Product, SearchProductsRequest, SearchProductsResponse, TotalRelation,
+    CategoryCount, GetProductRequest, Product, SearchProductsRequest, SearchProductsResponse, TotalRelation,
     catalog_service_server::CatalogService,
 };
 use prost::Message as _;
-use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _, QueryOrder as _};
+use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
 use tonic::{Request, Response, Status, metadata::MetadataValue};
 
 use crate::{
@@ -50,33 +50,42 @@ impl CatalogApi {
         }
     }
 
-    /// The page and bounded total: the page's ids from `loaded` (the
-    /// in-memory index this search started with) and their rows by primary
-    /// key, or everything from the database while no index is loaded.
+    /// The page, the bounded total and the category counts: from `loaded`
+    /// (the in-memory index this search started with) and the page's rows
+    /// by primary key, or everything from the database when the index is
+    /// turned off. While the index is on but not yet built, a search is
+    /// refused (503, retry): the database would answer with other rules.
     async fn find(
         &self,
         search: &Search,
         loaded: Option<Arc<Loaded>>,
-    ) -> Result<(Vec<entity::Model>, Total), CatalogError> {
+    ) -> Result<(Vec<entity::Model>, Total, Vec<(String, u64)>), CatalogError> {
         let Some(loaded) = loaded else {
-            return Ok(search.run(&self.db, self.strategy).await?);
+            if self.index.is_some() {
+                return Err(CatalogError::IndexNotReady);
+            }
+            let (rows, total) = search.run(&self.db, self.strategy).await?;
+            return Ok((rows, total, Vec::new()));
         };
         let s = search.clone();
         // CPU work of up to a few milliseconds: off the async workers.
-        let (ids, total) = tokio::task::spawn_blocking(move || loaded.index.search(&s))
+        let answer = tokio::task::spawn_blocking(move || loaded.index.search(&s))
             .await
-            .map_err(|e| CatalogError::Internal(format!("index search task: {e}")))?;
-        if ids.is_empty() {
-            return Ok((Vec::new(), total));
+            .map_err(|e| CatalogError::Internal(format!("index search task: {e}")))?
+            .map_err(|e| CatalogError::Internal(e.to_string()))?;
+        if answer.ids.is_empty() {
+            return Ok((Vec::new(), answer.total, answer.categories));
         }
-        // A product deleted since the index was built is left out of the
+        // A product deleted since the index was updated is left out of the
         // page (it is gone within the index's freshness bound).
-        let rows = entity::Entity::find()
-            .filter(entity::Column::Id.is_in(ids))
-            .order_by_asc(entity::Column::Id)
+        let mut rows = entity::Entity::find()
+            .filter(entity::Column::Id.is_in(answer.ids.iter().copied()))
             .all(&self.db)
             .await?;
-        Ok((rows, total))
+        let rank: std::collections::HashMap<i64, usize> =
+            answer.ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        rows.sort_by_key(|r| rank.get(&r.id).copied().unwrap_or(usize::MAX));
+        Ok((rows, answer.total, answer.categories))
     }
 
     /// One search's answer.
@@ -85,7 +94,7 @@ impl CatalogApi {
         search: &Search,
         loaded: Option<Arc<Loaded>>,
     ) -> Result<SearchProductsResponse, CatalogError> {
-        let (rows, total) = self.find(search, loaded).await?;
+        let (rows, total, categories) = self.find(search, loaded).await?;
         let (total, relation) = match total {
             Total::Exact(n) => (n, TotalRelation::Eq),
             Total::AtLeast(n) => (n, TotalRelation::Gte),
@@ -96,6 +105,13 @@ impl CatalogApi {
             limit: search.limit,
             offset: search.offset,
             total_relation: relation.into(),
+            categories: categories
+                .into_iter()
+                .map(|(name, count)| CategoryCount {
+                    name,
+                    count: i64::try_from(count).unwrap_or(i64::MAX),
+                })
+                .collect(),
         })
     }
 }
