@@ -53,9 +53,10 @@ async fn main() {
     let mut index = SearchIndex::new().expect("index");
     let mut n = 0u64;
     {
-        let mut rows =
-            sea_orm::sqlx::query("SELECT id, name, category, price_cents FROM products ORDER BY id")
-                .fetch(&mut conn);
+        let mut rows = sea_orm::sqlx::query(
+            "SELECT id, name, category, price_cents FROM products ORDER BY id",
+        )
+        .fetch(&mut conn);
         while let Some(row) = rows.try_next().await.expect("row") {
             index
                 .add(

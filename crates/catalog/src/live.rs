@@ -507,10 +507,7 @@ mod tests {
     use sea_orm::{ConnectOptions, Database};
 
     use super::*;
-    use crate::{
-        search::Search,
-        seed,
-    };
+    use crate::{search::Search, seed};
 
     async fn database() -> Db {
         // One connection: every connection to `:memory:` is its own database.
@@ -557,7 +554,10 @@ mod tests {
         .expect("seed");
         // 500 rows in SQLite are 500 versions: within the log's reach, but
         // nothing is loaded yet, so the first refresh builds.
-        assert_eq!(live.refresh(&db).await.expect("first build"), Refreshed::Full);
+        assert_eq!(
+            live.refresh(&db).await.expect("first build"),
+            Refreshed::Full
+        );
         assert!(*ready.borrow(), "ready after the first build");
         assert_eq!(live.current().expect("loaded").index.len(), 500);
         assert_eq!(

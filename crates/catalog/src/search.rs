@@ -127,8 +127,8 @@ impl Search {
             return Err(bad(
                 "INVALID_QUERY",
                 format!(
-                    "q must have at most {MAX_TOKENS} word pieces (letters and digits \
-                     between other characters)"
+                    "q must have at most {MAX_TOKENS} words, counting each run of letters \
+                     and digits (про-505 is two)"
                 ),
             ));
         }

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use otus_db::Db;
 use otus_proto::catalog::v1::{
-    CategoryCount, GetProductRequest, Product, SearchProductsRequest, SearchProductsResponse, TotalRelation,
-    catalog_service_server::CatalogService,
+    CategoryCount, GetProductRequest, Product, SearchProductsRequest, SearchProductsResponse,
+    TotalRelation, catalog_service_server::CatalogService,
 };
 use prost::Message as _;
 use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
@@ -82,8 +82,12 @@ impl CatalogApi {
             .filter(entity::Column::Id.is_in(answer.ids.iter().copied()))
             .all(&self.db)
             .await?;
-        let rank: std::collections::HashMap<i64, usize> =
-            answer.ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        let rank: std::collections::HashMap<i64, usize> = answer
+            .ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (*id, i))
+            .collect();
         rows.sort_by_key(|r| rank.get(&r.id).copied().unwrap_or(usize::MAX));
         Ok((rows, answer.total, answer.categories))
     }
@@ -217,5 +221,76 @@ impl CatalogService for CatalogApi {
             .map_err(CatalogError::Db)?
             .ok_or(CatalogError::NotFound(id))?;
         Ok(Response::new(to_proto(found)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use otus_migration::{Migrator, MigratorTrait as _};
+    use prometheus::Registry;
+    use sea_orm::{ConnectOptions, Database};
+    use tonic_types::StatusExt as _;
+
+    use super::*;
+    use crate::{cache::Store, seed};
+
+    /// While the index is on but not built, a search is refused with a
+    /// retryable 503-class status naming why, never answered by the
+    /// database under other rules; once built, it answers.
+    #[tokio::test]
+    async fn a_search_before_the_first_build_is_refused_with_a_retry_delay() {
+        let mut options = ConnectOptions::new("sqlite::memory:");
+        options.max_connections(1).min_connections(1);
+        let conn = Database::connect(options).await.expect("sqlite");
+        Migrator::up(&conn, None).await.expect("migrate");
+        seed::load(
+            &conn,
+            200,
+            1,
+            seed::Shape::Catalog,
+            seed::Mode::Replace,
+            100,
+            |_, _| {},
+        )
+        .await
+        .expect("seed");
+        let db = Db::always_up(conn);
+        let registry = Registry::new();
+        let cache =
+            SearchCache::new(Store::Disabled, Duration::from_secs(60), &registry).expect("cache");
+        let live = LiveIndex::new(&registry).expect("metrics");
+        let api = CatalogApi::new(db.clone(), cache, Strategy::Indexed, Some(live.clone()));
+        let request = || {
+            Request::new(SearchProductsRequest {
+                query: "рюкзаки".into(),
+                ..Default::default()
+            })
+        };
+
+        let refused = api
+            .search_products(request())
+            .await
+            .expect_err("refused while building");
+        assert_eq!(refused.code(), tonic::Code::Unavailable);
+        let details = refused.get_error_details();
+        assert_eq!(
+            details.error_info().map(|i| i.reason.as_str()),
+            Some("SEARCH_INDEX_NOT_READY")
+        );
+        assert_eq!(
+            details.retry_info().and_then(|r| r.retry_delay),
+            Some(crate::error::INDEX_RETRY_AFTER)
+        );
+
+        live.refresh(&db).await.expect("build");
+        let answer = api
+            .search_products(request())
+            .await
+            .expect("answers once built")
+            .into_inner();
+        assert!(answer.total > 0, "{answer:?}");
+        assert!(!answer.categories.is_empty());
     }
 }

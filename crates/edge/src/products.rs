@@ -13,7 +13,7 @@ use axum::{
 };
 use otus_proto::catalog::{
     CACHE_HEADER,
-    v1::{GetProductRequest, Product, SearchProductsRequest, TotalRelation},
+    v1::{GetProductRequest, Product, SearchProductsRequest, SearchSort, TotalRelation},
 };
 use serde::Serialize;
 
@@ -61,11 +61,28 @@ struct PageJson {
     total: i64,
     /// `"eq"`: `total` is exact; `"gte"`: there are at least `total`.
     total_relation: &'static str,
+    /// Matches per category: `{"category": {"Книги": 12, ...}}`.
+    facets: FacetsJson,
     limit: i32,
     offset: i32,
 }
 
-const PARAMS: &[&str] = &["q", "category", "minPrice", "maxPrice", "limit", "offset"];
+#[derive(Serialize)]
+struct FacetsJson {
+    /// Category name → matches (a JSON object: its key order means nothing).
+    category: serde_json::Map<String, serde_json::Value>,
+}
+
+const PARAMS: &[&str] = &[
+    "q", "category", "minPrice", "maxPrice", "sort", "limit", "offset",
+];
+
+/// The `sort` values.
+const SORTS: &[(&str, SearchSort)] = &[
+    ("relevance", SearchSort::Relevance),
+    ("price_asc", SearchSort::PriceAsc),
+    ("price_desc", SearchSort::PriceDesc),
+];
 
 fn bad(reason: &str, message: String) -> ApiError {
     ApiError::bad_request(reason, message)
@@ -120,14 +137,33 @@ fn parse(params: Vec<(String, String)>) -> Result<SearchProductsRequest, ApiErro
             "category" => req.category.clone_from(value),
             "minPrice" => req.min_price_cents = Some(price(name, value)?),
             "maxPrice" => req.max_price_cents = Some(price(name, value)?),
+            "sort" => {
+                let Some((_, sort)) = SORTS.iter().find(|(n, _)| n == value) else {
+                    return Err(bad(
+                        "INVALID_SORT",
+                        format!(
+                            "sort must be one of {}, got {value:?}",
+                            SORTS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                        ),
+                    ));
+                };
+                req.sort = (*sort).into();
+            }
             "limit" => req.limit = Some(int(name, value, "INVALID_LIMIT")?),
-            _ => req.offset = int(name, value, "INVALID_OFFSET")?,
+            "offset" => req.offset = int(name, value, "INVALID_OFFSET")?,
+            // `name` is one of PARAMS, each handled above.
+            other => {
+                return Err(bad(
+                    "UNKNOWN_PARAMETER",
+                    format!("unknown parameter {other:?}"),
+                ));
+            }
         }
     }
     Ok(req)
 }
 
-/// `GET /products?q=&category=&minPrice=&maxPrice=&limit=&offset=`.
+/// `GET /products?q=&category=&minPrice=&maxPrice=&sort=&limit=&offset=`.
 async fn search(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -155,6 +191,13 @@ async fn search(
         items: page.products.into_iter().map(Into::into).collect(),
         total: page.total,
         total_relation,
+        facets: FacetsJson {
+            category: page
+                .categories
+                .into_iter()
+                .map(|c| (c.name, c.count.into()))
+                .collect(),
+        },
         limit: page.limit,
         offset: page.offset,
     })
@@ -220,7 +263,17 @@ mod tests {
         assert_eq!(p(&[("minPrice", "abc")]).unwrap_err(), "INVALID_PRICE");
         assert_eq!(p(&[("maxPrice", "NaN")]).unwrap_err(), "INVALID_PRICE");
         assert_eq!(p(&[("maxPrice", "1e300")]).unwrap_err(), "INVALID_PRICE");
-        assert_eq!(p(&[("sort", "name")]).unwrap_err(), "UNKNOWN_PARAMETER");
+        assert_eq!(p(&[("order", "name")]).unwrap_err(), "UNKNOWN_PARAMETER");
+        assert_eq!(p(&[("sort", "name")]).unwrap_err(), "INVALID_SORT");
+        assert_eq!(p(&[("sort", "Price_asc")]).unwrap_err(), "INVALID_SORT");
+        assert_eq!(
+            p(&[("sort", "price_desc")]).unwrap().sort(),
+            SearchSort::PriceDesc
+        );
+        assert_eq!(
+            p(&[("sort", "relevance")]).unwrap().sort(),
+            SearchSort::Relevance
+        );
         assert_eq!(
             p(&[("q", "a"), ("q", "b")]).unwrap_err(),
             "DUPLICATE_PARAMETER"

@@ -140,6 +140,13 @@ async fn run(manager: &SchemaManager<'_>, statements: &[&str]) -> Result<(), DbE
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
+    /// One transaction on both backends: on SQLite the default is none, and
+    /// the pool would run a `DROP TRIGGER` and the `CREATE TRIGGER` after it
+    /// on different connections (seen failing as "already exists").
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         match manager.get_database_backend() {
             DatabaseBackend::Postgres => run(manager, POSTGRES_UP).await,

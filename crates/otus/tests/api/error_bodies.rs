@@ -225,7 +225,12 @@ async fn every_reason_has_one_stable_body(app: TestApp) {
 
     // Catalog (public).
     for (name, query) in [
-        ("unknown search parameter", "sort=name"),
+        ("unknown search parameter", "order=name"),
+        ("unknown sort order", "sort=name"),
+        (
+            "query of seventeen pieces",
+            "q=a-b-c-d-e-f-g-h-i-j-k-l-m-n-o-p-qqq",
+        ),
         ("repeated search parameter", "q=cat&q=dog"),
         ("price that is not a number", "minPrice=cheap"),
         ("minimum price above the maximum", "minPrice=10&maxPrice=1"),
