@@ -254,10 +254,11 @@ def auth_collection():
 def catalog_collection():
     page_shape = [
         "const page = pm.response.json();",
-        "pm.test('page shape {items, total, totalRelation, limit, offset}', function () {",
+        "pm.test('page shape {items, total, totalRelation, facets, limit, offset}', function () {",
         "    pm.expect(page.items).to.be.an('array');",
         "    pm.expect(page.total).to.be.a('number');",
         "    pm.expect(page.totalRelation).to.be.oneOf(['eq', 'gte']);",
+        "    pm.expect(page.facets.category).to.be.an('object');",
         "    pm.expect(page.limit).to.be.a('number');",
         "    pm.expect(page.offset).to.be.a('number');",
         "});",
@@ -266,8 +267,10 @@ def catalog_collection():
         "otus-rs catalog",
         "Homework 6: product search. Needs products: CI runs `otus seed-products --count 10000 --seed 1` "
         "first (in Kubernetes: the chart's seed Job). Search «космос» returns only names containing it; "
-        "paging and price filters behave; a repeated search is a cache hit (CACHE_ENABLED=1); product by "
-        "id; 400 for bad parameters. Run: newman run postman/catalog.postman_collection.json",
+        "another form of a word (рюкзаки) and a typo (рюкзк) find the word, the word itself ranks before "
+        "longer words it begins (чай before чайник); paging, price filters and sort=price_asc behave; "
+        "facets count matches per category; a repeated search is a cache hit (CACHE_ENABLED=1); product "
+        "by id; 400 for bad parameters. Run: newman run postman/catalog.postman_collection.json",
         [
             req("Search «космос»", "GET", "/products?q=космос&limit=10",
                 tests=status(200, "OK") + page_shape + [
@@ -287,7 +290,7 @@ def catalog_collection():
                 ]),
             req("Next page of «космос»", "GET", "/products?q=КОСМОС&limit=10&offset=10",
                 tests=status(200, "OK") + page_shape + [
-                    "pm.test('same total, other products, ids ascending', function () {",
+                    "pm.test('same total, other products, equal matches by id', function () {",
                     "    pm.expect(page.total).to.eql(Number(pm.collectionVariables.get('kosmosTotal')));",
                     "    const first = JSON.parse(pm.collectionVariables.get('page1Ids'));",
                     "    page.items.forEach(p => pm.expect(first).to.not.include(p.id));",
@@ -308,6 +311,37 @@ def catalog_collection():
                     "        pm.expect(p.name.toLowerCase()).to.include('рюкзак');",
                     "    });",
                     "});"]),
+            req("Another form of the word: «рюкзаки»", "GET", "/products?q=рюкзаки&limit=20",
+                tests=status(200, "OK") + page_shape + [
+                    "pm.test('finds backpacks («рюкзак»)', function () {",
+                    "    pm.expect(page.items.length).to.be.above(0);",
+                    "    page.items.forEach(p => pm.expect(p.name.toLowerCase()).to.match(/рюкзак/));",
+                    "});",
+                    "pm.collectionVariables.set('backpacks', page.total);"]),
+            req("A typo: «рюкзк»", "GET", "/products?q=рюкзк&limit=20",
+                tests=status(200, "OK") + page_shape + [
+                    "pm.test('finds the same backpacks', function () {",
+                    "    pm.expect(page.total).to.eql(Number(pm.collectionVariables.get('backpacks')));",
+                    "    page.items.forEach(p => pm.expect(p.name.toLowerCase()).to.match(/рюкзак/));",
+                    "});"]),
+            req("The word before longer words it begins: «чай»", "GET", "/products?q=чай&limit=20",
+                tests=status(200, "OK") + page_shape + [
+                    "pm.test('tea first, not teapots (чайник)', function () {",
+                    "    pm.expect(page.items.length).to.eql(20);",
+                    "    page.items.forEach(p => pm.expect(p.name.toLowerCase().split(/[^а-яё0-9a-z]+/)).to.include('чай'));",
+                    "});",
+                    "pm.test('facets: matches per category add up to total', function () {",
+                    "    const counts = Object.values(page.facets.category);",
+                    "    pm.expect(counts.reduce((a, b) => a + b, 0)).to.eql(page.total);",
+                    "});"]),
+            req("Sorted by price", "GET", "/products?q=рюкзак&sort=price_asc&limit=50",
+                tests=status(200, "OK") + page_shape + [
+                    "pm.test('cheapest first', function () {",
+                    "    pm.expect(page.items.length).to.be.above(1);",
+                    "    for (let i = 1; i < page.items.length; i++) {",
+                    "        pm.expect(page.items[i].price).to.be.at.least(page.items[i - 1].price);",
+                    "    }",
+                    "});"]),
             req("Search to cache", "GET", "/products?q=синий%20рюкзак&limit=5",
                 tests=status(200, "OK") + [
                     "pm.test('X-Cache is HIT or MISS', function () {",
@@ -317,9 +351,9 @@ def catalog_collection():
                     "// The answer is stored in the background; give it a moment.",
                     "setTimeout(function () {}, 300);",
                 ]),
-            req("Repeated search is a cache hit", "GET", "/products?q=РЮКЗАК%20синий&limit=5",
+            req("Repeated search is a cache hit", "GET", "/products?q=СИНИЙ%20Рюкзак&limit=5",
                 tests=status(200, "OK") + [
-                    "pm.test('X-Cache: HIT (word order and case do not matter)', function () {",
+                    "pm.test('X-Cache: HIT (case does not matter)', function () {",
                     "    pm.response.to.have.header('X-Cache', 'HIT');",
                     "});",
                     "pm.test('the same answer, byte for byte', function () {",
@@ -346,6 +380,8 @@ def catalog_collection():
                 tests=error(400, "Bad Request", "INVALID_PRICE")),
             req("minPrice>maxPrice is 400", "GET", "/products?minPrice=500&maxPrice=100",
                 tests=error(400, "Bad Request", "INVALID_PRICE_RANGE")),
+            req("An unknown sort is 400", "GET", "/products?sort=name",
+                tests=error(400, "Bad Request", "INVALID_SORT")),
         ])
 
 

@@ -2,11 +2,13 @@
 //!
 //! - [`service`]: `otus.catalog.v1.CatalogService`. Search checks the cache
 //!   first (cache-aside), then the database, and stores successful answers.
-//! - [`search`]: parameter validation and normalisation (word order, case and
-//!   repeats do not change the key), and the SQL: every word a
-//!   `name_search LIKE '%word%'` (trigram-indexed on PostgreSQL).
-//! - [`index`], [`live`]: the in-memory inverted index of product names that
-//!   answers searches, and the task keeping it in step with the database.
+//! - [`search`]: parameter validation and normalisation (case and repeats,
+//!   and the order of the words before the last, do not change the key), and
+//!   the baseline SQL: every word a `name_search LIKE '%word%'`
+//!   (trigram-indexed on PostgreSQL).
+//! - [`index`], [`live`]: the tantivy index in memory that answers searches
+//!   (stemming, typos, last-word prefix, relevance, facets), and the task
+//!   keeping it in step with the database by incremental updates.
 //! - [`cache`]: the search cache: off, in-process (moka) or Redis, with a hard
 //!   timeout so a sick Redis never fails a search.
 //! - [`seed`]: the deterministic product generator and bulk loader.

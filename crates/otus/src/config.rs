@@ -167,9 +167,10 @@ pub struct CacheArgs {
     #[arg(long, env = "CATALOG_SEARCH_BASELINE", default_value = "false", action = clap::ArgAction::Set,
           value_parser = clap::builder::BoolishValueParser::new())]
     pub catalog_search_baseline: bool,
-    /// Answer searches from an in-memory index of product names, rebuilt when
-    /// the products table changes (false: the database's trigram index answers
-    /// every search).
+    /// Answer searches from the in-memory tantivy index (stemming, typos,
+    /// prefix, relevance, facets), kept in step with the products table
+    /// (false: the database's trigram index answers every search with the old
+    /// substring rules; a benchmark baseline).
     #[arg(long, env = "CATALOG_SEARCH_INDEX", default_value = "true", action = clap::ArgAction::Set,
           value_parser = clap::builder::BoolishValueParser::new())]
     pub catalog_search_index: bool,
