@@ -622,6 +622,13 @@ async fn a_product_changed_in_the_database_is_searchable_soon(app: TestApp) {
     let ids = reference(&app, &["космос"], None, None, None).await;
     let (renamed, deleted) = (ids[0].id, ids[1].id);
     let sql = |s: &str| Statement::from_string(db.get_database_backend(), s.to_owned());
+    let counter = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}{{outcome=\"ok\"}} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let before = app.metrics().await;
     let changed = std::time::Instant::now();
     db.execute_raw(sql(&format!(
         "UPDATE products SET name = 'Квазарный фонарь', name_search = '{}' WHERE id = {renamed}",
@@ -669,6 +676,17 @@ async fn a_product_changed_in_the_database_is_searchable_soon(app: TestApp) {
                 Some(ids.len() as u64 - 2),
                 "{cosmos}"
             );
+            if app.search_index {
+                // Applied as document updates, not by loading the table again.
+                app.catalog_index_current().await;
+                let after = app.metrics().await;
+                let updates = counter(&after, "catalog_index_updates_total")
+                    - counter(&before, "catalog_index_updates_total");
+                let builds = counter(&after, "catalog_index_builds_total")
+                    - counter(&before, "catalog_index_builds_total");
+                assert!(updates >= 1.0, "no incremental update counted");
+                assert_eq!(builds, 0.0, "a full build for three changed products");
+            }
             println!(
                 "changes searchable after {:?} ({})",
                 changed.elapsed(),
