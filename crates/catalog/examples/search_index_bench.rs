@@ -7,7 +7,7 @@
 //! single-threaded, the same table as that script, and how many searches
 //! found something.
 //!
-//! cargo run --release -p otus-catalog --example search_index_bench -- --searches /tmp/searches.txt
+//! cargo run --release -p otus-catalog --example search_index_bench -- --searches /tmp/searches.txt [--repeat N]
 
 #![expect(clippy::expect_used, reason = "a benchmark: a failure ends the run")]
 
@@ -72,9 +72,15 @@ async fn main() {
             }
         }
     }
+    let merging = Instant::now();
     index.commit().expect("commit");
     let snapshot = index.merge_all().expect("merge");
+    let merged = merging.elapsed();
     let built = started.elapsed();
+    eprintln!(
+        "  (of which commit + merge into one segment: {:.1} s)",
+        merged.as_secs_f64()
+    );
     let memory = rss_kib().saturating_sub(before);
     eprintln!(
         "{} products indexed in {:.1} s; resident memory +{} MiB",
@@ -95,6 +101,17 @@ async fn main() {
             .expect("valid search")
         })
         .collect();
+    // `--repeat N`: search N more rounds untimed first (for a profiler).
+    let repeat: usize = args
+        .iter()
+        .position(|a| a == "--repeat")
+        .and_then(|i| args.get(i + 1))
+        .map_or(0, |n| n.parse().expect("--repeat N"));
+    for _ in 0..repeat {
+        for s in &searches {
+            let _ = snapshot.search(s);
+        }
+    }
     let mut times = Vec::with_capacity(searches.len());
     let mut found = 0;
     for s in &searches {

@@ -374,26 +374,33 @@ impl Snapshot {
     fn token_query(&self, t: &QueryToken) -> Result<Box<dyn Query>, IndexError> {
         let f = self.fields;
         let term = |field, text: &str| Term::from_field_text(field, text);
-        let mut ways: Vec<Box<dyn Query>> = vec![
+        let single = |field, text: &str, score| -> Box<dyn Query> {
             Box::new(ConstScoreQuery::new(
-                Box::new(TermQuery::new(
-                    term(f.exact, &t.exact),
-                    IndexRecordOption::Basic,
-                )),
-                EXACT,
-            )),
-            Box::new(ConstScoreQuery::new(
-                Box::new(TermQuery::new(
-                    term(f.stem, &t.stem),
-                    IndexRecordOption::Basic,
-                )),
-                STEM,
-            )),
-        ];
+                Box::new(TermQuery::new(term(field, text), IndexRecordOption::Basic)),
+                score,
+            ))
+        };
+        // A name holding the token holds its stem too, so the exact way's
+        // documents are a subset of the stem way's; equal counts mean equal
+        // sets (deleted documents included), and one list serves both.
+        let exact_docs = self.searcher.doc_freq(&term(f.exact, &t.exact))?;
+        let stem_docs = self.searcher.doc_freq(&term(f.stem, &t.stem))?;
+        let mut ways: Vec<Box<dyn Query>> = if exact_docs == stem_docs {
+            vec![single(f.stem, &t.stem, EXACT)]
+        } else {
+            vec![
+                single(f.exact, &t.exact, EXACT),
+                single(f.stem, &t.stem, STEM),
+            ]
+        };
         if t.prefix {
             let fuzzy = FuzzyTermQuery::new_prefix(term(f.exact, &t.exact), 0, true);
             let automaton = fuzzy.automaton()?;
-            let terms = self.expand(f.exact, &automaton)?;
+            let mut terms = self.expand(f.exact, &automaton)?;
+            // The token itself is the exact way already (a better score):
+            // walking its postings twice would only cost.
+            let exact = term(f.exact, &t.exact);
+            terms.retain(|w| *w != exact);
             ways.extend(Self::any_of(terms, PREFIX));
         }
         let chars = t.exact.chars().count();
@@ -401,10 +408,16 @@ impl Snapshot {
             let distance = if chars >= TWO_TYPOS_CHARS { 2 } else { 1 };
             let fuzzy = FuzzyTermQuery::new(term(f.stem, &t.stem), distance, true);
             let automaton = fuzzy.automaton()?;
-            let terms = self.expand(f.stem, &automaton)?;
+            let mut terms = self.expand(f.stem, &automaton)?;
+            // Distance 0 is the stem way already.
+            let stem = term(f.stem, &t.stem);
+            terms.retain(|w| *w != stem);
             ways.extend(Self::any_of(terms, FUZZY));
         }
-        Ok(Box::new(DisjunctionMaxQuery::new(ways)))
+        Ok(match ways.len() {
+            1 => ways.remove(0),
+            _ => Box::new(DisjunctionMaxQuery::new(ways)),
+        })
     }
 
     fn query(&self, search: &Search) -> Result<Option<Box<dyn Query>>, IndexError> {
