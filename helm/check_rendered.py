@@ -99,7 +99,7 @@ for d in docs:
 # figures measured for the README's "Sizing" table: PostgreSQL's volume holds
 # the data (0.39 GB per million, indexes included) and the WAL a load writes
 # before a checkpoint recycles it (up to max_wal_size, 1 GB); each catalog
-# replica holds two indexes while a change is rebuilt (65 Mi per million each)
+# replica holds two indexes during a full build (~70 Mi per million each)
 # and the process (40 Mi).
 UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
 
