@@ -35,3 +35,15 @@ pub use service::CatalogApi;
 
 /// Fully-qualified gRPC service name, as used by health checks.
 pub use otus_proto::catalog::v1::catalog_service_server::SERVICE_NAME;
+
+/// A migrated in-memory SQLite database for unit tests (one connection:
+/// every connection to `:memory:` is its own database).
+#[cfg(test)]
+pub(crate) async fn memory_db() -> otus_db::Db {
+    use otus_migration::{Migrator, MigratorTrait as _};
+    let mut options = sea_orm::ConnectOptions::new("sqlite::memory:");
+    options.max_connections(1).min_connections(1);
+    let conn = sea_orm::Database::connect(options).await.expect("sqlite");
+    Migrator::up(&conn, None).await.expect("migrate");
+    otus_db::Db::always_up(conn)
+}

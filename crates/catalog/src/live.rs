@@ -502,21 +502,10 @@ async fn build(db: &Db) -> Result<(SearchIndex, Snapshot), RefreshError> {
 
 #[cfg(test)]
 mod tests {
-    use otus_migration::{Migrator, MigratorTrait as _};
     use otus_proto::catalog::v1::SearchProductsRequest;
-    use sea_orm::{ConnectOptions, Database};
 
     use super::*;
     use crate::{search::Search, seed};
-
-    async fn database() -> Db {
-        // One connection: every connection to `:memory:` is its own database.
-        let mut options = ConnectOptions::new("sqlite::memory:");
-        options.max_connections(1).min_connections(1);
-        let conn = Database::connect(options).await.expect("sqlite");
-        Migrator::up(&conn, None).await.expect("migrate");
-        Db::always_up(conn)
-    }
 
     fn ids(live: &LiveIndex, q: &str) -> Vec<i64> {
         let search = Search::new(&SearchProductsRequest {
@@ -535,7 +524,7 @@ mod tests {
 
     #[tokio::test]
     async fn built_once_then_kept_in_step_by_incremental_updates() {
-        let db = database().await;
+        let db = crate::memory_db().await;
         let live = LiveIndex::new(&Registry::new()).expect("metrics");
         let ready = live.ready();
         assert!(!*ready.borrow(), "not ready before the first build");

@@ -228,9 +228,7 @@ impl CatalogService for CatalogApi {
 mod tests {
     use std::time::Duration;
 
-    use otus_migration::{Migrator, MigratorTrait as _};
     use prometheus::Registry;
-    use sea_orm::{ConnectOptions, Database};
     use tonic_types::StatusExt as _;
 
     use super::*;
@@ -241,12 +239,9 @@ mod tests {
     /// database under other rules; once built, it answers.
     #[tokio::test]
     async fn a_search_before_the_first_build_is_refused_with_a_retry_delay() {
-        let mut options = ConnectOptions::new("sqlite::memory:");
-        options.max_connections(1).min_connections(1);
-        let conn = Database::connect(options).await.expect("sqlite");
-        Migrator::up(&conn, None).await.expect("migrate");
+        let db = crate::memory_db().await;
         seed::load(
-            &conn,
+            db.connection(),
             200,
             1,
             seed::Shape::Catalog,
@@ -256,7 +251,6 @@ mod tests {
         )
         .await
         .expect("seed");
-        let db = Db::always_up(conn);
         let registry = Registry::new();
         let cache =
             SearchCache::new(Store::Disabled, Duration::from_secs(60), &registry).expect("cache");

@@ -13,6 +13,25 @@ pub use sea_orm_migration::prelude::*;
 pub const PRODUCTS_TRGM_INDEX: &str = "CREATE INDEX IF NOT EXISTS products_name_trgm_idx \
      ON products USING gin (name_search gin_trgm_ops)";
 
+/// Runs a migration written as raw SQL per backend (triggers and functions,
+/// which sea-query does not express): `postgres` on PostgreSQL, `sqlite`
+/// on the embedded default.
+async fn raw_sql(
+    manager: &SchemaManager<'_>,
+    postgres: &[&str],
+    sqlite: &[&str],
+) -> Result<(), DbErr> {
+    let statements = match manager.get_database_backend() {
+        sea_orm_migration::sea_orm::DatabaseBackend::Postgres => postgres,
+        _ => sqlite,
+    };
+    let db = manager.get_connection();
+    for sql in statements {
+        db.execute_unprepared(sql).await?;
+    }
+    Ok(())
+}
+
 mod m20261124_000001_create_users;
 mod m20261124_000002_create_auth;
 mod m20261124_000003_create_products;
