@@ -18,7 +18,7 @@ use otus_catalog::{
     index::SearchIndex,
     search::{Search, Total},
 };
-use otus_proto::catalog::v1::SearchProductsRequest;
+use otus_proto::catalog::v1::{Product, SearchProductsRequest};
 use sea_orm::sqlx::{Connection as _, PgConnection, Row as _};
 
 fn rss_kib() -> u64 {
@@ -54,17 +54,18 @@ async fn main() {
     let mut n = 0u64;
     {
         let mut rows = sea_orm::sqlx::query(
-            "SELECT id, name, category, price_cents FROM products ORDER BY id",
+            "SELECT id, name, description, category, price_cents FROM products ORDER BY id",
         )
         .fetch(&mut conn);
         while let Some(row) = rows.try_next().await.expect("row") {
             index
-                .add(
-                    row.get::<i64, _>(0),
-                    row.get::<&str, _>(1),
-                    row.get::<&str, _>(2),
-                    row.get::<i64, _>(3),
-                )
+                .add(&Product {
+                    id: row.get(0),
+                    name: row.get(1),
+                    description: row.get(2),
+                    category: row.get(3),
+                    price_cents: row.get(4),
+                })
                 .expect("add");
             n += 1;
             if n.is_multiple_of(1_000_000) {

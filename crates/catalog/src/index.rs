@@ -32,18 +32,21 @@ use std::{cmp::Reverse, collections::HashMap, ops::Bound};
 
 use tantivy::termdict::TermDictionary;
 use tantivy::{
-    DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, Searcher, SegmentOrdinal,
+    DocAddress, DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, Searcher, SegmentOrdinal,
     SegmentReader, TantivyDocument, Term,
     collector::{Collector, Count, SegmentCollector, TopDocs},
     query::{
         AllQuery, BooleanQuery, ConstScoreQuery, DfaWrapper, DisjunctionMaxQuery, FuzzyTermQuery,
-        Occur, Query, RangeQuery, TermQuery,
+        Occur, Query, RangeQuery, TermQuery, TermSetQuery,
     },
     schema::{
-        FAST, Field, INDEXED, IndexRecordOption, STRING, Schema, TextFieldIndexing, TextOptions,
+        FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
+        TextOptions, Value as _,
     },
     tokenizer::{Language, RemoveLongFilter, SimpleTokenizer, Stemmer, TextAnalyzer},
 };
+
+use otus_proto::catalog::v1::Product;
 
 use crate::search::{Search, Sort, Total};
 
@@ -122,6 +125,9 @@ struct Fields {
     stem: Field,
     category: Field,
     price: Field,
+    /// The name as written (`exact` and `stem` index its folded form).
+    name: Field,
+    description: Field,
 }
 
 fn schema() -> (Schema, Fields) {
@@ -134,12 +140,16 @@ fn schema() -> (Schema, Fields) {
                 .set_fieldnorms(false),
         )
     };
+    // Everything a search page shows is stored, so a page is read from the
+    // same view that ranked it, without a database round trip.
     let fields = Fields {
-        id: b.add_i64_field("id", INDEXED | FAST),
+        id: b.add_i64_field("id", INDEXED | FAST | STORED),
         exact: b.add_text_field("exact", text(EXACT_TOKENIZER)),
         stem: b.add_text_field("stem", text(STEM_TOKENIZER)),
-        category: b.add_text_field("category", STRING | FAST),
-        price: b.add_i64_field("price", INDEXED | FAST),
+        category: b.add_text_field("category", STRING | FAST | STORED),
+        price: b.add_i64_field("price", INDEXED | FAST | STORED),
+        name: b.add_text_field("name", STORED),
+        description: b.add_text_field("description", STORED),
     };
     (b.build(), fields)
 }
@@ -150,10 +160,10 @@ fn schema() -> (Schema, Fields) {
 pub struct IndexError(#[from] tantivy::TantivyError);
 
 /// One search's answer from the index.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Answer {
-    /// The page's product ids, best first.
-    pub ids: Vec<i64>,
+    /// The page's products, best first, as the index holds them.
+    pub page: Vec<Product>,
     pub total: Total,
     /// Matches per category (exact counts over all matches), most first,
     /// at most [`MAX_FACETS`].
@@ -198,33 +208,23 @@ impl SearchIndex {
     }
 
     /// Adds a product, replacing any earlier version of it.
-    pub fn upsert(
-        &mut self,
-        id: i64,
-        name: &str,
-        category: &str,
-        price_cents: i64,
-    ) -> Result<(), IndexError> {
-        self.remove(id);
-        self.add(id, name, category, price_cents)
+    pub fn upsert(&mut self, product: &Product) -> Result<(), IndexError> {
+        self.remove(product.id);
+        self.add(product)
     }
 
     /// Adds a product known not to be in the index (a full build).
-    pub fn add(
-        &mut self,
-        id: i64,
-        name: &str,
-        category: &str,
-        price_cents: i64,
-    ) -> Result<(), IndexError> {
+    pub fn add(&mut self, product: &Product) -> Result<(), IndexError> {
         let f = self.fields;
-        let folded = fold(name);
+        let folded = fold(&product.name);
         let mut doc = TantivyDocument::new();
-        doc.add_i64(f.id, id);
+        doc.add_i64(f.id, product.id);
         doc.add_text(f.exact, &folded);
         doc.add_text(f.stem, &folded);
-        doc.add_text(f.category, category);
-        doc.add_i64(f.price, price_cents);
+        doc.add_text(f.category, &product.category);
+        doc.add_i64(f.price, product.price_cents);
+        doc.add_text(f.name, &product.name);
+        doc.add_text(f.description, &product.description);
         self.writer.add_document(doc)?;
         Ok(())
     }
@@ -353,21 +353,17 @@ impl Snapshot {
             .collect())
     }
 
+    /// Documents holding any of `terms`, each scored `score`. A term set
+    /// reads every term's postings once into a bit set of the segment's
+    /// documents; a union of term queries instead merges up to
+    /// [`MAX_EXPANSIONS`] posting lists document by document, which cost
+    /// most of a search's time (docs/performance.md).
     fn any_of(terms: Vec<Term>, score: Score) -> Option<Box<dyn Query>> {
         if terms.is_empty() {
             return None;
         }
-        let clauses = terms
-            .into_iter()
-            .map(|t| {
-                (
-                    Occur::Should,
-                    Box::new(TermQuery::new(t, IndexRecordOption::Basic)) as Box<dyn Query>,
-                )
-            })
-            .collect();
         Some(Box::new(ConstScoreQuery::new(
-            Box::new(BooleanQuery::new(clauses)),
+            Box::new(TermSetQuery::new(terms)),
             score,
         )))
     }
@@ -475,7 +471,7 @@ impl Snapshot {
     pub fn search(&self, search: &Search) -> Result<Answer, IndexError> {
         let Some(query) = self.query(search)? else {
             return Ok(Answer {
-                ids: Vec::new(),
+                page: Vec::new(),
                 total: Total::Exact(0),
                 categories: Vec::new(),
             });
@@ -486,7 +482,7 @@ impl Snapshot {
         let facets = CategoryCounts;
         // Every order ends with the product id, ascending: a stable order
         // however the index is segmented.
-        let (ids, count, categories) = match search.sort {
+        let (docs, count, categories) = match search.sort {
             Sort::Relevance => {
                 let top = top.tweak_score(|segment: &SegmentReader| {
                     let ids = id_column(segment);
@@ -494,7 +490,7 @@ impl Snapshot {
                 });
                 let (docs, count, cats) = self.searcher.search(&*query, &(top, Count, facets))?;
                 (
-                    docs.into_iter().map(|((_, Reverse(id)), _)| id).collect(),
+                    docs.into_iter().map(|(_, address)| address).collect::<Vec<_>>(),
                     count,
                     cats,
                 )
@@ -512,17 +508,48 @@ impl Snapshot {
                 });
                 let (docs, count, cats) = self.searcher.search(&*query, &(top, Count, facets))?;
                 (
-                    docs.into_iter().map(|((_, Reverse(id)), _)| id).collect(),
+                    docs.into_iter().map(|(_, address)| address).collect::<Vec<_>>(),
                     count,
                     cats,
                 )
             }
         };
+        let page = docs
+            .into_iter()
+            .map(|address| self.product(address))
+            .collect::<Result<_, _>>()?;
         Ok(Answer {
-            ids,
+            page,
             total: Total::of(count as u64),
             categories,
         })
+    }
+
+    /// A stored product (a document of this view: it has every field).
+    fn product(&self, address: DocAddress) -> Result<Product, IndexError> {
+        let doc: TantivyDocument = self.searcher.doc(address)?;
+        let f = self.fields;
+        let text = |field| {
+            doc.get_first(field)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let int = |field| doc.get_first(field).and_then(|v| v.as_i64()).unwrap_or(0);
+        Ok(Product {
+            id: int(f.id),
+            name: text(f.name),
+            description: text(f.description),
+            category: text(f.category),
+            price_cents: int(f.price),
+        })
+    }
+}
+
+impl Answer {
+    /// The page's product ids, best first.
+    pub fn ids(&self) -> Vec<i64> {
+        self.page.iter().map(|p| p.id).collect()
     }
 }
 
@@ -621,18 +648,28 @@ mod tests {
     use super::*;
     use crate::seed::{Generator, Shape};
 
-    struct Product {
+    struct Item {
         id: i64,
         words: Vec<String>,
         category: String,
         price: i64,
     }
 
+    fn stored(id: i64, name: &str, category: &str, price_cents: i64) -> Product {
+        Product {
+            id,
+            name: name.to_owned(),
+            description: format!("{name}: описание"),
+            category: category.to_owned(),
+            price_cents,
+        }
+    }
+
     fn words(name: &str) -> Vec<String> {
         tokens(&mut exact_analyzer(), &fold(name))
     }
 
-    fn catalog(n: usize, shape: Shape) -> (Snapshot, Vec<Product>) {
+    fn catalog(n: usize, shape: Shape) -> (Snapshot, Vec<Item>) {
         let mut generator = Generator::new(3, shape);
         let mut index = SearchIndex::new().expect("index");
         let mut products = Vec::new();
@@ -641,9 +678,9 @@ mod tests {
             // Gaps in the ids, as after deletions.
             let id = i64::try_from(i).expect("small") * 3 + 1;
             index
-                .add(id, &p.name, &p.category, p.price_cents)
+                .add(&stored(id, &p.name, &p.category, p.price_cents))
                 .expect("add");
-            products.push(Product {
+            products.push(Item {
                 id,
                 words: words(&p.name),
                 category: p.category,
@@ -671,7 +708,7 @@ mod tests {
             let page = snapshot
                 .search(&search(q, |r| r.offset = offset))
                 .expect("search")
-                .ids;
+                .ids();
             if page.is_empty() {
                 break;
             }
@@ -681,7 +718,7 @@ mod tests {
         out
     }
 
-    fn with_word(products: &[Product], word: &str) -> Vec<i64> {
+    fn with_word(products: &[Item], word: &str) -> Vec<i64> {
         products
             .iter()
             .filter(|p| p.words.iter().any(|w| w == word))
@@ -733,7 +770,7 @@ mod tests {
             index
                 .search(&Search::new(&req).expect("valid"))
                 .expect("search")
-                .ids
+                .ids()
                 .is_empty()
         );
         req.query = "синий рюкз".into();
@@ -741,19 +778,19 @@ mod tests {
             !index
                 .search(&Search::new(&req).expect("valid"))
                 .expect("search")
-                .ids
+                .ids()
                 .is_empty()
         );
 
         // A word and a longer word beginning with it: the word comes first.
         let mut index = SearchIndex::new().expect("index");
-        index.add(1, "Чайник Байкал", "Дом", 100).expect("add");
-        index.add(2, "Чай зелёный", "Еда", 100).expect("add");
-        index.add(3, "Чайник Про", "Дом", 100).expect("add");
-        index.add(4, "Чай чёрный", "Еда", 100).expect("add");
+        index.add(&stored(1, "Чайник Байкал", "Дом", 100)).expect("add");
+        index.add(&stored(2, "Чай зелёный", "Еда", 100)).expect("add");
+        index.add(&stored(3, "Чайник Про", "Дом", 100)).expect("add");
+        index.add(&stored(4, "Чай чёрный", "Еда", 100)).expect("add");
         let snapshot = index.commit().expect("commit");
         let answer = snapshot.search(&search("чай", |_| {})).expect("search");
-        assert_eq!(answer.ids, vec![2, 4, 1, 3], "exact first, then by id");
+        assert_eq!(answer.ids(), vec![2, 4, 1, 3], "exact first, then by id");
         assert_eq!(
             answer.categories,
             vec![("Дом".to_owned(), 2), ("Еда".to_owned(), 2)]
@@ -761,7 +798,7 @@ mod tests {
         let answer = snapshot
             .search(&search("чайник зеленый", |_| {}))
             .expect("search");
-        assert!(answer.ids.is_empty(), "both words must match: {answer:?}");
+        assert!(answer.ids().is_empty(), "both words must match: {answer:?}");
     }
 
     #[test]
@@ -786,7 +823,7 @@ mod tests {
                 search("", |r| r.category = "нет такой".into()),
             ];
             for s in &cases {
-                let mut want: Vec<&Product> = products
+                let mut want: Vec<&Item> = products
                     .iter()
                     .filter(|p| s.category.as_ref().is_none_or(|c| &p.category == c))
                     .filter(|p| s.min_price_cents.is_none_or(|lo| p.price >= lo))
@@ -805,7 +842,7 @@ mod tests {
                     .map(|p| p.id)
                     .collect();
                 let answer = index.search(s).expect("search");
-                assert_eq!(answer.ids, page, "{shape:?} {s:?}");
+                assert_eq!(answer.ids(), page, "{shape:?} {s:?}");
                 assert_eq!(answer.total, Total::of(total), "{shape:?} {s:?}");
                 let counted: u64 = answer.categories.iter().map(|c| c.1).sum();
                 assert_eq!(counted, total, "facets count every match: {s:?}");
@@ -820,7 +857,7 @@ mod tests {
             .search(&search("", |r| r.limit = Some(3)))
             .expect("search");
         assert_eq!(answer.total, Total::AtLeast(crate::search::TOTAL_BOUND));
-        assert_eq!(answer.ids, vec![1, 4, 7]);
+        assert_eq!(answer.ids(), vec![1, 4, 7]);
     }
 
     #[test]
@@ -843,26 +880,46 @@ mod tests {
         let answer = index
             .search(&search("", |r| r.query = "синий а".into()))
             .expect("search");
-        assert!(answer.total != Total::Exact(0) || answer.ids.is_empty());
+        assert!(answer.total != Total::Exact(0) || answer.ids().is_empty());
     }
 
     #[test]
     fn updates_and_deletes_show_after_a_commit_and_not_in_older_snapshots() {
         let mut index = SearchIndex::new().expect("index");
-        index.add(1, "Синий рюкзак", "Туризм", 500).expect("add");
-        index.add(2, "Красная палатка", "Туризм", 900).expect("add");
+        index.add(&stored(1, "Синий рюкзак", "Туризм", 500)).expect("add");
+        index.add(&stored(2, "Красная палатка", "Туризм", 900)).expect("add");
         let before = index.commit().expect("commit");
         index
-            .upsert(1, "Синяя куртка", "Одежда", 700)
+            .upsert(&stored(1, "Синяя куртка", "Одежда", 700))
             .expect("upsert");
         index.remove(2);
         let after = index.commit().expect("commit");
-        let ids = |s: &Snapshot, q: &str| s.search(&search(q, |_| {})).expect("search").ids;
+        let ids = |s: &Snapshot, q: &str| s.search(&search(q, |_| {})).expect("search").ids();
         assert_eq!(ids(&before, "рюкзак"), vec![1]);
         assert_eq!(ids(&before, "палатка"), vec![2]);
         assert!(ids(&after, "рюкзак").is_empty());
         assert!(ids(&after, "палатка").is_empty());
         assert_eq!(ids(&after, "куртки"), vec![1]);
         assert_eq!(after.len(), 1);
+    }
+
+    /// A page is read from the index: each product as it was stored (the
+    /// name as written, not folded), from the same view that ranked it.
+    #[test]
+    fn a_page_shows_the_products_as_stored_in_the_view_that_ranked_them() {
+        let mut index = SearchIndex::new().expect("index");
+        let first = stored(7, "Ёлочная гирлянда «Звезда»", "Дом", 129_990);
+        index.add(&first).expect("add");
+        let before = index.commit().expect("commit");
+        let changed = Product {
+            description: "Новое описание".into(),
+            price_cents: 99_900,
+            ..first.clone()
+        };
+        index.upsert(&changed).expect("upsert");
+        let after = index.commit().expect("commit");
+        let page = |s: &Snapshot| s.search(&search("елочная", |_| {})).expect("search").page;
+        assert_eq!(page(&before), vec![first]);
+        assert_eq!(page(&after), vec![changed]);
     }
 }

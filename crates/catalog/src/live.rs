@@ -30,6 +30,7 @@ use std::{
 };
 
 use otus_db::Db;
+use otus_proto::catalog::v1::Product;
 use otus_telemetry::{CancellationToken, registered};
 use prometheus::{Gauge, IntCounterVec, IntGauge, Opts, Registry};
 use sea_orm::{
@@ -279,23 +280,21 @@ impl LiveIndex {
             Ok(None) => return Err(Incremental::TooFar),
             Err(e) => return Err(failed(Some(Box::new(index)), e.into())),
         };
-        let mut rows: Vec<Row> = Vec::with_capacity(ids.len());
+        let mut rows: Vec<Product> = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(FETCH_CHUNK) {
             match rows_by_id(db, chunk).await {
-                Ok(found) => rows.extend(found),
+                Ok(found) => rows.extend(found.into_iter().map(product)),
                 Err(e) => return Err(failed(Some(Box::new(index)), e.into())),
             }
         }
         let started = Instant::now();
         let n = ids.len();
         let applied = tokio::task::spawn_blocking(move || {
-            let found: HashMap<i64, &Row> = rows.iter().map(|r| (r.0, r)).collect();
+            let found: HashMap<i64, &Product> = rows.iter().map(|p| (p.id, p)).collect();
             let result = (|| {
                 for id in &ids {
                     match found.get(id) {
-                        Some((id, name, category, price)) => {
-                            index.upsert(*id, name, category, *price)?;
-                        }
+                        Some(product) => index.upsert(product)?,
                         // Deleted since.
                         None => index.remove(*id),
                     }
@@ -364,8 +363,28 @@ enum Incremental {
     Failed(Option<Box<SearchIndex>>, RefreshError),
 }
 
-/// A product as the index needs it: id, name, category, price.
-type Row = (i64, String, String, i64);
+/// A product as the index needs it: id, name, description, category, price
+/// (what a search page shows).
+type Row = (i64, String, String, String, i64);
+
+/// The columns of a [`Row`], in its order.
+const ROW_COLUMNS: [entity::Column; 5] = [
+    entity::Column::Id,
+    entity::Column::Name,
+    entity::Column::Description,
+    entity::Column::Category,
+    entity::Column::PriceCents,
+];
+
+fn product((id, name, description, category, price_cents): Row) -> Product {
+    Product {
+        id,
+        name,
+        description,
+        category,
+        price_cents,
+    }
+}
 
 /// The products changed after version `from` up to `to`, or None when an
 /// incremental update cannot apply them (too many, a bulk change, or log
@@ -418,12 +437,7 @@ async fn changed_products(db: &Db, from: i64, to: i64) -> Result<Option<Vec<i64>
 async fn rows_by_id(db: &Db, ids: &[i64]) -> Result<Vec<Row>, DbErr> {
     entity::Entity::find()
         .select_only()
-        .columns([
-            entity::Column::Id,
-            entity::Column::Name,
-            entity::Column::Category,
-            entity::Column::PriceCents,
-        ])
+        .columns(ROW_COLUMNS)
         .filter(entity::Column::Id.is_in(ids.iter().copied()))
         .into_tuple()
         .all(db)
@@ -462,12 +476,7 @@ async fn build(db: &Db) -> Result<(SearchIndex, Snapshot), RefreshError> {
     loop {
         let rows: Vec<Row> = entity::Entity::find()
             .select_only()
-            .columns([
-                entity::Column::Id,
-                entity::Column::Name,
-                entity::Column::Category,
-                entity::Column::PriceCents,
-            ])
+            .columns(ROW_COLUMNS)
             .filter(entity::Column::Id.gt(after))
             .order_by_asc(entity::Column::Id)
             .limit(LOAD_PAGE)
@@ -481,8 +490,8 @@ async fn build(db: &Db) -> Result<(SearchIndex, Snapshot), RefreshError> {
         // Adding is CPU work (tens of milliseconds a page): off the async
         // workers, so searches keep their latency during a build.
         index = blocking(move || {
-            for (id, name, category, price) in rows {
-                index.add(id, &name, &category, price)?;
+            for row in rows {
+                index.add(&product(row))?;
             }
             Ok(index)
         })
@@ -519,7 +528,7 @@ mod tests {
             .index
             .search(&search)
             .expect("search")
-            .ids
+            .ids()
     }
 
     #[tokio::test]

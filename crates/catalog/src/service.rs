@@ -8,7 +8,7 @@ use otus_proto::catalog::v1::{
     TotalRelation, catalog_service_server::CatalogService,
 };
 use prost::Message as _;
-use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
+use sea_orm::EntityTrait as _;
 use tonic::{Request, Response, Status, metadata::MetadataValue};
 
 use crate::{
@@ -50,46 +50,33 @@ impl CatalogApi {
         }
     }
 
-    /// The page, the bounded total and the category counts: from `loaded`
-    /// (the in-memory index this search started with) and the page's rows
-    /// by primary key, or everything from the database when the index is
-    /// turned off. While the index is on but not yet built, a search is
-    /// refused (503, retry): the database would answer with other rules.
+    /// The page, the bounded total and the category counts: all from
+    /// `loaded` (the in-memory index this search started with, which holds
+    /// what a page shows), or from the database when the index is turned
+    /// off. While the index is on but not yet built, a search is refused
+    /// (503, retry): the database would answer with other rules.
     async fn find(
         &self,
         search: &Search,
         loaded: Option<Arc<Loaded>>,
-    ) -> Result<(Vec<entity::Model>, Total, Vec<(String, u64)>), CatalogError> {
+    ) -> Result<(Vec<Product>, Total, Vec<(String, u64)>), CatalogError> {
         let Some(loaded) = loaded else {
             if self.index.is_some() {
                 return Err(CatalogError::IndexNotReady);
             }
             let (rows, total) = search.run(&self.db, self.strategy).await?;
-            return Ok((rows, total, Vec::new()));
+            return Ok((rows.into_iter().map(to_proto).collect(), total, Vec::new()));
         };
-        let s = search.clone();
-        // CPU work of up to a few milliseconds: off the async workers.
-        let answer = tokio::task::spawn_blocking(move || loaded.index.search(&s))
-            .await
-            .map_err(|e| CatalogError::Internal(format!("index search task: {e}")))?
+        // Run on this worker: a search is bounded (16 tokens, 128 expansions
+        // each, see `index`) and takes tens of microseconds typically, a few
+        // milliseconds at worst at 1M products; handing it to the blocking
+        // pool cost more than most searches (a thread wake-up and two
+        // context switches per search, docs/performance.md).
+        let answer = loaded
+            .index
+            .search(search)
             .map_err(|e| CatalogError::Internal(e.to_string()))?;
-        if answer.ids.is_empty() {
-            return Ok((Vec::new(), answer.total, answer.categories));
-        }
-        // A product deleted since the index was updated is left out of the
-        // page (it is gone within the index's freshness bound).
-        let mut rows = entity::Entity::find()
-            .filter(entity::Column::Id.is_in(answer.ids.iter().copied()))
-            .all(&self.db)
-            .await?;
-        let rank: std::collections::HashMap<i64, usize> = answer
-            .ids
-            .iter()
-            .enumerate()
-            .map(|(i, id)| (*id, i))
-            .collect();
-        rows.sort_by_key(|r| rank.get(&r.id).copied().unwrap_or(usize::MAX));
-        Ok((rows, answer.total, answer.categories))
+        Ok((answer.page, answer.total, answer.categories))
     }
 
     /// One search's answer.
@@ -98,13 +85,13 @@ impl CatalogApi {
         search: &Search,
         loaded: Option<Arc<Loaded>>,
     ) -> Result<SearchProductsResponse, CatalogError> {
-        let (rows, total, categories) = self.find(search, loaded).await?;
+        let (products, total, categories) = self.find(search, loaded).await?;
         let (total, relation) = match total {
             Total::Exact(n) => (n, TotalRelation::Eq),
             Total::AtLeast(n) => (n, TotalRelation::Gte),
         };
         Ok(SearchProductsResponse {
-            products: rows.into_iter().map(to_proto).collect(),
+            products,
             total: i64::try_from(total).unwrap_or(i64::MAX),
             limit: search.limit,
             offset: search.offset,

@@ -1,0 +1,386 @@
+#!/usr/bin/env python3
+"""CPU per request of product search, side by side with a bare axum server.
+
+One `otus all-in-one` (release build) on a PostgreSQL catalog is driven by oha
+at a fixed rate; the CPU time that every process of the request's path spent
+(otus; the PostgreSQL backends of that database; redis-server when the cache
+is on) is read from /proc before and after, and divided by the requests
+answered 200. The same is done for the bare axum server
+(`crates/edge/examples/bare_axum.rs`, `GET /health/`): the floor of an HTTP
+request with the same axum, hyper and tokio. oha's own CPU per request and how
+busy the whole machine was are printed too, so a figure that measures the
+generator or a saturated machine shows as such.
+
+    python3 loadtest/cost.py --db postgres://postgres@127.0.0.1:5432/otus_cost_1m \
+        --otus target/release/otus --bare target/release/examples/bare_axum \
+        [--baseline /path/to/previous/otus] [--closed]
+
+Paths (--paths, default both):
+  off  cache off: the catalog answers every search (in-memory index and,
+       depending on the build, the page's rows from PostgreSQL);
+  on   cache on, in Redis: after a warm-up every search of the set is a hit.
+
+--closed adds the closed-loop comparison: oha -c 50 for --duration over
+20 000 distinct searches, cache off, each build in turn, ROUNDS times.
+
+The database is created and seeded (`otus seed-products`, catalog shape,
+seed 1) when it holds fewer products than --products. The searches are 1-2
+consecutive words of random products' names (fixed random seed), as the
+homework's shopper types them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def psql(url: str, sql: str) -> str:
+    out = subprocess.run(["psql", url, "-Atqc", sql], check=True, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def proc_cpu(pid: int) -> float:
+    """User+system CPU seconds of a process (all its threads, live and ended)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of all cores since boot."""
+    parts = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = parts[3] + parts[4]
+    return sum(parts) - idle, sum(parts)
+
+
+def children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def wait_until(what: str, check, deadline_s: float, proc: subprocess.Popen | None = None, logfile=None):
+    deadline = time.monotonic() + deadline_s
+    while True:
+        try:
+            if check():
+                return
+        except Exception:
+            pass
+        if proc is not None and proc.poll() is not None:
+            tail = Path(logfile).read_text()[-3000:] if logfile else ""
+            sys.exit(f"{what}: the process exited ({proc.returncode})\n{tail}")
+        if time.monotonic() > deadline:
+            tail = Path(logfile).read_text()[-3000:] if logfile else ""
+            sys.exit(f"{what}: not within {deadline_s:.0f} s\n{tail}")
+        time.sleep(0.2)
+
+
+def http_get(url: str, timeout: float = 5) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def ensure_catalog(db: str, products: int, otus: str) -> int:
+    base, _, name = db.rpartition("/")
+    name = name.split("?")[0]
+    if psql(f"{base}/postgres", f"SELECT count(*) FROM pg_database WHERE datname = '{name}'") == "0":
+        log(f"creating database {name}")
+        psql(f"{base}/postgres", f'CREATE DATABASE "{name}"')
+    have = 0
+    try:
+        have = int(psql(db, "SELECT count(*) FROM products"))
+    except subprocess.CalledProcessError:
+        pass
+    if have < products:
+        log(f"seeding {products} products into {name} (otus seed-products; a few minutes for 1M)")
+        env = dict(os.environ, DATABASE_URL=db, RUST_LOG="info")
+        subprocess.run([otus, "seed-products", "--count", str(products), "--seed", "1", "--mode", "replace"],
+                       env=env, check=True)
+        have = int(psql(db, "SELECT count(*) FROM products"))
+    return have
+
+
+def searches(db: str, n: int) -> list[str]:
+    """n distinct searches: 1-2 consecutive words of random products' names."""
+    rnd = random.Random(23)
+    top = int(psql(db, "SELECT max(id) FROM products"))
+    out: list[str] = []
+    seen: set[str] = set()
+    while len(out) < n:
+        ids = ",".join(str(rnd.randint(1, top)) for _ in range(min(5000, 2 * (n - len(out)) + 10)))
+        for name in psql(db, f"SELECT name FROM products WHERE id IN ({ids}) ORDER BY id").splitlines():
+            words = [w for w in name.split() if w.isalpha()]
+            if not words:
+                continue
+            k = 1 if len(words) == 1 or rnd.random() < 0.5 else 2
+            i = rnd.randrange(len(words) - k + 1)
+            s = " ".join(words[i : i + k])
+            if s not in seen:
+                seen.add(s)
+                out.append(s)
+                if len(out) == n:
+                    break
+    return out
+
+
+class Server:
+    """One `otus all-in-one` (or the bare server) with its log."""
+
+    def __init__(self, label: str, argv: list[str], env: dict, work: Path):
+        self.label = label
+        self.log = work / f"{label}.log"
+        self.proc = subprocess.Popen(argv, env=env, stdout=open(self.log, "w"), stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_otus(label: str, binary: str, db: str, port: int, cache: bool, redis: str, work: Path) -> Server:
+    env = dict(
+        os.environ,
+        HTTP_ADDR=f"127.0.0.1:{port}",
+        ADMIN_ADDR=f"127.0.0.1:{port + 1}",
+        USERS_GRPC_ADDR="127.0.0.1:0",
+        AUTH_GRPC_ADDR="127.0.0.1:0",
+        CATALOG_GRPC_ADDR="127.0.0.1:0",
+        DATABASE_URL=db,
+        CACHE_ENABLED="true" if cache else "false",
+        REDIS_URL=redis,
+        REDIS_KEY_PREFIX=f"otus-cost:{label}:",
+        # As in Kubernetes: JSON logs, the service's default filter.
+        LOG_FORMAT="json",
+    )
+    env.pop("RUST_LOG", None)
+    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    if not cache:
+        env.pop("REDIS_URL")
+    s = Server(label, [binary, "all-in-one"], env, work)
+    wait_until(f"{label}: /ready", lambda: http_get(f"http://127.0.0.1:{port}/ready")[0] == 200, 120, s.proc, s.log)
+
+    def built() -> bool:
+        _, body = http_get(f"http://127.0.0.1:{port + 1}/metrics")
+        return any(line.startswith('catalog_index_builds_total{outcome="ok"}') for line in body.decode().splitlines())
+
+    wait_until(f"{label}: search index built", built, 900, s.proc, s.log)
+    return s
+
+
+def start_bare(binary: str, port: int, work: Path) -> Server:
+    s = Server("bare", [binary, f"127.0.0.1:{port}"], dict(os.environ), work)
+    wait_until("bare axum", lambda: http_get(f"http://127.0.0.1:{port}/health/")[0] == 200, 60, s.proc, s.log)
+    return s
+
+
+def pg_backends(db: str) -> list[int]:
+    name = db.rpartition("/")[2].split("?")[0]
+    rows = psql(db, f"SELECT pid FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()")
+    return [int(x) for x in rows.split()]
+
+
+def redis_pid(redis: str) -> int | None:
+    u = urllib.parse.urlparse(redis)
+    try:
+        out = subprocess.run(["redis-cli", "-h", u.hostname or "127.0.0.1", "-p", str(u.port or 6379), "info", "server"],
+                             capture_output=True, text=True, timeout=5).stdout
+    except (FileNotFoundError, subprocess.TimeoutExpired):
+        return None
+    for line in out.splitlines():
+        if line.startswith("process_id:"):
+            return int(line.split(":")[1])
+    return None
+
+
+def oha(args: argparse.Namespace, urls: Path, extra: list[str], out: Path) -> dict:
+    cmd = [args.oha, "--urls-from-file", str(urls), "--no-tui", "--output-format", "json", "-o", str(out), *extra]
+    subprocess.run(cmd, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return json.loads(out.read_text())
+
+
+def ok_count(r: dict) -> tuple[int, int]:
+    codes = r.get("statusCodeDistribution", {})
+    failed = {k: v for k, v in r.get("errorDistribution", {}).items() if k != "aborted due to deadline"}
+    ok = codes.get("200", 0)
+    return ok, sum(v for k, v in codes.items() if k != "200") + sum(failed.values())
+
+
+def measure(args, urls: Path, extra: list[str], pids: dict[str, list[int] | callable], work: Path) -> dict:
+    """Runs oha with `extra`; CPU per 200 answer of each component."""
+    def snap():
+        return {k: sum(proc_cpu(p) for p in (v() if callable(v) else v)) for k, v in pids.items()}
+
+    pg_before = {p: proc_cpu(p) for p in pg_backends(args.db)} if "postgres" in pids else {}
+    before, busy0, child0 = snap(), machine_busy(), children_cpu()
+    r = oha(args, urls, extra, work / "oha.json")
+    after, busy1, child1 = snap(), machine_busy(), children_cpu()
+    ok, errors = ok_count(r)
+    cpu = {k: after[k] - before[k] for k in before}
+    if "postgres" in pids:
+        pg_after = {p: proc_cpu(p) for p in pg_backends(args.db)}
+        cpu["postgres"] = sum(v - pg_before.get(p, 0.0) for p, v in pg_after.items())
+    cpu["oha"] = child1 - child0
+    busy = (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1])
+    p = r.get("latencyPercentiles", {})
+    return {
+        "ok": ok,
+        "errors": errors,
+        "rps": r["summary"].get("requestsPerSec", 0.0),
+        "p50_ms": (p.get("p50") or 0) * 1000,
+        "p99_ms": (p.get("p99") or 0) * 1000,
+        "us": {k: 1e6 * v / max(ok, 1) for k, v in cpu.items()},
+        "busy": busy,
+    }
+
+
+def url_file(work: Path, name: str, port: int, qs: list[str]) -> Path:
+    f = work / name
+    f.write_text("".join(f"http://127.0.0.1:{port}/products?{urllib.parse.urlencode({'q': q})}\n" for q in qs))
+    return f
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--db", required=True, help="PostgreSQL URL of the catalog (created and seeded if short)")
+    ap.add_argument("--products", type=int, default=1_000_000)
+    ap.add_argument("--otus", required=True, help="release `otus` binary to measure")
+    ap.add_argument("--baseline", help="a second `otus` binary (e.g. the previous main) measured side by side")
+    ap.add_argument("--bare", required=True, help="release bare_axum example binary")
+    ap.add_argument("--oha", default=shutil.which("oha") or str(Path.home() / ".cache/otus-rs/tools/bin/oha"))
+    ap.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    ap.add_argument("--rate", type=int, default=500)
+    ap.add_argument("--duration", type=int, default=20, help="seconds per measurement")
+    ap.add_argument("--warmup", type=int, default=5, help="seconds at the rate before measuring")
+    ap.add_argument("--searches", type=int, default=400, help="distinct searches of the fixed-rate runs")
+    ap.add_argument("--paths", default="off,on", help="off, on or both (comma-separated)")
+    ap.add_argument("--closed", action="store_true", help="also the closed-loop comparison (oha -c 50)")
+    ap.add_argument("--closed-searches", type=int, default=20_000)
+    ap.add_argument("--connections", type=int, default=50)
+    ap.add_argument("--rounds", type=int, default=2, help="closed-loop rounds (builds alternate)")
+    ap.add_argument("--port", type=int, default=18300)
+    ap.add_argument("--json", help="write every figure to this file")
+    args = ap.parse_args()
+    if not Path(args.oha).exists():
+        sys.exit(f"oha not found at {args.oha}: cargo install oha --root ~/.cache/otus-rs/tools")
+
+    builds = [("new", args.otus)] + ([("base", args.baseline)] if args.baseline else [])
+    have = ensure_catalog(args.db, args.products, args.otus)
+    qs = searches(args.db, max(args.searches, args.closed_searches if args.closed else 0))
+    cpu_model = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
+                      if l.startswith("model name")), "?")
+    print(f"# CPU per request, {date()}; {os.cpu_count()} cores ({cpu_model}); {have} products "
+          f"(catalog shape, seed 1); oha fixed rate {args.rate} req/s, {args.duration} s after {args.warmup} s "
+          f"of warm-up, {args.searches} distinct searches", flush=True)
+    print("# µs of CPU per answered request (200), each process's user+system time from /proc\n", flush=True)
+    work = Path(tempfile.mkdtemp(prefix="otus-cost-"))
+    results: dict = {"products": have, "rate": args.rate, "duration": args.duration, "runs": []}
+    rate = ["-q", str(args.rate), "-z", f"{args.duration}s", "--latency-correction", "-c", "64"]
+    warm = ["-q", str(args.rate), "-z", f"{args.warmup}s", "-c", "64"]
+    header = ("| path | build | otus | PostgreSQL | Redis | total per request | oha (generator) | "
+              "machine busy | answered | errors | p50 ms | p99 ms |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print(header, flush=True)
+    servers: list[Server] = []
+
+    def row(path: str, build: str, m: dict) -> None:
+        us = m["us"]
+        total = sum(v for k, v in us.items() if k != "oha")
+        cell = lambda k: f"{us[k]:.0f}" if k in us else "–"
+        print(f"| {path} | {build} | {cell('otus')} | {cell('postgres')} | {cell('redis')} | **{total:.0f}** | "
+              f"{us['oha']:.0f} | {100 * m['busy']:.0f}% | {m['ok']} | {m['errors']} | {m['p50_ms']:.2f} | "
+              f"{m['p99_ms']:.2f} |", flush=True)
+        results["runs"].append({"path": path, "build": build, **m, "total_us": total})
+
+    try:
+        bare = start_bare(args.bare, args.port + 9, work)
+        servers.append(bare)
+        hurls = work / "health.txt"
+        hurls.write_text(f"http://127.0.0.1:{args.port + 9}/health/\n")
+        oha(args, hurls, warm, work / "warm.json")
+        row("bare axum `GET /health/`", "–", measure(args, hurls, rate, {"otus": [bare.pid]}, work))
+        bare.stop()
+        urls = url_file(work, "urls.txt", args.port, qs[: args.searches])
+        rpid = redis_pid(args.redis)
+        for path in [p.strip() for p in args.paths.split(",")]:
+            cache = path == "on"
+            for label, binary in builds:
+                s = start_otus(f"{label}-{path}", binary, args.db, args.port, cache, args.redis, work)
+                servers.append(s)
+                oha(args, urls, warm, work / "warm.json")
+                pids = {"otus": [s.pid], "postgres": []}
+                if cache and rpid:
+                    pids["redis"] = [rpid]
+                m = measure(args, urls, rate, pids, work)
+                row("cache on (Redis)" if cache else "cache off", label, m)
+                s.stop()
+        if args.closed:
+            curls = url_file(work, "closed.txt", args.port, qs[: args.closed_searches])
+            print(f"\n# Closed loop: oha -c {args.connections}, {args.duration} s, {args.closed_searches} distinct "
+                  f"searches, cache off\n", flush=True)
+            print("| round | build | req/s | p50 ms | p99 ms | errors | otus µs/request | PostgreSQL µs/request | "
+                  "machine busy |\n|---|---|---|---|---|---|---|---|---|", flush=True)
+            started = {label: start_otus(f"{label}-closed", b, args.db, args.port + 20 * i, False, args.redis, work)
+                       for i, (label, b) in enumerate(builds)}
+            servers.extend(started.values())
+            for i, (label, _) in enumerate(builds):
+                u = url_file(work, f"closed-{label}.txt", args.port + 20 * i, qs[: args.closed_searches])
+                oha(args, u, ["-c", str(args.connections), "-z", "5s"], work / "warm.json")
+            for rnd in range(1, args.rounds + 1):
+                for i, (label, _) in enumerate(builds if rnd % 2 else list(reversed(builds))):
+                    idx = [b[0] for b in builds].index(label)
+                    u = work / f"closed-{label}.txt"
+                    m = measure(args, u, ["-c", str(args.connections), "-z", f"{args.duration}s"],
+                                {"otus": [started[label].pid], "postgres": []}, work)
+                    print(f"| {rnd} | {label} | {m['rps']:.0f} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} | "
+                          f"{m['errors']} | {m['us']['otus']:.0f} | {m['us'].get('postgres', 0):.0f} | "
+                          f"{100 * m['busy']:.0f}% |", flush=True)
+                    results["runs"].append({"path": "closed", "build": label, "round": rnd, **m})
+                    del idx
+    finally:
+        for s in servers:
+            s.stop()
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, ensure_ascii=False))
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def date() -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+
+
+if __name__ == "__main__":
+    main()
