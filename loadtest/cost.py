@@ -127,18 +127,26 @@ def ensure_catalog(db: str, products: int, otus: str) -> int:
 
 
 def searches(db: str, n: int) -> list[str]:
-    """n distinct searches: 1-2 consecutive words of random products' names."""
+    """n distinct searches: 1-2 consecutive words of random products' names
+    (up to 4 once the vocabulary runs out of distinct shorter ones)."""
     rnd = random.Random(23)
     top = int(psql(db, "SELECT max(id) FROM products"))
     out: list[str] = []
     seen: set[str] = set()
+    stale, longest = 0, 2
     while len(out) < n:
+        if stale and longest < 4:
+            longest, stale = longest + 1, 0
+        if stale > 3:
+            sys.exit(f"only {len(out)} distinct searches found; ask for fewer")
+        found = len(out)
         ids = ",".join(str(rnd.randint(1, top)) for _ in range(min(5000, 2 * (n - len(out)) + 10)))
         for name in psql(db, f"SELECT name FROM products WHERE id IN ({ids}) ORDER BY id").splitlines():
-            words = [w for w in name.split() if w.isalpha()]
+            # Model codes ("Про-505") only once plain words run out.
+            words = [w for w in name.split() if longest > 2 or w.isalpha()]
             if not words:
                 continue
-            k = 1 if len(words) == 1 or rnd.random() < 0.5 else 2
+            k = min(len(words), 1 if rnd.random() < 0.5 else rnd.randint(2, longest))
             i = rnd.randrange(len(words) - k + 1)
             s = " ".join(words[i : i + k])
             if s not in seen:
@@ -146,6 +154,7 @@ def searches(db: str, n: int) -> list[str]:
                 out.append(s)
                 if len(out) == n:
                     break
+        stale = stale + 1 if len(out) - found < 10 else 0
     return out
 
 
@@ -280,6 +289,8 @@ def main() -> None:
     ap.add_argument("--products", type=int, default=1_000_000)
     ap.add_argument("--otus", required=True, help="release `otus` binary to measure")
     ap.add_argument("--baseline", help="a second `otus` binary (e.g. the previous main) measured side by side")
+    ap.add_argument("--compare", action="append", default=[], metavar="LABEL=BINARY",
+                    help="more `otus` builds measured side by side (repeatable)")
     ap.add_argument("--bare", required=True, help="release bare_axum example binary")
     ap.add_argument("--oha", default=shutil.which("oha") or str(Path.home() / ".cache/otus-rs/tools/bin/oha"))
     ap.add_argument("--redis", default="redis://127.0.0.1:6379/0")
@@ -299,6 +310,7 @@ def main() -> None:
         sys.exit(f"oha not found at {args.oha}: cargo install oha --root ~/.cache/otus-rs/tools")
 
     builds = [("new", args.otus)] + ([("base", args.baseline)] if args.baseline else [])
+    builds += [tuple(c.split("=", 1)) for c in args.compare]
     have = ensure_catalog(args.db, args.products, args.otus)
     qs = searches(args.db, max(args.searches, args.closed_searches if args.closed else 0))
     cpu_model = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()

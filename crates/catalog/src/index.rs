@@ -32,8 +32,8 @@ use std::{cmp::Reverse, collections::HashMap, ops::Bound};
 
 use tantivy::termdict::TermDictionary;
 use tantivy::{
-    DocAddress, DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, Searcher, SegmentOrdinal,
-    SegmentReader, TantivyDocument, Term,
+    DocAddress, DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, Searcher,
+    SegmentOrdinal, SegmentReader, TantivyDocument, Term,
     collector::{Collector, Count, SegmentCollector, TopDocs},
     query::{
         AllQuery, BooleanQuery, ConstScoreQuery, DfaWrapper, DisjunctionMaxQuery, FuzzyTermQuery,
@@ -490,7 +490,9 @@ impl Snapshot {
                 });
                 let (docs, count, cats) = self.searcher.search(&*query, &(top, Count, facets))?;
                 (
-                    docs.into_iter().map(|(_, address)| address).collect::<Vec<_>>(),
+                    docs.into_iter()
+                        .map(|(_, address)| address)
+                        .collect::<Vec<_>>(),
                     count,
                     cats,
                 )
@@ -508,7 +510,9 @@ impl Snapshot {
                 });
                 let (docs, count, cats) = self.searcher.search(&*query, &(top, Count, facets))?;
                 (
-                    docs.into_iter().map(|(_, address)| address).collect::<Vec<_>>(),
+                    docs.into_iter()
+                        .map(|(_, address)| address)
+                        .collect::<Vec<_>>(),
                     count,
                     cats,
                 )
@@ -784,10 +788,18 @@ mod tests {
 
         // A word and a longer word beginning with it: the word comes first.
         let mut index = SearchIndex::new().expect("index");
-        index.add(&stored(1, "Чайник Байкал", "Дом", 100)).expect("add");
-        index.add(&stored(2, "Чай зелёный", "Еда", 100)).expect("add");
-        index.add(&stored(3, "Чайник Про", "Дом", 100)).expect("add");
-        index.add(&stored(4, "Чай чёрный", "Еда", 100)).expect("add");
+        index
+            .add(&stored(1, "Чайник Байкал", "Дом", 100))
+            .expect("add");
+        index
+            .add(&stored(2, "Чай зелёный", "Еда", 100))
+            .expect("add");
+        index
+            .add(&stored(3, "Чайник Про", "Дом", 100))
+            .expect("add");
+        index
+            .add(&stored(4, "Чай чёрный", "Еда", 100))
+            .expect("add");
         let snapshot = index.commit().expect("commit");
         let answer = snapshot.search(&search("чай", |_| {})).expect("search");
         assert_eq!(answer.ids(), vec![2, 4, 1, 3], "exact first, then by id");
@@ -886,8 +898,12 @@ mod tests {
     #[test]
     fn updates_and_deletes_show_after_a_commit_and_not_in_older_snapshots() {
         let mut index = SearchIndex::new().expect("index");
-        index.add(&stored(1, "Синий рюкзак", "Туризм", 500)).expect("add");
-        index.add(&stored(2, "Красная палатка", "Туризм", 900)).expect("add");
+        index
+            .add(&stored(1, "Синий рюкзак", "Туризм", 500))
+            .expect("add");
+        index
+            .add(&stored(2, "Красная палатка", "Туризм", 900))
+            .expect("add");
         let before = index.commit().expect("commit");
         index
             .upsert(&stored(1, "Синяя куртка", "Одежда", 700))
