@@ -3,11 +3,6 @@
 use clap::Parser as _;
 use otus::config::{AllInOneArgs, Cli, Command};
 
-/// mimalloc instead of glibc's malloc: a request allocates and frees many
-/// small buffers on two threads (measured in docs/performance.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
