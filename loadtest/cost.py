@@ -372,8 +372,7 @@ def main() -> None:
                 u = url_file(work, f"closed-{label}.txt", args.port + 20 * i, qs[: args.closed_searches])
                 oha(args, u, ["-c", str(args.connections), "-z", "5s"], work / "warm.json")
             for rnd in range(1, args.rounds + 1):
-                for i, (label, _) in enumerate(builds if rnd % 2 else list(reversed(builds))):
-                    idx = [b[0] for b in builds].index(label)
+                for label, _ in builds if rnd % 2 else list(reversed(builds)):
                     u = work / f"closed-{label}.txt"
                     m = measure(args, u, ["-c", str(args.connections), "-z", f"{args.duration}s"],
                                 {"otus": [started[label].pid], "postgres": []}, work)
@@ -381,7 +380,6 @@ def main() -> None:
                           f"{m['errors']} | {m['us']['otus']:.0f} | {m['us'].get('postgres', 0):.0f} | "
                           f"{100 * m['busy']:.0f}% |", flush=True)
                     results["runs"].append({"path": "closed", "build": label, "round": rnd, **m})
-                    del idx
     finally:
         for s in servers:
             s.stop()

@@ -26,8 +26,8 @@ until curl -fsS "http://127.0.0.1:$PORT/products?q=%D1%87%D0%B0%D0%B9" >/dev/nul
   sleep 0.5
 done
 oha --urls-from-file "$URLS" -q "$RATE" -z 5s --no-tui >/dev/null 2>&1
-oha --urls-from-file "$URLS" -q "$RATE" -z "$((SECS + 4))s" --no-tui >/dev/null 2>&1 &
-sleep 2
+# perf starts with the load (the server is warm from the run above).
+oha --urls-from-file "$URLS" -q "$RATE" -z "$((SECS + 2))s" --no-tui >/dev/null 2>&1 &
 perf record -F 499 -g -p "$SERVER" -o "$WORK/perf.data" -- sleep "$SECS" >/dev/null 2>&1
 wait %2 2>/dev/null || true
 perf script -i "$WORK/perf.data" 2>/dev/null | inferno-collapse-perf | inferno-flamegraph --title "$(basename "$BIN") $RATE req/s, cache ${CACHE_ENABLED:-false}" >"$OUT"

@@ -788,18 +788,14 @@ mod tests {
 
         // A word and a longer word beginning with it: the word comes first.
         let mut index = SearchIndex::new().expect("index");
-        index
-            .add(&stored(1, "Чайник Байкал", "Дом", 100))
-            .expect("add");
-        index
-            .add(&stored(2, "Чай зелёный", "Еда", 100))
-            .expect("add");
-        index
-            .add(&stored(3, "Чайник Про", "Дом", 100))
-            .expect("add");
-        index
-            .add(&stored(4, "Чай чёрный", "Еда", 100))
-            .expect("add");
+        for (id, name, category) in [
+            (1, "Чайник Байкал", "Дом"),
+            (2, "Чай зелёный", "Еда"),
+            (3, "Чайник Про", "Дом"),
+            (4, "Чай чёрный", "Еда"),
+        ] {
+            index.add(&stored(id, name, category, 100)).expect("add");
+        }
         let snapshot = index.commit().expect("commit");
         let answer = snapshot.search(&search("чай", |_| {})).expect("search");
         assert_eq!(answer.ids(), vec![2, 4, 1, 3], "exact first, then by id");
