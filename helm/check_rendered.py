@@ -110,6 +110,38 @@ def size_bytes(text):
     return float(text[:-2]) * UNITS[text[-2:]]
 
 
+
+def session_store_failures(docs):
+    """Sessions cannot be evicted by cache traffic (issue 24 item 1): auth's REDIS_URL names an
+    in-release Redis that never evicts (maxmemory-policy noeviction), and the catalog's cache is
+    another Redis."""
+    out = []
+    config = {
+        d["metadata"]["labels"].get("app.kubernetes.io/component"): d.get("data") or {}
+        for d in docs
+        if d["kind"] == "ConfigMap" and d["metadata"].get("labels")
+    }
+    policies = {}
+    for d in docs:
+        if d["kind"] != "Deployment":
+            continue
+        for c in d["spec"]["template"]["spec"]["containers"]:
+            args = c.get("args") or []
+            if c["name"] == "redis" and "--maxmemory-policy" in args:
+                policies[d["metadata"]["name"]] = args[args.index("--maxmemory-policy") + 1]
+    def host(component):
+        url = config.get(component, {}).get("REDIS_URL", "")
+        return url.split("//", 1)[-1].split(":", 1)[0].split("/", 1)[0]
+    sessions, cache = host("auth"), host("catalog")
+    if policies.get(sessions) != "noeviction":
+        out.append(
+            f"auth's REDIS_URL host {sessions!r} is not an in-release Redis with maxmemory-policy "
+            f"noeviction (policies: {policies}): cache traffic could evict sessions"
+        )
+    if not cache or cache == sessions:
+        out.append(f"the catalog's search cache ({cache!r}) must be a Redis of its own, not the sessions' ({sessions!r})")
+    return out
+
 if "--default" in sys.argv:
     million = 1
     for d in docs:
@@ -151,7 +183,9 @@ if "--default" in sys.argv:
             lambda d: d["spec"].get("volumeClaimTemplates")
             and d["spec"]["template"]["spec"]["containers"][0]["image"].startswith("postgres:"),
         ) == 1,
-        "Redis": count("Deployment", lambda d: component(d) == "redis") == 1,
+        "two Redis servers, sessions and cache": count(
+            "Deployment", lambda d: component(d) in ("redis-sessions", "redis-cache")
+        ) == 2,
         # Not a post-install hook: helm runs those after --wait/--atomic, and readiness needs the
         # tables (issue 13 item 4). On install with the in-cluster database: a plain Job.
         "migrations Job that is part of the install (no hook)": count(
@@ -162,7 +196,7 @@ if "--default" in sys.argv:
             lambda d: d["spec"]["rules"][0]["host"] == "arch.homework"
             and d["metadata"]["annotations"].get("nginx.ingress.kubernetes.io/rewrite-target") == "/$1",
         ) == 1,
-        "ServiceMonitors for 4 services and 2 exporters": count("ServiceMonitor") == 6,
+        "ServiceMonitors for 4 services and 3 exporters": count("ServiceMonitor") == 7,
         "PrometheusRule": count("PrometheusRule") == 1,
         # gRPC clients balance over pods only through headless Services (issue 13 item 6).
         "headless Services for users, auth, catalog, and every gRPC URL pointing at one": count(
@@ -194,6 +228,7 @@ if "--default" in sys.argv:
     for what, ok in expected.items():
         if not ok:
             failures.append(f"default release lacks: {what}")
+    failures.extend(session_store_failures(docs))
 kinds = sorted({d["kind"] for d in docs})
 print(f"{len(docs)} resources ({', '.join(kinds)})")
 for f in failures:

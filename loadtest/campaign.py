@@ -61,7 +61,8 @@ QUICK_STEPS = "5,20,40"
 # Ports below the kernel's ephemeral range and apart from CI's own.
 PORTS = {"nginx": 18180, "edge": 18100, "users": 18151, "auth": 18152, "catalog": 18153,
          "edge_admin": 18190, "users_admin": 18191, "auth_admin": 18192, "catalog_admin": 18193,
-         "prometheus": 18199, "pg_exporter": 18187, "redis_exporter": 18121, "redis": 18179}
+         "prometheus": 18199, "pg_exporter": 18187, "redis_exporter": 18121, "redis": 18179,
+         "redis_sessions": 18178}
 PROCESS_OF_ADMIN = {f"127.0.0.1:{PORTS[p + '_admin']}": p for p in ("edge", "users", "auth", "catalog")}
 ERROR_PCT_FAILURE = 1.0
 RISE_FAILURE = 1.05
@@ -195,8 +196,9 @@ def apply_unit(ax, unit, log=False):
 class System:
     """The system's processes for one configuration, nginx in front."""
 
-    def __init__(self, otus, db_url, redis_url, prefix, cache, workdir):
+    def __init__(self, otus, db_url, redis_url, session_redis_url, prefix, cache, workdir):
         self.otus, self.db_url, self.redis_url, self.prefix = otus, db_url, redis_url, prefix
+        self.session_redis_url = session_redis_url
         self.cache, self.workdir = cache, workdir
         self.procs = {}
 
@@ -214,7 +216,7 @@ class System:
             "auth": ([self.otus, "auth", "--grpc-addr", f"127.0.0.1:{p['auth']}",
                       "--admin-addr", f"127.0.0.1:{p['auth_admin']}",
                       "--users-grpc-url", f"http://127.0.0.1:{p['users']}"],
-                     {"REDIS_URL": self.redis_url, "REDIS_KEY_PREFIX": self.prefix,
+                     {"REDIS_URL": self.session_redis_url, "REDIS_KEY_PREFIX": self.prefix,
                       "LOGIN_MAX_ATTEMPTS_PER_ADDRESS": "1000000"}),
             "catalog": ([self.otus, "catalog", "--grpc-addr", f"127.0.0.1:{p['catalog']}",
                          "--admin-addr", f"127.0.0.1:{p['catalog_admin']}"],
@@ -474,7 +476,8 @@ def start_system(args, cfg, workdir, sampler_state):
     and the catalog's search index holds the whole catalog."""
     size = cfg["size"]
     prefix = f"otus-campaign-{os.getpid()}-{cfg['id']}:"
-    system = System(args.otus, cfg["db_url"], args.redis_url, prefix, cfg["cache"], workdir)
+    system = System(args.otus, cfg["db_url"], args.redis_url, args.session_redis_url, prefix, cfg["cache"],
+                    workdir)
     system.start(os.urandom(32).hex())
     sampler_state["system"] = {n: p.pid for n, p in system.procs.items()}
     edge = f"http://127.0.0.1:{PORTS['nginx']}/otusapp"
@@ -496,10 +499,11 @@ def start_system(args, cfg, workdir, sampler_state):
 def stop_system(args, system, sampler_state):
     sampler_state["system"] = {}
     system.stop()
-    keys = subprocess.run(["redis-cli", "-u", args.redis_url, "--scan", "--pattern", system.prefix + "*"],
-                          capture_output=True, text=True).stdout.split()
-    for i in range(0, len(keys), 500):
-        subprocess.run(["redis-cli", "-u", args.redis_url, "del", *keys[i:i + 500]], capture_output=True)
+    for url in {args.redis_url, args.session_redis_url}:
+        keys = subprocess.run(["redis-cli", "-u", url, "--scan", "--pattern", system.prefix + "*"],
+                              capture_output=True, text=True).stdout.split()
+        for i in range(0, len(keys), 500):
+            subprocess.run(["redis-cli", "-u", url, "del", *keys[i:i + 500]], capture_output=True)
 
 
 def run_configuration(args, cfg, workdir, sampler_state):
@@ -842,30 +846,29 @@ def comparison_charts(configs, args, slo_ms):
 
 # ---------------------------------------------------------------- report
 
-def chart_redis_settings():
-    """The in-cluster Redis's maxmemory and policy, from the chart's values."""
+def chart_redis_settings(which):
+    """maxmemory and policy of the chart's `which` Redis (cache, sessions), from its values."""
     import yaml
     with open(os.path.join(ROOT, "helm", "otus", "values.yaml"), encoding="utf-8") as f:
-        redis = yaml.safe_load(f)["redis"]
+        redis = yaml.safe_load(f)["redis"][which]
     return str(redis["maxmemory"]), str(redis["maxmemoryPolicy"])
 
 
-def start_redis(workdir):
+def start_redis(workdir, which, port):
     """A Redis of the campaign's own, configured as the chart configures its
-    Redis (maxmemory, eviction policy; nothing kept on disk), so what the
-    dashboards show of Redis is what a cluster would show. Returns the process
-    and its URL."""
-    maxmemory, policy = chart_redis_settings()
-    port = PORTS["redis"]
+    `which` Redis (cache or sessions: maxmemory, eviction policy; nothing kept
+    on disk), so what the dashboards show of Redis is what a cluster would
+    show. Returns the process and its URL."""
+    maxmemory, policy = chart_redis_settings(which)
     proc = subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
                              "--appendonly", "no", "--maxmemory", maxmemory, "--maxmemory-policy", policy,
                              "--dir", workdir],
-                            stdout=open(os.path.join(workdir, "redis.log"), "wb"), stderr=subprocess.STDOUT)
+                            stdout=open(os.path.join(workdir, f"redis-{which}.log"), "wb"), stderr=subprocess.STDOUT)
     url = f"redis://127.0.0.1:{port}/0"
     atexit.register(lambda: proc.poll() is None and proc.terminate())
     wait_until(30, "the campaign's Redis answering PING", lambda: subprocess.run(
         ["redis-cli", "-u", url, "ping"], capture_output=True, text=True).stdout.strip() == "PONG")
-    log(f"Redis for the campaign on :{port} (maxmemory {maxmemory}, {policy}: the chart's values)")
+    log(f"Redis ({which}) for the campaign on :{port} (maxmemory {maxmemory}, {policy}: the chart's values)")
     return proc, url
 
 
@@ -1261,6 +1264,9 @@ def main():
     parser.add_argument("--pg-admin-url", default=os.environ.get("PG_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres"))
     parser.add_argument("--redis-url", help="a Redis to use as it is configured (default: the campaign starts its "
                                             "own on :%d with the chart's maxmemory and eviction policy)" % PORTS["redis"])
+    parser.add_argument("--session-redis-url", help="auth's Redis for sessions (default: with --redis-url, that one; "
+                                                    "else the campaign starts its own on :%d as the chart's "
+                                                    "sessions Redis)" % PORTS["redis_sessions"])
     parser.add_argument("--stress-snapshots", type=float, metavar="MINUTES",
                         help="instead of the campaign: run the homework-4 stress test for MINUTES and draw every "
                              "dashboard row to observability/snapshots/ (or --out)")
@@ -1318,9 +1324,16 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     workdir = tempfile.mkdtemp(prefix="otus-campaign-work-")
     log(f"report: {args.out}; logs: {workdir}")
-    redis_proc = None
+    redis_procs = []
     if not args.redis_url:
-        redis_proc, args.redis_url = start_redis(workdir)
+        # As the chart: the cache's Redis evicts, the sessions' never does.
+        proc, args.redis_url = start_redis(workdir, "cache", PORTS["redis"])
+        redis_procs.append(proc)
+        if not args.session_redis_url:
+            proc, args.session_redis_url = start_redis(workdir, "sessions", PORTS["redis_sessions"])
+            redis_procs.append(proc)
+    elif not args.session_redis_url:
+        args.session_redis_url = args.redis_url
 
     info = machine(args.pg_admin_url, args.redis_url)
     stack_dir = os.path.join(workdir, "stack")
@@ -1389,9 +1402,9 @@ def main():
         if sampler.is_alive():
             sampler.stop_event.set()
         subprocess.run(["nginx", "-p", nginx_prefix, "-c", nginx_conf, "-s", "stop"], capture_output=True)
-        if redis_proc:
-            redis_proc.terminate()
-            redis_proc.wait(timeout=30)
+        for proc in redis_procs:
+            proc.terminate()
+            proc.wait(timeout=30)
         for pid in stack_pids:
             try:
                 os.kill(pid, signal.SIGTERM)

@@ -9,7 +9,7 @@ use otus_telemetry::{CancellationToken, Metrics};
 
 use crate::{
     config::AllInOneArgs,
-    deps::{catalog_deps, connect_metered, redis},
+    deps::{catalog_deps, connect_metered, redis, session_redis},
     jobs::migrate,
     process::{Serving, grpc, http, join_all},
 };
@@ -38,6 +38,14 @@ impl AllInOne {
         migrate(conn.connection()).await?;
         let key = args.identity.key_or_random()?;
         let redis = redis(&args.redis).await?;
+        let cache_redis = redis.as_ref().filter(|_| args.cache.cache_enabled);
+        let sessions = session_redis(
+            &args.session_redis,
+            &args.redis,
+            redis.as_ref(),
+            cache_redis,
+        )
+        .await?;
         let deadline = std::time::Duration::from_millis(args.edge.grpc_deadline_ms);
         let host = |addr| otus_grpc::Host::new(addr, metrics.clone(), shutdown.clone());
         let catalog = otus_catalog::serve(
@@ -57,7 +65,7 @@ impl AllInOne {
         let auth = otus_auth::serve(
             otus_auth::serve::AuthDeps {
                 db: conn,
-                redis,
+                redis: sessions,
                 users: metrics.metered_channel(&users_url)?,
                 key,
                 settings: args.auth.settings(deadline),
@@ -114,7 +122,9 @@ pub async fn run_all_in_one(args: AllInOneArgs) -> anyhow::Result<()> {
     let shutdown = otus_telemetry::shutdown_signal();
     let app = AllInOne::start(&args, shutdown).await?;
     tracing::info!(
-        "otus all-in-one: REST on http://{} (try /health/), metrics on http://{}/metrics, gRPC users on {}, auth on {}, catalog on {}; database {}",
+        http = %app.http_addr,
+        admin = %app.admin_addr,
+        "otus all-in-one listening: REST on http://{} (try /health/), metrics on http://{}/metrics, gRPC users on {}, auth on {}, catalog on {}; database {}",
         app.http_addr,
         app.admin_addr,
         app.users_grpc_addr,

@@ -141,12 +141,26 @@ impl IdentityArgs {
 pub struct RedisArgs {
     /// `redis://host:6379/0`: sessions, login counters and the search cache
     /// in Redis (shared by replicas). Unset: sessions in the database,
-    /// counters and cache in process memory.
+    /// counters and cache in process memory. Sessions refuse a Redis that
+    /// evicts (see `SESSION_REDIS_URL`).
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// Prefix of every Redis key this process writes.
     #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "otus:")]
     pub redis_key_prefix: String,
+}
+
+/// Where sessions and login counters live (shared by `auth` and
+/// `all-in-one`).
+#[derive(Debug, Clone, Args)]
+pub struct SessionRedisArgs {
+    /// `redis://host:6379/0` for sessions and login counters only, when the
+    /// search cache's Redis (`REDIS_URL`) evicts or is bounded. It must never
+    /// evict (`maxmemory-policy noeviction`, or no `maxmemory`): the process
+    /// refuses to start otherwise, so that cache traffic can never log users
+    /// out. Unset: `REDIS_URL`.
+    #[arg(long, env = "SESSION_REDIS_URL", hide_env_values = true)]
+    pub session_redis_url: Option<String>,
 }
 
 /// Search cache settings (shared by `catalog` and `all-in-one`).
@@ -311,6 +325,8 @@ pub struct AllInOneArgs {
     #[command(flatten)]
     pub redis: RedisArgs,
     #[command(flatten)]
+    pub session_redis: SessionRedisArgs,
+    #[command(flatten)]
     pub cache: CacheArgs,
     #[command(flatten)]
     pub identity: IdentityArgs,
@@ -385,6 +401,8 @@ pub struct AuthArgs {
     pub auth: AuthPolicyArgs,
     #[command(flatten)]
     pub redis: RedisArgs,
+    #[command(flatten)]
+    pub session_redis: SessionRedisArgs,
     #[command(flatten)]
     pub identity: IdentityArgs,
 }

@@ -7,7 +7,7 @@ use otus_db as db;
 use otus_telemetry::Metrics;
 use sea_orm::DatabaseConnection;
 
-use crate::config::{CacheArgs, DbArgs, RedisArgs};
+use crate::config::{CacheArgs, DbArgs, RedisArgs, SessionRedisArgs};
 
 /// Connects to the configured database.
 pub async fn connect(args: &DbArgs) -> anyhow::Result<DatabaseConnection> {
@@ -45,6 +45,47 @@ pub(crate) async fn redis(args: &RedisArgs) -> anyhow::Result<Option<db::Redis>>
         )),
         _ => Ok(None),
     }
+}
+
+/// The Redis for sessions and login counters: `SESSION_REDIS_URL`, else
+/// the one `REDIS_URL` opened (`shared`). Refuses one where sessions could be
+/// evicted, or could be crowded out by the search cache (`cache`: the cache's
+/// Redis when this process writes one), with the reason and what to set.
+/// A Redis that will not tell its policy (`CONFIG` disabled, as some managed
+/// services do) is used with a warning.
+pub(crate) async fn session_redis(
+    args: &SessionRedisArgs,
+    redis: &RedisArgs,
+    shared: Option<&db::Redis>,
+    cache: Option<&db::Redis>,
+) -> anyhow::Result<Option<db::Redis>> {
+    let sessions = match &args.session_redis_url {
+        Some(url) if !url.is_empty() => db::Redis::connect(url, redis.redis_key_prefix.clone())
+            .await
+            .context("connecting to SESSION_REDIS_URL")?,
+        _ => match shared {
+            Some(r) => r.clone(),
+            None => return Ok(None),
+        },
+    };
+    let policy = match sessions.memory_policy().await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"),
+                "cannot read the session Redis's memory policy; make sure it never evicts \
+                 (maxmemory-policy noeviction) and holds no cache");
+            return Ok(Some(sessions));
+        }
+    };
+    let cache_policy = match cache {
+        Some(c) => c.memory_policy().await.ok(),
+        None => None,
+    };
+    if let Some(why) = db::redis::session_store_problem(&policy, cache_policy.as_ref()) {
+        anyhow::bail!("refusing to keep sessions in Redis: {why}");
+    }
+    tracing::info!(%policy, "sessions in Redis");
+    Ok(Some(sessions))
 }
 
 /// What the catalog service is built from, for these settings.

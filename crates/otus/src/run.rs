@@ -3,7 +3,7 @@
 
 use crate::{
     config::{AuthArgs, CatalogArgs, EdgeArgs, UsersArgs},
-    deps::{catalog_deps, connect_metered, redis},
+    deps::{catalog_deps, connect_metered, redis, session_redis},
     jobs::migrate,
     process::{grpc, http, run_process},
 };
@@ -56,7 +56,13 @@ pub async fn run_auth(args: AuthArgs) -> anyhow::Result<()> {
     run_process(args.admin_addr, async |metrics, shutdown| {
         let deps = otus_auth::serve::AuthDeps {
             db: connect_metered(&args.db, &metrics).await?,
-            redis: redis(&args.redis).await?,
+            redis: session_redis(
+                &args.session_redis,
+                &args.redis,
+                redis(&args.redis).await?.as_ref(),
+                None,
+            )
+            .await?,
             users: metrics.metered_channel(&args.users_grpc_url)?,
             key,
             settings: args

@@ -54,11 +54,12 @@ seccompProfile:
       {{- end }}
 {{- end -}}
 
+{{/* REDIS_URL of one Redis: (dict "root" $ "which" "cache"|"sessions"). */}}
 {{- define "otus.redisUrl" -}}
-{{- if .Values.redis.enabled -}}
-redis://{{ include "otus.fullname" . }}-redis:6379/0
+{{- if .root.Values.redis.enabled -}}
+redis://{{ include "otus.fullname" .root }}-redis-{{ .which }}:6379/0
 {{- else -}}
-{{ .Values.redis.externalUrl }}
+{{ (index .root.Values.redis .which).externalUrl }}
 {{- end -}}
 {{- end -}}
 

@@ -37,8 +37,13 @@ LOGIN_MAX_FAILURES_PER_USERNAME: {{ .maxFailuresPerUsername | quote }}
 LOGIN_WINDOW_SECS: {{ .windowSecs | quote }}
 {{- end }}
 {{- end }}
-{{- if or (eq $name "auth") (eq $name "catalog") }}
-REDIS_URL: {{ include "otus.redisUrl" $root | quote }}
+{{- if eq $name "auth" }}
+# Sessions and login counters: a Redis that never evicts (auth refuses one that does).
+REDIS_URL: {{ include "otus.redisUrl" (dict "root" $root "which" "sessions") | quote }}
+{{- end }}
+{{- if eq $name "catalog" }}
+# The search cache: a Redis of its own that evicts when full.
+REDIS_URL: {{ include "otus.redisUrl" (dict "root" $root "which" "cache") | quote }}
 {{- end }}
 {{- with $svc.passwordHashing }}
 ARGON2_MAX_CONCURRENT: {{ .maxConcurrent | quote }}

@@ -42,7 +42,7 @@ pub fn start(sub: &str, env: &[(&str, String)]) -> (Proc, Value) {
             if let Ok(v) = serde_json::from_str::<Value>(&line)
                 && v["message"]
                     .as_str()
-                    .is_some_and(|m| m.ends_with("listening"))
+                    .is_some_and(|m| m.ends_with("listening") || m.contains(" listening: "))
             {
                 let _ = tx.send(v);
             }
