@@ -7,7 +7,7 @@ replay the request with the new session (`retry_on`), so every operation is
 exercised with a live session.
 
 The login goes out with a random `X-Real-IP` (the system runs with
-TRUST_PROXY_HEADERS=true, as behind the ingress), so these logins do not
+TRUSTED_PROXIES=127.0.0.1, as behind the ingress), so these logins do not
 count against the per-address login limit the fuzzer's own logins test.
 """
 

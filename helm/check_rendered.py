@@ -142,6 +142,41 @@ def session_store_failures(docs):
         out.append(f"the catalog's search cache ({cache!r}) must be a Redis of its own, not the sessions' ({sessions!r})")
     return out
 
+
+def trusted_proxy_failures(docs):
+    """X-Real-IP is trusted only from configured proxies, and only the ingress controller can
+    reach the edge (issue 24 item 4): the edge's TRUSTED_PROXIES is set, TRUST_PROXY_HEADERS
+    is gone, and a NetworkPolicy admits only the ingress namespace to the edge's HTTP port."""
+    out = []
+    edge_config = [
+        d.get("data") or {}
+        for d in docs
+        if d["kind"] == "ConfigMap" and (d["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == "edge"
+    ]
+    if not edge_config or not edge_config[0].get("TRUSTED_PROXIES"):
+        out.append("the edge has no TRUSTED_PROXIES: X-Real-IP would be ignored, or trusted from anyone")
+    if any("TRUST_PROXY_HEADERS" in c for c in edge_config):
+        out.append("TRUST_PROXY_HEADERS is set: the edge refuses to start with it")
+    edge_policies = [
+        d for d in docs
+        if d["kind"] == "NetworkPolicy"
+        and d["spec"]["podSelector"]["matchLabels"].get("app.kubernetes.io/component") == "edge"
+    ]
+    ok = False
+    for p in edge_policies:
+        for rule in p["spec"].get("ingress", []):
+            sources = rule.get("from", [])
+            if sources and all(
+                s.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name") == "ingress-nginx"
+                for s in sources
+            ) and any(str(port.get("port")) == "8000" for port in rule.get("ports", [])):
+                ok = True
+            elif any(str(port.get("port")) == "8000" for port in rule.get("ports", [])):
+                out.append(f"NetworkPolicy/{p['metadata']['name']} admits others than ingress-nginx to the edge's port 8000")
+    if not ok:
+        out.append("no NetworkPolicy admits only ingress-nginx to the edge (networkPolicy.enabled)")
+    return out
+
 if "--default" in sys.argv:
     million = 1
     for d in docs:
@@ -229,6 +264,7 @@ if "--default" in sys.argv:
         if not ok:
             failures.append(f"default release lacks: {what}")
     failures.extend(session_store_failures(docs))
+    failures.extend(trusted_proxy_failures(docs))
 kinds = sorted({d["kind"] for d in docs})
 print(f"{len(docs)} resources ({', '.join(kinds)})")
 for f in failures:

@@ -227,7 +227,7 @@ class System:
                       "--users-grpc-url", f"http://127.0.0.1:{p['users']}",
                       "--auth-grpc-url", f"http://127.0.0.1:{p['auth']}",
                       "--catalog-grpc-url", f"http://127.0.0.1:{p['catalog']}"],
-                     {"TRUST_PROXY_HEADERS": "true"}),
+                     {"TRUSTED_PROXIES": "127.0.0.1"}),
         }
         for name, (cmd, env) in specs.items():
             out = open(os.path.join(self.workdir, f"{name}.log"), "ab")

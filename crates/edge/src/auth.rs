@@ -50,18 +50,41 @@ impl<S: Send + Sync> FromRequestParts<S> for Peer {
     }
 }
 
-/// The client's address: the TCP peer, or `X-Real-IP` when the edge is
-/// configured to trust the proxy in front of it.
+/// The client's address: the TCP peer, or the one `X-Real-IP` when the peer
+/// is a trusted proxy (`TRUSTED_PROXIES`: the ingress controller, which
+/// overwrites that header). From any other peer the header is ignored, so no
+/// client chooses the address its login attempts are counted under.
+/// `X-Forwarded-For` is never read (a client can prepend to it).
 fn client_address(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>) -> String {
-    if state.trust_proxy_headers
-        && let Some(ip) = headers
-            .get("x-real-ip")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<std::net::IpAddr>().ok())
+    let Some(peer) = peer else {
+        return "unknown".to_owned();
+    };
+    let peer_ip = peer.ip().to_canonical();
+    if state
+        .trusted_proxies
+        .iter()
+        .any(|net| net.contains(&peer_ip))
     {
-        return ip.to_string();
+        let mut values = headers.get_all("x-real-ip").iter();
+        if let (Some(one), None) = (values.next(), values.next())
+            && let Some(ip) = one
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<std::net::IpAddr>().ok())
+        {
+            return ip.to_string();
+        }
     }
-    peer.map_or_else(|| "unknown".to_owned(), |p| p.ip().to_string())
+    peer_ip.to_string()
+}
+
+/// One `TRUSTED_PROXIES` entry: an address (`10.0.0.7`) or a network in CIDR
+/// notation (`10.244.0.0/16`, `fd00::/8`).
+pub fn parse_trusted_proxy(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{s:?} is neither an IP address nor a network such as 10.244.0.0/16"))
 }
 
 #[derive(Serialize)]

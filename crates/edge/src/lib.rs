@@ -31,6 +31,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod conn;
 pub mod error;
 pub mod health;
 pub mod listener;
@@ -102,4 +103,6 @@ async fn method_not_allowed(req: Request) -> ApiError {
     )
 }
 
+pub use auth::parse_trusted_proxy;
+pub use ipnet::IpNet;
 pub use listener::{ListenerLimits, serve};

@@ -2,10 +2,12 @@
 //! impose bounded: connections per process, time to send headers, time to
 //! send a body, body size.
 //!
-//! - [`serve`]: HTTP/1.1 (what ingress-nginx speaks upstream) with a
-//!   header-read timeout that also closes idle keep-alive connections and
-//!   connections that never send a byte, and a cap on open connections
-//!   (beyond it new ones wait in the kernel's backlog).
+//! - [`serve`]: HTTP/1.1 (what ingress-nginx speaks upstream) with a cap on
+//!   open connections, where a newcomer at the cap closes the longest-idle
+//!   connection (as nginx does) and waits in the kernel's backlog only while
+//!   every connection is serving a request; and, per connection, timeouts
+//!   on headers, keep-alive idleness and response writes that make no
+//!   progress (`crate::conn`).
 //! - [`check_head`]: a request target or headers over the limits get a
 //!   JSON 414/431 (beyond hyper's own, larger limits hyper closes).
 //! - [`read_body`]: a declared `Content-Length` over the limit is `413` at
@@ -32,11 +34,40 @@ use crate::error::ApiError;
 /// Bounds of the public listener.
 #[derive(Clone, Copy, Debug)]
 pub struct ListenerLimits {
-    /// Time a client has to send a request's headers; also how long an idle
-    /// keep-alive connection stays open.
+    /// Time a client has to send a request's headers, from the connection's
+    /// start or the request's first byte.
     pub header_read_timeout: Duration,
-    /// Most open connections; more wait in the kernel's accept backlog.
+    /// How long a keep-alive connection may stay idle between requests.
+    pub idle_timeout: Duration,
+    /// How long a response write may make no progress (a client that does
+    /// not read) before the connection is closed.
+    pub write_timeout: Duration,
+    /// Most open connections; at the cap the longest-idle one is closed for
+    /// a newcomer, and while none is idle newcomers wait in the backlog.
     pub max_connections: usize,
+}
+
+impl ListenerLimits {
+    /// The defaults, and why:
+    /// - headers 10 s: ingress-nginx writes a request's headers at once on
+    ///   a connection it opened for that request, so a client slower than
+    ///   that is not a proxy (nginx's own `client_header_timeout` is 60 s
+    ///   for clients on the internet, which the ingress faces, not the edge);
+    /// - idle 75 s: above ingress-nginx's upstream keep-alive timeout (60 s),
+    ///   so nginx never reuses a connection the edge is closing; with idle
+    ///   connections closed first at the cap, they cost a slot only while
+    ///   no one else needs it;
+    /// - write 10 s without progress: the ingress reads responses as fast as
+    ///   they come (it buffers them), so a stalled write is a client that
+    ///   does not read;
+    /// - 1024 connections: ingress-nginx keeps at most 320 idle upstream
+    ///   connections per worker.
+    pub const DEFAULT: Self = Self {
+        header_read_timeout: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(75),
+        write_timeout: Duration::from_secs(10),
+        max_connections: 1024,
+    };
 }
 
 /// Bounds on request bodies.
@@ -174,8 +205,14 @@ pub async fn serve(
     addr: SocketAddr,
     router: Router,
     limits: ListenerLimits,
+    metrics: &otus_telemetry::Metrics,
     shutdown: CancellationToken,
-) -> anyhow::Result<(SocketAddr, impl Future<Output = std::io::Result<()>>)> {
+) -> anyhow::Result<(
+    SocketAddr,
+    impl Future<Output = std::io::Result<()>> + use<>,
+)> {
+    let conn_metrics = crate::conn::ConnMetrics::new(metrics.registry())
+        .context("registering the connection metrics")?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding the HTTP port {addr}"))?;
@@ -185,21 +222,23 @@ pub async fn serve(
         tokio::sync::Semaphore::MAX_PERMITS.min(u32::MAX as usize),
     );
     let permits = Arc::new(tokio::sync::Semaphore::new(max));
+    let registry = Arc::new(crate::conn::Registry::default());
+    let timeouts = crate::conn::Timeouts {
+        header: limits.header_read_timeout,
+        idle: limits.idle_timeout,
+        write: limits.write_timeout,
+    };
     let mut http = hyper::server::conn::http1::Builder::new();
+    // Header and idle timeouts are the socket's (`conn::Guarded`), which
+    // tells them apart; hyper's own would run from the end of the previous
+    // response and so bound both with one number.
     http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        .header_read_timeout(None)
         .max_headers(HYPER_MAX_HEADERS)
         .max_buf_size(HYPER_MAX_BUF)
         .keep_alive(true);
     let fut = async move {
         loop {
-            let permit = tokio::select! {
-                p = permits.clone().acquire_owned() => match p {
-                    Ok(p) => p,
-                    Err(_) => break,
-                },
-                () = shutdown.cancelled() => break,
-            };
             let (stream, peer) = tokio::select! {
                 r = listener.accept() => match r {
                     Ok(conn) => conn,
@@ -212,25 +251,72 @@ pub async fn serve(
                 },
                 () = shutdown.cancelled() => break,
             };
+            // At the cap, a newcomer (accepted, so it is known to be there)
+            // takes the slot of the connection idle the longest; while every
+            // connection is serving a request it waits, and the listener
+            // accepts no one else meanwhile (the rest wait in the backlog).
+            let permit = loop {
+                if let Ok(p) = permits.clone().try_acquire_owned() {
+                    break Some(p);
+                }
+                registry.evict_longest_idle();
+                tokio::select! {
+                    p = permits.clone().acquire_owned() => break p.ok(),
+                    () = registry.became_idle() => {}
+                    // A new connection becomes closable after a grace period.
+                    () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    () = shutdown.cancelled() => break None,
+                }
+            };
+            let Some(permit) = permit else { break };
             let _ = stream.set_nodelay(true);
             let router = router.clone();
+            let registered = registry.register();
+            let conn_metrics = conn_metrics.clone();
+            conn_metrics.opened();
+            let state = Arc::clone(&registered.conn);
             let service =
                 hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+                    let guard = state.request_started();
                     req.extensions_mut().insert(ConnectInfo(peer));
-                    tower::ServiceExt::oneshot(router.clone(), req.map(Body::new))
+                    let call = tower::ServiceExt::oneshot(router.clone(), req.map(Body::new));
+                    async move {
+                        let resp = call.await?;
+                        Ok::<_, std::convert::Infallible>(
+                            resp.map(|b| Body::new(crate::conn::TrackedBody::new(b, guard))),
+                        )
+                    }
                 });
-            let conn = http.serve_connection(TokioIo::new(stream), service);
+            let io = crate::conn::Guarded::new(stream, Arc::clone(&registered.conn), timeouts);
+            let conn = http.serve_connection(TokioIo::new(io), service);
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
                 let _permit = permit;
+                let state = Arc::clone(&registered.conn);
                 tokio::pin!(conn);
-                let result = tokio::select! {
-                    r = conn.as_mut() => r,
-                    () = shutdown.cancelled() => {
-                        conn.as_mut().graceful_shutdown();
-                        conn.await
+                let result = loop {
+                    tokio::select! {
+                        // The connection first: data that has arrived is
+                        // read (and the connection is no longer idle) before
+                        // a close request looks at it.
+                        biased;
+                        r = conn.as_mut() => break r,
+                        () = shutdown.cancelled() => {
+                            conn.as_mut().graceful_shutdown();
+                            break conn.await;
+                        }
+                        () = state.close_requested() => {
+                            if state.closable() {
+                                tracing::debug!(%peer, "closed an idle connection for a new client");
+                                conn_metrics.ended(Some(crate::conn::Closed::Evicted));
+                                return;
+                            }
+                            // A request came in meanwhile: serve on.
+                            state.keep();
+                        }
                     }
                 };
+                conn_metrics.ended(state.closed_by());
                 if let Err(e) = result {
                     tracing::debug!(error = %e, %peer, "connection ended with an error");
                 }

@@ -358,7 +358,7 @@ mod tests {
             auth_url: "http://127.0.0.1:1".into(),
             catalog_url: "http://127.0.0.1:1".into(),
             cookie_secure: false,
-            trust_proxy_headers: false,
+            trusted_proxies: Vec::new(),
             grpc_deadline: Duration::from_secs(2),
             request_timeout: Duration::from_secs(5),
             body_limit: 1024,

@@ -26,8 +26,9 @@ pub struct EdgeConfig {
     pub catalog_url: String,
     /// Mark the session cookie `Secure`.
     pub cookie_secure: bool,
-    /// Read the client address from `X-Real-IP` (behind a trusted proxy).
-    pub trust_proxy_headers: bool,
+    /// Proxies whose `X-Real-IP` gives the client address (the ingress
+    /// controller); from any other peer the header is ignored.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Deadline sent with every gRPC call (`grpc-timeout`).
     pub grpc_deadline: Duration,
     /// Upper bound on a whole HTTP request; answers 504 beyond it.
@@ -62,7 +63,7 @@ pub struct Shared {
     pub(crate) backends: Vec<(HealthClient<MeteredChannel>, &'static str)>,
     pub(crate) grpc_deadline: Duration,
     pub(crate) cookie_secure: bool,
-    pub(crate) trust_proxy_headers: bool,
+    pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -96,7 +97,7 @@ impl AppState {
             ],
             grpc_deadline: cfg.grpc_deadline,
             cookie_secure: cfg.cookie_secure,
-            trust_proxy_headers: cfg.trust_proxy_headers,
+            trusted_proxies: cfg.trusted_proxies.clone(),
             shutdown,
         })))
     }
@@ -137,7 +138,7 @@ mod tests {
             auth_url: "http://127.0.0.1:2".into(),
             catalog_url: "http://127.0.0.1:3".into(),
             cookie_secure: false,
-            trust_proxy_headers: false,
+            trusted_proxies: Vec::new(),
             grpc_deadline: Duration::from_millis(1500),
             request_timeout: Duration::from_secs(10),
             body_limit: 1024,

@@ -75,12 +75,13 @@ impl AllInOne {
         .await?;
         let auth_url = format!("http://{}", loopback(auth.addr()));
         let catalog_url = format!("http://{}", loopback(catalog.addr()));
-        let edge_cfg = args.edge.edge_config(users_url, auth_url, catalog_url);
+        let edge_cfg = args.edge.edge_config(users_url, auth_url, catalog_url)?;
         let router = otus_edge::router(&edge_cfg, &metrics, shutdown.clone())?;
         let (http_addr, edge) = otus_edge::serve(
             args.http_addr,
             router,
             args.edge.listener_limits(),
+            &metrics,
             shutdown.clone(),
         )
         .await?;

@@ -250,22 +250,39 @@ pub struct EdgeHttpArgs {
     /// Milliseconds a client has to send a request body (408 beyond).
     #[arg(long, env = "BODY_READ_TIMEOUT_MS", default_value_t = 5000)]
     pub body_read_timeout_ms: u64,
-    /// Milliseconds a client has to send a request's headers; also how long an
-    /// idle keep-alive connection stays open. Above ingress-nginx's upstream
-    /// keep-alive timeout (60 s), so nginx never reuses a connection the edge
-    /// is closing.
-    #[arg(long, env = "HTTP_HEADER_READ_TIMEOUT_MS", default_value_t = 75_000)]
+    /// Milliseconds a client has to send a request's headers, from the
+    /// connection's start or the request's first byte (ingress-nginx sends
+    /// them at once).
+    #[arg(long, env = "HTTP_HEADER_READ_TIMEOUT_MS",
+          default_value_t = millis(otus_edge::ListenerLimits::DEFAULT.header_read_timeout))]
     pub http_header_read_timeout_ms: u64,
-    /// Most open HTTP connections per process; more wait in the accept backlog.
-    #[arg(long, env = "HTTP_MAX_CONNECTIONS", default_value_t = 1024)]
+    /// Milliseconds a keep-alive connection may stay idle between requests.
+    /// Above ingress-nginx's upstream keep-alive timeout (60 s), so nginx
+    /// never reuses a connection the edge is closing.
+    #[arg(long, env = "HTTP_IDLE_TIMEOUT_MS",
+          default_value_t = millis(otus_edge::ListenerLimits::DEFAULT.idle_timeout))]
+    pub http_idle_timeout_ms: u64,
+    /// Milliseconds a response write may make no progress (a client that
+    /// does not read) before the connection is closed.
+    #[arg(long, env = "HTTP_WRITE_TIMEOUT_MS",
+          default_value_t = millis(otus_edge::ListenerLimits::DEFAULT.write_timeout))]
+    pub http_write_timeout_ms: u64,
+    /// Most open HTTP connections per process. At the cap a new client closes
+    /// the longest-idle connection; while every one is serving a request,
+    /// new ones wait in the accept backlog.
+    #[arg(long, env = "HTTP_MAX_CONNECTIONS",
+          default_value_t = otus_edge::ListenerLimits::DEFAULT.max_connections)]
     pub http_max_connections: usize,
     /// Mark the session cookie `Secure` (serve over HTTPS).
     #[arg(long, env = "COOKIE_SECURE", default_value_t = false)]
     pub cookie_secure: bool,
-    /// Take the client address from `X-Real-IP` (set by the ingress) instead
-    /// of the TCP peer. Only behind a proxy that overwrites that header.
-    #[arg(long, env = "TRUST_PROXY_HEADERS", default_value_t = false)]
-    pub trust_proxy_headers: bool,
+    /// Comma-separated addresses or networks (`10.244.0.0/16`) of the proxies
+    /// in front of the edge (the ingress controller): from them, and only
+    /// them, `X-Real-IP` gives the client address (for the per-address login
+    /// limit and the logs). Empty: the TCP peer is the client.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',',
+          value_parser = otus_edge::parse_trusted_proxy)]
+    pub trusted_proxies: Vec<otus_edge::IpNet>,
 }
 
 impl EdgeHttpArgs {
@@ -275,24 +292,34 @@ impl EdgeHttpArgs {
         users_url: String,
         auth_url: String,
         catalog_url: String,
-    ) -> otus_edge::EdgeConfig {
-        otus_edge::EdgeConfig {
+    ) -> anyhow::Result<otus_edge::EdgeConfig> {
+        // Renamed: an old setting must not silently stop meaning anything.
+        if std::env::var_os("TRUST_PROXY_HEADERS").is_some() {
+            anyhow::bail!(
+                "TRUST_PROXY_HEADERS is gone: X-Real-IP is now trusted only from the proxies \
+                 named in TRUSTED_PROXIES (e.g. TRUSTED_PROXIES=10.244.0.0/16, the ingress \
+                 controller's pod network); unset TRUST_PROXY_HEADERS"
+            );
+        }
+        Ok(otus_edge::EdgeConfig {
             users_url,
             auth_url,
             catalog_url,
             cookie_secure: self.cookie_secure,
-            trust_proxy_headers: self.trust_proxy_headers,
+            trusted_proxies: self.trusted_proxies.clone(),
             grpc_deadline: Duration::from_millis(self.grpc_deadline_ms),
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             body_limit: self.body_limit_bytes,
             body_read_timeout: Duration::from_millis(self.body_read_timeout_ms),
-        }
+        })
     }
 
     /// The public listener's bounds.
     pub fn listener_limits(&self) -> otus_edge::ListenerLimits {
         otus_edge::ListenerLimits {
             header_read_timeout: Duration::from_millis(self.http_header_read_timeout_ms.max(1)),
+            idle_timeout: Duration::from_millis(self.http_idle_timeout_ms.max(1)),
+            write_timeout: Duration::from_millis(self.http_write_timeout_ms.max(1)),
             max_connections: self.http_max_connections,
         }
     }

@@ -15,12 +15,13 @@ pub async fn run_edge(args: EdgeArgs) -> anyhow::Result<()> {
             args.users_grpc_url.clone(),
             args.auth_grpc_url.clone(),
             args.catalog_grpc_url.clone(),
-        );
+        )?;
         let router = otus_edge::router(&cfg, &metrics, shutdown.clone())?;
         let (addr, edge) = otus_edge::serve(
             args.http_addr,
             router,
             args.http.listener_limits(),
+            &metrics,
             shutdown,
         )
         .await?;

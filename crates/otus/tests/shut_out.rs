@@ -6,6 +6,11 @@
 //!   sessions at start, and with the layout the chart ships (a cache Redis
 //!   that evicts, a session Redis that never does) a flood of distinct
 //!   anonymous searches that forces the cache to evict logs nobody out.
+//! - Clients that never read their answers lose their connections after the
+//!   write timeout, so they cannot hold every connection slot.
+//! - Idle connections (silent, or keep-alive between requests) give their
+//!   slot to a newcomer at the connection cap, so a few hundred of them
+//!   cannot lock everyone out; a request in progress is never cut for that.
 
 #![expect(clippy::expect_used, reason = "a failed expectation is a failed test")]
 
@@ -218,6 +223,7 @@ async fn anonymous_searches_that_fill_the_cache_log_nobody_out() {
     let (_otus, fields) = start("all-in-one", &env);
     let base = format!("http://{}", fields["http"].as_str().expect("http addr"));
     let client = reqwest::Client::new();
+    wait_for_search(&base).await;
 
     // 60 users log in.
     let mut tokens = Vec::new();
@@ -301,4 +307,318 @@ async fn anonymous_searches_that_fill_the_cache_log_nobody_out() {
         "{logged_out} of 60 sessions stopped working after the cache evicted {evicted} keys"
     );
     assert_eq!(sessions.stat("evicted_keys"), 0);
+}
+
+/// Sends `raw` on a new connection whose receive buffer is small (so that
+/// unread answers stall the server's writes at once), and never reads.
+async fn connect_and_never_read(addr: &str, raw: &[u8]) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt as _;
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let mut conn = socket
+        .connect(addr.parse().expect("addr"))
+        .await
+        .expect("connect");
+    // The server reads requests only as it answers them: once its writes
+    // stall, so do ours. Stop writing then; the connection stays open.
+    let _ = tokio::time::timeout(Duration::from_millis(500), conn.write_all(raw)).await;
+    conn
+}
+
+/// Waits (bounded) until the catalog answers searches (its index is built).
+async fn wait_for_search(base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while status_within(base, "/products?q=синий", Duration::from_secs(5)).await != Some(200) {
+        assert!(
+            Instant::now() < deadline,
+            "searches not answered within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// GET `path` on a fresh connection; the status, or `None` if no answer
+/// came within `wait`.
+async fn status_within(base: &str, path: &str, wait: Duration) -> Option<u16> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client");
+    match tokio::time::timeout(wait, client.get(format!("{base}{path}")).send()).await {
+        Ok(Ok(resp)) => Some(resp.status().as_u16()),
+        Ok(Err(e)) => {
+            eprintln!("GET {path}: {e:?}");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// Requests each non-reading client sends at once.
+const PIPELINED: usize = 1_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_never_read_lose_their_connections_to_the_write_timeout() {
+    let (_dir, db) = seeded_sqlite(20_000);
+    let mut env = all_in_one_env(&db);
+    env.push(("HTTP_MAX_CONNECTIONS", "4".into()));
+    env.push(("HTTP_WRITE_TIMEOUT_MS", "1000".into()));
+    // Long enough that only the write timeout can free the slots in time.
+    env.push(("HTTP_HEADER_READ_TIMEOUT_MS", "60000".into()));
+    env.push(("HTTP_IDLE_TIMEOUT_MS", "60000".into()));
+    env.push(("REQUEST_TIMEOUT_MS", "60000".into()));
+    let (_otus, fields) = start("all-in-one", &env);
+    let addr = fields["http"].as_str().expect("http addr").to_owned();
+    let base = format!("http://{addr}");
+    wait_for_search(&base).await;
+
+    // Four clients each ask for 1 000 pages of ~25 KB, pipelined (25 MB: far
+    // more than the socket buffers hold), and read none.
+    let one = "GET /products?q=%D1%81%D0%B8%D0%BD%D0%B8%D0%B9&limit=100 HTTP/1.1\r\nHost: arch.homework\r\n\r\n";
+    let raw = one.repeat(PIPELINED);
+    let mut hogs = Vec::new();
+    for _ in 0..4 {
+        hogs.push(connect_and_never_read(&addr, raw.as_bytes()).await);
+    }
+    // Everyone else is served again once the write timeout has closed them.
+    let started = Instant::now();
+    let status = status_within(&base, "/health/", Duration::from_secs(20)).await;
+    assert_eq!(
+        status,
+        Some(200),
+        "4 clients that never read kept /health/ from answering for 20 s (write timeout 1 s)"
+    );
+    eprintln!(
+        "served after {:?} with 4 non-reading clients at the cap",
+        started.elapsed()
+    );
+    // It was the write timeout that ended them (the listener counts why it
+    // closes connections).
+    let admin = format!(
+        "http://{}/metrics",
+        fields["admin"].as_str().expect("admin addr")
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let closed = closed_for(&admin, "write_timeout").await;
+        if closed >= 4 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{closed} of 4 non-reading clients closed for the write timeout within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(hogs);
+}
+
+/// `http_connections_closed_total{reason}` from the metrics page.
+async fn closed_for(metrics_url: &str, reason: &str) -> u64 {
+    let page = reqwest::get(metrics_url)
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics body");
+    let series = format!("http_connections_closed_total{{reason=\"{reason}\"}} ");
+    page.lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} on the metrics page"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_at_the_cap_make_room_for_new_clients() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (_dir, db) = seeded_sqlite(10);
+    let mut env = all_in_one_env(&db);
+    env.push(("HTTP_MAX_CONNECTIONS", "16".into()));
+    // Long timeouts: only closing idle connections first can admit anyone.
+    env.push(("HTTP_HEADER_READ_TIMEOUT_MS", "60000".into()));
+    env.push(("HTTP_IDLE_TIMEOUT_MS", "60000".into()));
+    let (_otus, fields) = start("all-in-one", &env);
+    let addr = fields["http"].as_str().expect("http addr").to_owned();
+    let base = format!("http://{addr}");
+
+    // 8 keep-alive connections idle after a request, 24 that never send a byte.
+    let mut idle = Vec::new();
+    for _ in 0..8 {
+        let mut conn = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect");
+        conn.write_all(b"GET /health/ HTTP/1.1\r\nHost: arch.homework\r\n\r\n")
+            .await
+            .expect("write");
+        let mut buf = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
+            .await
+            .expect("an answer")
+            .expect("read");
+        assert!(
+            buf[..n].starts_with(b"HTTP/1.1 200"),
+            "{:?}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+        idle.push(conn);
+    }
+    for _ in 0..24 {
+        idle.push(
+            tokio::net::TcpStream::connect(&addr)
+                .await
+                .expect("connect"),
+        );
+    }
+    // 20 newcomers in turn, each served at once.
+    for i in 0..20 {
+        let status = status_within(&base, "/health/", Duration::from_secs(5)).await;
+        assert_eq!(
+            status,
+            Some(200),
+            "newcomer {i} was not served within 5 s while idle connections held every slot"
+        );
+    }
+    let admin = format!(
+        "http://{}/metrics",
+        fields["admin"].as_str().expect("admin addr")
+    );
+    // Served because idle connections were closed for them (not by a timeout).
+    let evicted = closed_for(&admin, "evicted").await;
+    assert!(evicted > 0, "no connection was closed for a newcomer");
+    for timeout in ["header_timeout", "idle_timeout"] {
+        assert_eq!(closed_for(&admin, timeout).await, 0, "{timeout}");
+    }
+    drop(idle);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_in_progress_is_not_cut_to_make_room() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (_dir, db) = seeded_sqlite(10);
+    let mut env = all_in_one_env(&db);
+    env.push(("HTTP_MAX_CONNECTIONS", "1".into()));
+    env.push(("BODY_READ_TIMEOUT_MS", "10000".into()));
+    let (_otus, fields) = start("all-in-one", &env);
+    let addr = fields["http"].as_str().expect("http addr").to_owned();
+    let base = format!("http://{addr}");
+
+    // A registration whose body is half sent holds the only slot.
+    let body = json!({"username": format!("slow-{}", uuid::Uuid::new_v4().simple()),
+                      "email": "slow@example.com", "password": "correct horse battery"})
+    .to_string();
+    let (first, rest) = body.as_bytes().split_at(body.len() / 2);
+    let mut slow = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /register HTTP/1.1\r\nHost: arch.homework\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    slow.write_all(head.as_bytes()).await.expect("write head");
+    slow.write_all(first).await.expect("write half a body");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // A newcomer waits (nothing idle to close) instead of cutting it...
+    let newcomer = tokio::spawn({
+        let base = base.clone();
+        async move { status_within(&base, "/health/", Duration::from_secs(20)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !newcomer.is_finished(),
+        "the newcomer was served while the only slot was busy"
+    );
+    // ...and the slow client's registration completes.
+    slow.write_all(rest).await.expect("write the rest");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !String::from_utf8_lossy(&answer).contains("\r\n\r\n{") {
+        assert!(
+            Instant::now() < deadline,
+            "no answer to the slow registration"
+        );
+        let n = tokio::time::timeout(Duration::from_secs(20), slow.read(&mut buf))
+            .await
+            .expect("an answer")
+            .expect("read");
+        assert!(
+            n > 0,
+            "the slow registration's connection was closed: {:?}",
+            String::from_utf8_lossy(&answer)
+        );
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    drop(slow);
+    assert_eq!(newcomer.await.expect("newcomer"), Some(200));
+}
+
+/// Failed logins from one client, each with another `X-Real-IP`; the
+/// statuses in order.
+async fn failed_logins_rotating_x_real_ip(base: &str, n: u32) -> Vec<u16> {
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for i in 0..n {
+        let resp = client
+            .post(format!("{base}/login"))
+            .header("x-real-ip", format!("198.51.100.{}", i % 250 + 1))
+            .json(&json!({"username": format!("nobody-{i}"), "password": "wrong password"}))
+            .send()
+            .await
+            .expect("login");
+        statuses.push(resp.status().as_u16());
+    }
+    statuses
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x_real_ip_counts_only_from_a_trusted_proxy() {
+    let (_dir, db) = seeded_sqlite(10);
+    let run = async |trusted: &str| {
+        let mut env = all_in_one_env(&db);
+        env.push(("LOGIN_MAX_ATTEMPTS_PER_ADDRESS", "10".into()));
+        env.push(("TRUSTED_PROXIES", trusted.to_owned()));
+        let (proc, fields) = start("all-in-one", &env);
+        let base = format!("http://{}", fields["http"].as_str().expect("http addr"));
+        let statuses = failed_logins_rotating_x_real_ip(&base, 14).await;
+        drop(proc);
+        statuses
+    };
+    // The peer (127.0.0.1) is not a trusted proxy: the header is ignored and
+    // the 11th attempt from this one client is refused.
+    let untrusted = run("192.0.2.1/32").await;
+    assert_eq!(&untrusted[..10], &[401; 10], "{untrusted:?}");
+    assert!(
+        untrusted[10..].iter().all(|&s| s == 429),
+        "a client dodged the per-address limit by rotating X-Real-IP: {untrusted:?}"
+    );
+    // From a trusted proxy the header is the client: 14 clients, no limit hit.
+    let trusted = run("127.0.0.1,::1").await;
+    assert_eq!(trusted, vec![401; 14], "{trusted:?}");
+}
+
+#[test]
+fn the_old_trust_everyone_setting_is_refused_at_start() {
+    let (_dir, db) = seeded_sqlite(10);
+    let mut cmd = Command::new(OTUS);
+    cmd.arg("all-in-one")
+        .env("TRUST_PROXY_HEADERS", "true")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in all_in_one_env(&db) {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run otus");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "otus started with TRUST_PROXY_HEADERS: {text}"
+    );
+    assert!(
+        text.contains("TRUSTED_PROXIES"),
+        "the refusal does not name the new setting: {text}"
+    );
 }

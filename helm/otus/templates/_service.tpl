@@ -21,8 +21,9 @@ HTTP_ADDR: "0.0.0.0:{{ $svc.port }}"
 USERS_GRPC_URL: "http://{{ $full }}-users-headless:{{ $root.Values.services.users.port }}"
 AUTH_GRPC_URL: "http://{{ $full }}-auth-headless:{{ $root.Values.services.auth.port }}"
 CATALOG_GRPC_URL: "http://{{ $full }}-catalog-headless:{{ $root.Values.services.catalog.port }}"
-# Behind ingress-nginx, which sets X-Real-IP: per-address login limits see clients.
-TRUST_PROXY_HEADERS: "true"
+# Behind ingress-nginx, which sets X-Real-IP: per-address login limits see clients. Taken
+# only from these peers (the NetworkPolicy lets only the ingress controller reach the edge).
+TRUSTED_PROXIES: {{ join "," $svc.trustedProxies | quote }}
 {{- else }}
 GRPC_ADDR: "0.0.0.0:{{ $svc.port }}"
 {{- end }}

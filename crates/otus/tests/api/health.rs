@@ -52,21 +52,22 @@ async fn with_the_users_service_down_the_edge_answers_503_quickly() {
         auth_url: format!("http://{dead_addr}"),
         catalog_url: format!("http://{dead_addr}"),
         cookie_secure: false,
-        trust_proxy_headers: false,
+        trusted_proxies: Vec::new(),
         grpc_deadline: Duration::from_secs(5),
         request_timeout: Duration::from_secs(10),
         body_limit: 1024,
         body_read_timeout: Duration::from_secs(5),
     };
-    let router =
-        otus_edge::router(&cfg, &otus_telemetry::Metrics::new(), shutdown.clone()).expect("router");
+    let metrics = otus_telemetry::Metrics::new();
+    let router = otus_edge::router(&cfg, &metrics, shutdown.clone()).expect("router");
     let (addr, serve) = otus_edge::serve(
         "127.0.0.1:0".parse().expect("addr"),
         router,
         otus_edge::ListenerLimits {
-            header_read_timeout: Duration::from_secs(30),
             max_connections: 64,
+            ..otus_edge::ListenerLimits::DEFAULT
         },
+        &metrics,
         shutdown.clone(),
     )
     .await
@@ -147,21 +148,22 @@ async fn with_auth_down_an_edge_keeps_serving_the_other_routes(app: TestApp) {
         auth_url: "http://127.0.0.1:1".into(),
         catalog_url: format!("http://{}", app.catalog_grpc),
         cookie_secure: false,
-        trust_proxy_headers: false,
+        trusted_proxies: Vec::new(),
         grpc_deadline: Duration::from_secs(5),
         request_timeout: Duration::from_secs(10),
         body_limit: 1024,
         body_read_timeout: Duration::from_secs(5),
     };
-    let router =
-        otus_edge::router(&cfg, &otus_telemetry::Metrics::new(), shutdown.clone()).expect("router");
+    let metrics = otus_telemetry::Metrics::new();
+    let router = otus_edge::router(&cfg, &metrics, shutdown.clone()).expect("router");
     let (addr, serve) = otus_edge::serve(
         "127.0.0.1:0".parse().expect("addr"),
         router,
         otus_edge::ListenerLimits {
-            header_read_timeout: Duration::from_secs(30),
             max_connections: 64,
+            ..otus_edge::ListenerLimits::DEFAULT
         },
+        &metrics,
         shutdown.clone(),
     )
     .await

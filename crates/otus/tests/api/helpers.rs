@@ -301,8 +301,9 @@ impl TestApp {
                 "--http-header-read-timeout-ms={}",
                 opts.header_read_timeout_ms
             ),
-            // The login tests give each client its own X-Real-IP.
-            "--trust-proxy-headers".to_owned(),
+            // The login tests give each client its own X-Real-IP: the test
+            // client is the trusted proxy.
+            "--trusted-proxies=127.0.0.1,::1".to_owned(),
             format!("--redis-key-prefix=otus-test-{}:", Uuid::new_v4().simple()),
             format!("--cache-enabled={}", opts.cache_enabled),
             format!("--catalog-search-index={}", opts.search_index),
