@@ -109,6 +109,11 @@ def api_dashboard():
         (f'sum by (status) (rate({h}_count{{{sel}}}[{RATE}]))', "{{status}}")], unit="reqps")
     b.panel("Requests in flight", [
         (f'sum by (method, route) (http_server_active_requests{{{sel}}})', "{{method}} {{route}}")])
+    b.panel("Connections: open, and closed by the edge by reason", [
+        ('sum(http_connections_open)', "open"),
+        (f'sum by (reason) (rate(http_connections_closed_total[{RATE}]))', "closed/s {{reason}}")],
+        description="Open HTTP connections of the edge processes, and those the edge closed: header, idle "
+                    "or write timeout, or evicted (idle at HTTP_MAX_CONNECTIONS, for a newcomer).")
     b.row("gRPC services")
     g = "grpc_server_handling_seconds"
     b.panel("gRPC calls per second by method and code", [
@@ -125,6 +130,10 @@ def api_dashboard():
     b.panel("SQL p99 by operation", [
         (f'histogram_quantile(0.99, sum by (operation, le) (rate(db_query_duration_seconds_bucket[{RATE}])))',
          "{{operation}}")], unit="s")
+    b.panel("Database reachable, by process (circuit breaker)", [
+        ('min by (job) (otus_db_up)', "{{job}}")],
+        description="1: the process's database answers; 0: its circuit breaker is open and every query gets "
+                    "503 DATABASE_UNAVAILABLE at once (alert OtusDatabaseUnreachable after 1 minute).")
     b.panel("SQL statements per second by outcome", [
         (f'sum by (operation, outcome) (rate(db_query_duration_seconds_count[{RATE}]))', "{{operation}} {{outcome}}")],
         unit="ops")

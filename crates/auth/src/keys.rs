@@ -7,7 +7,7 @@
 //! | `session:<sha256>` | the user id, with the session's TTL |
 //! | `user-sessions:<id>` | the set of that user's session hashes (to revoke them all) |
 //! | `login:addr:<address>` | login attempts from a client address, with the window as TTL |
-//! | `login:user:<username key>` | failed logins of one account, however its name is spelt |
+//! | `login:name:<username skeleton>` | failed logins of one account, however its name is spelt |
 
 /// A session, by the SHA-256 of its token.
 pub fn session(token_hash: &str) -> String {
@@ -24,8 +24,9 @@ pub fn login_address(client_address: &str) -> String {
     format!("login:addr:{client_address}")
 }
 
-/// The failed-login counter of an account: by the username's key
-/// ([`otus_identity::username::key`]), so `Ada`, `ａｄａ` and `ada` share it.
+/// The failed-login counter of an account: by the username's skeleton
+/// ([`otus_identity::username::skeleton`]), so every spelling login accepts
+/// for one account (`Ada`, `ａｄａ`, `аda`, `AdA`) counts against the same limit.
 pub fn login_username(username: &str) -> String {
-    format!("login:user:{}", otus_identity::username::key(username))
+    format!("login:name:{}", otus_identity::username::skeleton(username))
 }

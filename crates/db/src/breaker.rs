@@ -120,6 +120,12 @@ impl Db {
         *self.up.borrow()
     }
 
+    /// The breaker's state as it changes (`true`: closed, the database
+    /// answers), for health status and metrics to follow it at once.
+    pub fn watch_up(&self) -> watch::Receiver<bool> {
+        self.up.clone()
+    }
+
     /// The pool itself, for work that must not be cut short by the breaker
     /// (migrations, bulk loads).
     pub fn connection(&self) -> &DatabaseConnection {

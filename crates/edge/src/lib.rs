@@ -32,6 +32,7 @@
 pub mod auth;
 pub mod body;
 pub mod conn;
+pub mod credentials;
 pub mod error;
 pub mod health;
 pub mod listener;

@@ -92,8 +92,12 @@ const HYPER_MAX_HEADERS: usize = 256;
 const HYPER_MAX_BUF: usize = 256 * 1024;
 
 /// 414 or 431 as JSON when the request target or the headers are over the
-/// limits; `None` when they are within.
+/// limits, 400 when the request is ambiguous (see [`ambiguity`]); `None` when
+/// it is fine.
 pub fn check_head(req: &Request) -> Option<Response> {
+    if let Some(resp) = ambiguity(req) {
+        return Some(close(resp));
+    }
     let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
     if target > MAX_URI_BYTES {
         return Some(close(
@@ -119,6 +123,42 @@ pub fn check_head(req: &Request) -> Option<Response> {
             )
             .into_response(),
         ));
+    }
+    None
+}
+
+/// A request that two parties could read differently is refused, 400, not
+/// decided by taking the first of two headers:
+/// - HTTP/1.1 without `Host`, or any request with two (RFC 9112 §3.2: a
+///   server must answer 400): a proxy and the edge could route it apart;
+/// - two `Authorization` headers, or two session cookies: which caller is
+///   it?
+pub fn ambiguity(req: &Request) -> Option<Response> {
+    let headers = req.headers();
+    let hosts = headers.get_all(header::HOST).iter().count();
+    let needs_host = req.version() == axum::http::Version::HTTP_11;
+    if hosts > 1 || (needs_host && hosts == 0) {
+        return Some(
+            ApiError::bad_request(
+                "INVALID_HOST",
+                format!("an HTTP/1.1 request needs exactly one Host header, got {hosts}"),
+            )
+            .into_response(),
+        );
+    }
+    let authorizations = headers.get_all(header::AUTHORIZATION).iter().count();
+    let cookies = crate::credentials::session_cookies(headers).count();
+    if authorizations > 1 || cookies > 1 {
+        return Some(
+            ApiError::bad_request(
+                "AMBIGUOUS_CREDENTIALS",
+                format!(
+                    "one set of credentials per request: got {authorizations} Authorization \
+                     headers and {cookies} session cookies"
+                ),
+            )
+            .into_response(),
+        );
     }
     None
 }

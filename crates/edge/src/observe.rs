@@ -367,6 +367,7 @@ mod tests {
         let app = router(&cfg, &Metrics::new(), CancellationToken::new()).expect("router");
         let call = |uri: &str| {
             axum::http::Request::get(uri)
+                .header(axum::http::header::HOST, "arch.homework")
                 .header(REQUEST_ID, "req-503")
                 .body(Body::empty())
                 .expect("request")

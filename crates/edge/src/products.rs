@@ -6,7 +6,7 @@
 
 use axum::{
     Json, Router,
-    extract::{Query, State, rejection::QueryRejection},
+    extract::{RawQuery, State},
     http::{HeaderMap, HeaderValue},
     response::{IntoResponse, Response},
     routing::get,
@@ -93,15 +93,74 @@ fn bad(reason: &str, message: String) -> ApiError {
 /// not a rule: the catalog decides which prices a search may name.
 const MAX_PRICE_ROUBLES: f64 = 1e12;
 
-/// A price in roubles ("199.90") as kopecks.
+/// A price in roubles ("199.90") as kopecks. Prices are whole kopecks, so a
+/// finer one (`9800.901`) is refused, not rounded or cut: no product could
+/// be priced so, and a silent change would answer another question.
 fn price(name: &str, raw: &str) -> Result<i64, ApiError> {
     match raw.trim().parse::<f64>() {
-        Ok(v) if v.is_finite() && v.abs() <= MAX_PRICE_ROUBLES => Ok((v * 100.0).round() as i64),
+        Ok(v) if v.is_finite() && v.abs() <= MAX_PRICE_ROUBLES => {
+            let kopecks = v * 100.0;
+            if (kopecks - kopecks.round()).abs() > 1e-6 {
+                return Err(bad(
+                    "INVALID_PRICE",
+                    format!("{name} has a fraction of a kopeck ({raw:?}); at most 2 decimals"),
+                ));
+            }
+            Ok(kopecks.round() as i64)
+        }
         _ => Err(bad(
             "INVALID_PRICE",
             format!("{name} must be a non-negative number, got {raw:?}"),
         )),
     }
+}
+
+/// The query string's `name=value` pairs, decoded strictly: `+` is a space
+/// (as HTML forms send it), every `%` starts two hex digits, and the decoded
+/// bytes are UTF-8. Anything else is a 400 naming the parameter, never a
+/// guess (a lenient decoder turns `%FF` into U+FFFD and `%zz` into itself,
+/// and so answers, and caches, a search nobody asked for). Empty pairs
+/// (`a=1&&b=2`) are skipped.
+fn query_pairs(raw: &str) -> Result<Vec<(String, String)>, ApiError> {
+    let mut pairs = Vec::new();
+    for pair in raw.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let key_text = decode(key).ok_or_else(|| {
+            bad(
+                "INVALID_ENCODING",
+                format!("a parameter name ({key:?}) is not valid percent-encoded UTF-8"),
+            )
+        })?;
+        let value = decode(value).ok_or_else(|| {
+            bad(
+                "INVALID_ENCODING",
+                format!("the value of {key_text:?} is not valid percent-encoded UTF-8"),
+            )
+        })?;
+        pairs.push((key_text, value));
+    }
+    Ok(pairs)
+}
+
+/// One percent-encoded component, or `None` if it is malformed.
+fn decode(part: &str) -> Option<String> {
+    let bytes = part.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            _ => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
 }
 
 /// An `int32` parameter; its range is the catalog's to check.
@@ -167,10 +226,9 @@ fn parse(params: Vec<(String, String)>) -> Result<SearchProductsRequest, ApiErro
 async fn search(
     State(state): State<AppState>,
     headers: HeaderMap,
-    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let Query(params) = query.map_err(|e| bad("INVALID_QUERY_STRING", e.body_text()))?;
-    let search = parse(params)?;
+    let search = parse(query_pairs(query.as_deref().unwrap_or(""))?)?;
     let resp = read_retried_once(|| {
         let req = state.rpc(&headers, search.clone());
         let mut client = state.catalog.clone();
@@ -278,5 +336,45 @@ mod tests {
             p(&[("q", "a"), ("q", "b")]).unwrap_err(),
             "DUPLICATE_PARAMETER"
         );
+        // Whole kopecks only; trailing zeros and float noise are fine.
+        assert_eq!(p(&[("minPrice", "9800.901")]).unwrap_err(), "INVALID_PRICE");
+        assert_eq!(p(&[("minPrice", "0.001")]).unwrap_err(), "INVALID_PRICE");
+        assert_eq!(
+            p(&[("minPrice", "9800.900")]).unwrap().min_price_cents,
+            Some(980_090)
+        );
+        assert_eq!(
+            p(&[("maxPrice", "0.29")]).unwrap().max_price_cents,
+            Some(29)
+        );
+    }
+
+    #[test]
+    fn malformed_percent_encoding_or_utf8_is_refused_not_guessed() {
+        let reason = |raw: &str| query_pairs(raw).map_err(|e| e.reason().to_owned());
+        for raw in [
+            "q=%FFabc",
+            "q=%zz",
+            "q=abc%",
+            "q=abc%4",
+            "category=%FF",
+            "%FF=1",
+            "q=%C3%28",
+        ] {
+            assert_eq!(reason(raw).unwrap_err(), "INVALID_ENCODING", "{raw}");
+        }
+        assert_eq!(
+            reason("q=%D1%87%D0%B0%D0%B9+%D0%B7%D0%B5%D0%BB%D1%91%D0%BD%D1%8B%D0%B9&&limit=5")
+                .unwrap(),
+            vec![
+                ("q".to_owned(), "чай зелёный".to_owned()),
+                ("limit".to_owned(), "5".to_owned())
+            ]
+        );
+        assert_eq!(
+            reason("q=a%2Bb%25").unwrap(),
+            vec![("q".to_owned(), "a+b%".to_owned())]
+        );
+        assert_eq!(reason("").unwrap(), vec![]);
     }
 }

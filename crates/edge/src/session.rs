@@ -18,8 +18,8 @@ use crate::{
     state::AppState,
 };
 
-/// Name of the session cookie.
-pub const COOKIE: &str = "otus_session";
+pub use crate::credentials::COOKIE;
+use crate::credentials::session_cookies;
 
 /// The bearer token of a request, from `Authorization` or the cookie.
 #[derive(Debug)]
@@ -29,14 +29,9 @@ fn token_from(headers: &HeaderMap) -> Option<String> {
     if let Some(v) = headers.get(header::AUTHORIZATION) {
         return otus_identity::bearer_token(v.to_str().ok()?).map(str::to_owned);
     }
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| v.trim().to_owned())
+    session_cookies(headers)
+        .next()
+        .map(|v| v.trim().to_owned())
         .filter(|t| !t.is_empty())
 }
 

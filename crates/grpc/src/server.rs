@@ -135,9 +135,17 @@ async fn watch_readiness(
     };
     let mut last = status_now(&db, open(&gate)).await;
     reporter.set_service_status(service, last).await;
+    let mut breaker = db.watch_up();
     tokio::spawn(async move {
         let mut gate = gate;
         loop {
+            // The circuit breaker opening or closing: the status follows at
+            // once, not at the next poll.
+            let breaker_moved = async {
+                if breaker.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            };
             let changed = async {
                 match gate.as_mut() {
                     // A closed gate (its sender gone) never changes again.
@@ -153,6 +161,7 @@ async fn watch_readiness(
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(DB_HEALTH_INTERVAL) => {}
                 () = changed => {}
+                () = breaker_moved => {}
             }
             let status = status_now(&db, open(&gate)).await;
             if status != last {

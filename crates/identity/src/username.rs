@@ -18,14 +18,70 @@
 //!
 //! Invisible and direction-changing characters (zero-width space and
 //! joiners, U+FEFF, soft hyphen, bidi overrides and isolates) have no place
-//! in a name and are refused by validation rather than folded away.
+//! in a name and are refused by validation rather than folded away; so are
+//! characters that are not characters (unassigned, private use,
+//! noncharacters), blanks drawn as nothing (U+2800), separators other than
+//! the space, and a name that starts with a combining mark ([`refusal`]).
+//!
+//! Beyond the key, a name is also unique by its **skeleton** ([`skeleton`]):
+//! Unicode's confusables mapping (UTS #39, the unicode-rs `unicode-security`
+//! data) after case folding, so `paypaǀ` (U+01C0), `pɑypal` (U+0251),
+//! `paypa1` and `PAYPAL` are all `paypal`'s. The key stays what logins are
+//! counted and looked up by; the skeleton only decides what is taken.
 
 use unicode_normalization::UnicodeNormalization as _;
+use unicode_security::GeneralSecurityProfile as _;
 
 /// The uniqueness key of a username (see the module docs).
 pub fn key(username: &str) -> String {
     let folded: String = username.nfkc().collect::<String>().to_lowercase();
     folded.nfkc().map(latin_look_alike).collect()
+}
+
+/// The confusable skeleton of a username (UTS #39 §4), case-insensitive:
+/// two names with one skeleton could be taken for one another.
+pub fn skeleton(username: &str) -> String {
+    let folded = key(username);
+    let skeleton: String = unicode_security::skeleton(&folded).collect();
+    // The mapping's prototypes keep case (`0` is `O`): fold again.
+    skeleton.to_lowercase().nfkc().collect()
+}
+
+/// Why `username` cannot be a username, beyond its length and control
+/// characters (checked by the users service with its other field rules), or
+/// `None`.
+pub fn refusal(username: &str) -> Option<&'static str> {
+    use unicode_security::general_security_profile::IdentifierType;
+    if username.chars().any(is_invisible) {
+        return Some("must not contain invisible or direction-changing characters");
+    }
+    // Code points the identifier data does not list are Not_Character (its
+    // `@missing` default): unassigned, private use, noncharacters.
+    let not_a_character = |c: char| {
+        matches!(
+            c.identifier_type(),
+            None | Some(IdentifierType::Not_Character | IdentifierType::Default_Ignorable)
+        )
+    };
+    if username.chars().any(not_a_character) {
+        return Some("must not contain unassigned, private-use or invisible code points");
+    }
+    // Drawn as nothing, or a line break: a name that looks shorter or
+    // split. The space (U+0020) is the one separator a name may hold.
+    if username
+        .chars()
+        .any(|c| c == '\u{2800}' || (c.is_whitespace() && c != ' '))
+    {
+        return Some("must not contain blank characters other than the space");
+    }
+    if username
+        .chars()
+        .next()
+        .is_some_and(unicode_normalization::char::is_combining_mark)
+    {
+        return Some("must not start with a combining mark");
+    }
+    None
 }
 
 /// Characters of format category (Cf) and similar invisibles that a
@@ -127,6 +183,59 @@ mod tests {
         ] {
             let name = format!("ada{invisible}.lovelace");
             assert!(name.chars().any(is_invisible), "{name:?}");
+        }
+    }
+
+    /// The look-alikes the second attack run found (issue 24 item 7): each
+    /// has `paypal`'s skeleton, or is refused.
+    #[test]
+    fn confusables_share_the_skeleton() {
+        let taken = skeleton("paypal");
+        for name in [
+            "paypa\u{01C0}", // ǀ dental click for l
+            "p\u{0251}ypal", // ɑ Latin alpha for a
+            "paypa1",
+            "PAYPAL",
+            "рауpаl", // Cyrillic р, а, у
+            "ｐａｙｐａｌ",
+        ] {
+            assert_eq!(skeleton(name), taken, "{name:?}");
+            assert_eq!(refusal(name), None, "{name:?}");
+        }
+        assert_eq!(skeleton("d0g"), skeleton("dog"));
+        assert_ne!(skeleton("ada"), skeleton("adam"));
+        assert_ne!(skeleton("иван"), skeleton("ivan"));
+        assert_eq!(skeleton("Zoe\u{0301}"), skeleton("Zo\u{00E9}"));
+    }
+
+    #[test]
+    fn invisible_unassigned_and_blank_characters_are_refused() {
+        for name in [
+            "ada\u{2800}",      // Braille pattern blank
+            "ada\u{2028}x",     // line separator
+            "ada\u{3000}x",     // ideographic space
+            "ada\u{FFFF}",      // a noncharacter
+            "ada\u{E000}",      // private use
+            "ada\u{10FFFD}",    // private use, plane 16
+            "ada\u{0378}",      // unassigned
+            "\u{0301}\u{0302}", // combining marks only
+            "\u{0301}ada",      // starting with one
+            "ada\u{200B}",      // zero-width space
+        ] {
+            assert!(refusal(name).is_some(), "{name:?} accepted");
+        }
+        for name in [
+            "ada lovelace",
+            "Zoe\u{0301}",
+            "Иван",
+            "李小龙",
+            "ada_1",
+            "o'brien",
+            "ada.lovelace@example.com",
+            "ÆØÅ-(x)+[y]!?#$%&*=~^`|/\\,;:<>\"{}",
+            "🙂",
+        ] {
+            assert_eq!(refusal(name), None, "{name:?}");
         }
     }
 

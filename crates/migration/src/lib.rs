@@ -39,6 +39,7 @@ mod m20261125_000004_session_expiry_ms;
 mod m20261125_000005_username_key;
 mod m20261125_000006_catalog_version;
 mod m20261205_000007_product_changes;
+mod m20261205_000008_username_skeleton;
 
 /// Applies every migration in order; `seaql_migrations` records what ran.
 pub struct Migrator;
@@ -54,6 +55,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000005_username_key::Migration),
             Box::new(m20261125_000006_catalog_version::Migration),
             Box::new(m20261205_000007_product_changes::Migration),
+            Box::new(m20261205_000008_username_skeleton::Migration),
         ]
     }
 }

@@ -30,11 +30,33 @@ pub async fn connect_metered(args: &DbArgs, metrics: &Metrics) -> anyhow::Result
     conn.set_metric_callback(move |info| {
         m.observe_db(&info.statement.sql, info.failed, info.elapsed)
     });
-    Ok(db::Db::new(
-        conn,
-        &args.database_url,
-        &db::ProbeSettings::default(),
-    ))
+    let db = db::Db::new(conn, &args.database_url, &db::ProbeSettings::default());
+    follow_breaker(&db, metrics);
+    Ok(db)
+}
+
+/// `otus_db_up` (1 while the circuit breaker is closed, 0 while open), kept
+/// in step by a task, for an alert and a dashboard panel.
+fn follow_breaker(db: &db::Db, metrics: &Metrics) {
+    let gauge = match prometheus::IntGauge::new(
+        "otus_db_up",
+        "1 while this process's database answers (its circuit breaker closed), 0 while not",
+    )
+    .and_then(|g| otus_telemetry::registered(metrics.registry(), g))
+    {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::warn!(error = %e, "otus_db_up not registered");
+            return;
+        }
+    };
+    let mut up = db.watch_up();
+    gauge.set(i64::from(*up.borrow()));
+    tokio::spawn(async move {
+        while up.changed().await.is_ok() {
+            gauge.set(i64::from(*up.borrow_and_update()));
+        }
+    });
 }
 
 /// Redis, when `REDIS_URL` is set.

@@ -32,12 +32,16 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 
 fn catalog(db: &str, addr: &str) -> (Proc, Value) {
+    catalog_with_admin(db, addr, "127.0.0.1:0")
+}
+
+fn catalog_with_admin(db: &str, addr: &str, admin: &str) -> (Proc, Value) {
     start(
         "catalog",
         &[
             ("DATABASE_URL", db.to_owned()),
             ("GRPC_ADDR", addr.to_owned()),
-            ("ADMIN_ADDR", "127.0.0.1:0".to_owned()),
+            ("ADMIN_ADDR", admin.to_owned()),
             ("CACHE_ENABLED", "0".to_owned()),
         ],
     )
@@ -318,9 +322,19 @@ async fn a_database_outage_gives_prompt_503s_and_service_resumes() {
 
     let mut proxy = Proxy::start(&upstream).await;
     let (_, proxied) = split_url(&admin_url, Some(&proxy.addr.to_string()), &name);
-    let (catalog_proc, fields) = catalog(&proxied, "127.0.0.1:0");
+    let admin_addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .to_string();
+    let (catalog_proc, fields) = catalog_with_admin(&proxied, "127.0.0.1:0", &admin_addr);
     let addr = fields["grpc"].as_str().expect("catalog addr").to_owned();
     let (_edge, base) = edge_for_catalog(&addr);
+    // What operators see: the breaker's metric and the gRPC health status.
+    let breaker = Breaker {
+        metrics: format!("http://{admin_addr}/metrics"),
+        grpc: format!("http://{addr}"),
+    };
+    breaker.wait_for(true, Duration::from_secs(30)).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let answers: Arc<Mutex<Vec<Answer>>> = Arc::default();
@@ -372,6 +386,9 @@ async fn a_database_outage_gives_prompt_503s_and_service_resumes() {
         Box::new(move |a| a.end > cut && a.status != 200),
     )
     .await;
+    // The breaker's metric and the health status follow at once (the
+    // status was polled every 5 s before: not within this outage).
+    breaker.wait_for(false, Duration::from_secs(2)).await;
     // The outage lasts long enough for many requests to hit it.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let restored = Instant::now();
@@ -381,6 +398,7 @@ async fn a_database_outage_gives_prompt_503s_and_service_resumes() {
         Box::new(move |a| a.start > restored && a.status == 200),
     )
     .await;
+    breaker.wait_for(true, Duration::from_secs(5)).await;
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         w.await.expect("worker");
@@ -435,4 +453,60 @@ async fn a_database_outage_gives_prompt_503s_and_service_resumes() {
     let _ = admin
         .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
         .await;
+}
+
+/// The catalog's view of its database, as an operator sees it.
+struct Breaker {
+    metrics: String,
+    grpc: String,
+}
+
+impl Breaker {
+    /// `otus_db_up` and the catalog's gRPC health (SERVING or not).
+    async fn read(&self) -> (Option<f64>, Option<bool>) {
+        use tonic_health::pb::{
+            HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+        };
+        let up = match reqwest::get(&self.metrics).await {
+            Ok(r) => r.text().await.ok().and_then(|page| {
+                page.lines()
+                    .find_map(|l| l.strip_prefix("otus_db_up "))
+                    .and_then(|v| v.trim().parse().ok())
+            }),
+            Err(_) => None,
+        };
+        let serving = match tonic::transport::Endpoint::from_shared(self.grpc.clone())
+            .expect("url")
+            .connect()
+            .await
+        {
+            Ok(channel) => HealthClient::new(channel)
+                .check(HealthCheckRequest {
+                    service: "otus.catalog.v1.CatalogService".into(),
+                })
+                .await
+                .ok()
+                .map(|r| r.into_inner().status() == ServingStatus::Serving),
+            Err(_) => None,
+        };
+        (up, serving)
+    }
+
+    /// Polls until `otus_db_up` is 1/0 and the health SERVING/NOT_SERVING as
+    /// `up` says, within `deadline`.
+    async fn wait_for(&self, up: bool, deadline: Duration) {
+        let want = (Some(if up { 1.0 } else { 0.0 }), Some(up));
+        let until = Instant::now() + deadline;
+        loop {
+            let seen = self.read().await;
+            if seen == want {
+                return;
+            }
+            assert!(
+                Instant::now() < until,
+                "otus_db_up and the catalog's health were {seen:?}, not {want:?}, {deadline:?} after the change"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }

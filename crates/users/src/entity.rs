@@ -19,6 +19,9 @@ macro_rules! users_table {
             /// [`crate::username::key`] of `username`, unique; `None` only in
             /// rows not yet back-filled.
             pub username_key: Option<String>,
+            /// [`crate::username::skeleton`] of `username`, unique; `None`
+            /// only in rows not yet back-filled.
+            pub username_skeleton: Option<String>,
             $(pub $field: String,)*
             pub created_at: DateTimeWithTimeZone,
             pub updated_at: DateTimeWithTimeZone,

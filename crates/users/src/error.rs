@@ -31,6 +31,13 @@ pub enum UsersError {
     /// may not use this method. → PERMISSION_DENIED, `NOT_OWNER`.
     #[error("you may only access your own profile")]
     NotOwner,
+    /// A user asked to delete their profile here, where their sessions
+    /// would survive it. → PERMISSION_DENIED, `DELETE_THROUGH_AUTH`.
+    #[error(
+        "an account is deleted with otus.auth.v1.AuthService/DeleteAccount (REST: DELETE \
+         /user/{{id}}), which also ends its sessions"
+    )]
+    DeleteThroughAuth,
     /// No user with that id. → NOT_FOUND, `USER_NOT_FOUND`.
     #[error("user {0} not found")]
     NotFound(i64),
@@ -67,6 +74,7 @@ impl From<UsersError> for Status {
             UsersError::BadRequest { reason, .. } => (Code::InvalidArgument, *reason),
             UsersError::Unauthenticated(_) => (Code::Unauthenticated, "UNAUTHENTICATED"),
             UsersError::NotOwner => (Code::PermissionDenied, "NOT_OWNER"),
+            UsersError::DeleteThroughAuth => (Code::PermissionDenied, "DELETE_THROUGH_AUTH"),
             UsersError::NotFound(_) | UsersError::UsernameNotFound => {
                 (Code::NotFound, "USER_NOT_FOUND")
             }

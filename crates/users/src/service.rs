@@ -30,8 +30,6 @@ pub struct UsersApi {
 enum Access {
     /// The user themself.
     Owner(i64),
-    /// The user themself or the auth service.
-    OwnerOrAuth(i64),
     /// The auth service only.
     Auth,
 }
@@ -49,8 +47,8 @@ impl UsersApi {
             .verify_request(req)
             .map_err(|s| UsersError::Unauthenticated(s.message().to_owned()))?;
         let allowed = match (access, &who) {
-            (Access::Owner(id) | Access::OwnerOrAuth(id), Identity::User(me)) => *me == id,
-            (Access::OwnerOrAuth(_) | Access::Auth, Identity::Service(s)) => s == "auth",
+            (Access::Owner(id), Identity::User(me)) => *me == id,
+            (Access::Auth, Identity::Service(s)) => s == "auth",
             _ => false,
         };
         if allowed {
@@ -139,12 +137,16 @@ impl UsersService for UsersApi {
             return Err(UsersError::Invalid(violations).into());
         }
         let key = username::key(&user.username);
+        let skeleton = username::skeleton(&user.username);
         if validate_only {
-            // The unique index still decides races at the real create.
+            // The unique indexes still decide races at the real create.
             let taken = entity::Entity::find()
                 .select_only()
                 .column(entity::Column::Id)
-                .filter(same_name(&user.username, &key))
+                .filter(
+                    same_name(&user.username, &key)
+                        .add(entity::Column::UsernameSkeleton.eq(&skeleton)),
+                )
                 .into_tuple::<i64>()
                 .one(&self.db)
                 .await
@@ -158,6 +160,7 @@ impl UsersService for UsersApi {
         let now = Utc::now().fixed_offset();
         let mut row = entity::ActiveModel {
             username_key: Set(Some(key)),
+            username_skeleton: Set(Some(skeleton)),
             created_at: Set(now),
             updated_at: Set(now),
             ..Default::default()
@@ -213,12 +216,14 @@ impl UsersService for UsersApi {
         let mut next = current.clone();
         next.read_profile(&profile);
         next.username_key = Some(username::key(&next.username));
+        next.username_skeleton = Some(username::skeleton(&next.username));
         if next == current {
             return Ok(Response::new(to_proto(&current)));
         }
         let mut active: entity::ActiveModel = current.into();
         active.set_profile(&profile);
         active.username_key = Set(next.username_key);
+        active.username_skeleton = Set(next.username_skeleton);
         active.updated_at = Set(Utc::now().fixed_offset());
         let updated = match active.update(&self.db).await {
             Ok(m) => m,
@@ -237,7 +242,14 @@ impl UsersService for UsersApi {
         &self,
         request: Request<DeleteUserRequest>,
     ) -> Result<Response<()>, Status> {
-        self.authorize(&request, Access::OwnerOrAuth(request.get_ref().id))?;
+        // Only through auth's DeleteAccount, which also ends the account's
+        // sessions and deletes its credential: a profile deleted here alone
+        // would leave both behind.
+        self.authorize(&request, Access::Auth)
+            .map_err(|e| match e {
+                UsersError::NotOwner => UsersError::DeleteThroughAuth,
+                e => e,
+            })?;
         let id = request.into_inner().id;
         check_id(id)?;
         let res = entity::Entity::delete_by_id(id)
@@ -262,14 +274,25 @@ impl UsersService for UsersApi {
             return Err(UsersError::Invalid(vec![v]).into());
         }
         let key = username::key(&username);
-        let id: Option<i64> = entity::Entity::find()
-            .select_only()
-            .column(entity::Column::Id)
-            .filter(same_name(&username, &key))
-            .into_tuple()
-            .one(&self.db)
+        let find = |condition: sea_orm::Condition| {
+            entity::Entity::find()
+                .select_only()
+                .column(entity::Column::Id)
+                .filter(condition)
+                .into_tuple::<i64>()
+                .one(&self.db)
+        };
+        // The spelling's own key first; then a look-alike of an account
+        // (its skeleton), as login accepts any spelling of a name.
+        let mut id = find(same_name(&username, &key))
             .await
             .map_err(UsersError::from_db)?;
+        if id.is_none() {
+            let skeleton = username::skeleton(&username);
+            id = find(sea_orm::Condition::all().add(entity::Column::UsernameSkeleton.eq(skeleton)))
+                .await
+                .map_err(UsersError::from_db)?;
+        }
         let id = id.ok_or(UsersError::UsernameNotFound)?;
         Ok(Response::new(LookupUsernameResponse { id }))
     }

@@ -87,8 +87,8 @@ fn username(field: &'static str, reason: &'static str, v: &str) -> Option<Violat
     if has_control(v) {
         return bad("must not contain control characters".into());
     }
-    if v.chars().any(crate::username::is_invisible) {
-        return bad("must not contain invisible or direction-changing characters".into());
+    if let Some(why) = crate::username::refusal(v) {
+        return bad(why.into());
     }
     None
 }

@@ -88,6 +88,16 @@ async fn every_reason_has_one_stable_body(app: TestApp) {
         "unknown session",
         app.get("/me", Some("not-a-session")).await
     );
+    case!(
+        "two Authorization headers",
+        app.client
+            .get(format!("{}/me", app.base))
+            .header("authorization", "Bearer one")
+            .header("authorization", "Bearer two")
+            .send()
+            .await
+            .expect("request")
+    );
 
     // Request bodies.
     case!(
@@ -245,6 +255,8 @@ async fn every_reason_has_one_stable_body(app: TestApp) {
         ),
         ("query with a control character", "q=cat%01"),
         ("category with a control character", "category=toys%01"),
+        ("query that is not UTF-8", "q=%FFabc"),
+        ("price finer than a kopeck", "minPrice=9800.901"),
     ] {
         case!(name, app.get(&format!("/products?{query}"), None).await);
     }

@@ -3,7 +3,8 @@
 use futures::StreamExt as _;
 use otus_identity::{Identity, IdentityKey};
 use otus_proto::users::v1::{
-    CreateUserRequest, GetUserRequest, User, users_service_client::UsersServiceClient,
+    CreateUserRequest, DeleteUserRequest, GetUserRequest, User,
+    users_service_client::UsersServiceClient,
 };
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
@@ -179,6 +180,41 @@ async fn the_users_service_rejects_direct_calls_without_a_valid_identity(app: Te
         .expect("owner")
         .into_inner();
     assert_eq!(own.username, victim.username);
+}
+
+on_both_backends!(an_account_is_deleted_only_where_its_sessions_end);
+
+/// Deleting one's profile directly at the users service would leave its
+/// sessions (owned by auth) alive, answering `/me` with 404: it is refused
+/// there, and `DELETE /user/{id}` (auth's DeleteAccount) ends them.
+async fn an_account_is_deleted_only_where_its_sessions_end(app: TestApp) {
+    let (user, token) = app.user_with_token().await;
+    let mut users = UsersServiceClient::new(channel(&app).await);
+    let mut delete = tonic::Request::new(DeleteUserRequest { id: user.id });
+    otus_identity::attach(&mut delete, &app.mint(&Identity::User(user.id)));
+    let denied = users
+        .delete_user(delete)
+        .await
+        .expect_err("an owner deleting the profile around auth");
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+    assert_eq!(
+        denied
+            .get_error_details()
+            .error_info()
+            .map(|i| i.reason.as_str()),
+        Some("DELETE_THROUGH_AUTH")
+    );
+    assert!(
+        denied.message().contains("DeleteAccount"),
+        "{}",
+        denied.message()
+    );
+    // Nothing happened: the session and the profile are both there.
+    assert_eq!(app.get("/me", Some(&token)).await.status(), 200);
+    // The way that ends the sessions.
+    let path = format!("/user/{}", user.id);
+    assert_eq!(app.delete(&path, Some(&token)).await.status(), 204);
+    assert_eq!(app.get("/me", Some(&token)).await.status(), 401);
 }
 
 /// Before the migrations ran, the service is alive ("" SERVING) but not ready

@@ -287,6 +287,15 @@ async fn look_alike_usernames_are_taken_or_invalid(app: TestApp) {
         ("soft hyphen", format!("Zo\u{e9}.Love\u{AD}lace{tag}")),
         ("fullwidth", format!("Ｚｏ\u{e9}.Ｌｏｖｅｌａｃｅ{tag}")),
         ("Cyrillic о", format!("Z\u{43e}\u{e9}.Lovelace{tag}")),
+        // UTS #39 confusables (the skeleton), and characters that are not
+        // letters of a name at all.
+        ("ǀ (U+01C0) for l", format!("Zo\u{e9}.\u{1c0}ovelace{tag}")),
+        ("ɑ (U+0251) for a", format!("Zo\u{e9}.Lovel\u{251}ce{tag}")),
+        ("1 for l", format!("Zo\u{e9}.1ovelace{tag}")),
+        ("Braille blank", format!("Zo\u{e9}.Lovelace{tag}\u{2800}")),
+        ("line separator", format!("Zo\u{e9}.\u{2028}Lovelace{tag}")),
+        ("noncharacter", format!("Zo\u{e9}.Lovelace{tag}\u{FFFF}")),
+        ("private use", format!("Zo\u{e9}.Lovelace{tag}\u{E000}")),
     ];
     for (form, name) in look_alikes {
         let mut body = new_user();
@@ -361,14 +370,18 @@ async fn existing_look_alikes_are_keyed_apart(app: TestApp) {
     let filled = otus_users::username::backfill_keys(&db)
         .await
         .expect("backfill");
-    assert_eq!(filled, 2);
+    assert_eq!(filled, 4, "2 rows x (key, skeleton)");
     assert_eq!(
         otus_users::username::backfill_keys(&db)
             .await
             .expect("again"),
         0
     );
-    for name in [format!("Old{tag}"), format!("old{tag}")] {
+    for name in [
+        format!("Old{tag}"),
+        format!("old{tag}"),
+        format!("0ld{tag}"),
+    ] {
         let mut body = new_user();
         body["username"] = json!(name);
         let resp = app.post_json("/register", None, &body).await;
@@ -460,4 +473,97 @@ async fn a_long_uri_and_too_many_headers_get_json_errors() {
         .unwrap_or_default()
         .to_owned();
     assert!(ct.starts_with("application/json"), "{ct}");
+}
+
+/// Sends `head` (request line and headers, without the blank line) on a
+/// connection of its own and returns the status and JSON body.
+async fn raw_request(app: &TestApp, head: &str) -> (u16, Value, String) {
+    let raw = format!("{head}\r\nConnection: close\r\n\r\n");
+    let (response, _) = raw_exchange(app, raw.as_bytes(), Duration::from_secs(20)).await;
+    let (status, body) = status_and_body(&response);
+    (status, body, response)
+}
+
+/// A query value that is not valid percent-encoded UTF-8 is refused, never
+/// decoded into a guess that is answered (empty) and cached.
+#[tokio::test]
+async fn malformed_encoding_in_a_search_is_400_not_an_empty_cached_answer() {
+    let app = TestApp::spawn(Backend::Sqlite).await.expect("sqlite");
+    for target in [
+        "/products?q=%FFabc",
+        "/products?q=%zz",
+        "/products?q=abc%",
+        "/products?q=abc&category=%FF",
+        "/products?q=%C3%28abc",
+    ] {
+        for _ in 0..2 {
+            let head = format!("GET {target} HTTP/1.1\r\nHost: arch.homework");
+            let (status, body, response) = raw_request(&app, &head).await;
+            assert_eq!(status, 400, "{target}: {response}");
+            assert_eq!(body["reason"], "INVALID_ENCODING", "{target}");
+            assert!(
+                !response.to_ascii_lowercase().contains("x-cache"),
+                "{response}"
+            );
+        }
+    }
+    // Well-formed escapes, `+` for a space, still work (once the index is built).
+    app.catalog_index_current().await;
+    let (status, _, response) = raw_request(
+        &app,
+        "GET /products?q=%D1%87%D0%B0%D0%B9+%D0%B7%D0%B5%D0%BB%D1%91%D0%BD%D1%8B%D0%B9 HTTP/1.1\r\nHost: arch.homework",
+    )
+    .await;
+    assert_eq!(status, 200, "{response}");
+}
+
+/// A request two parties could read differently is 400 (RFC 9112: no Host
+/// or two; and which credentials would count?).
+#[tokio::test]
+async fn ambiguous_requests_are_400() {
+    let app = TestApp::spawn(Backend::Sqlite).await.expect("sqlite");
+    let (_, token) = app.user_with_token().await;
+    let cases = [
+        ("GET /health/ HTTP/1.1".to_owned(), "INVALID_HOST"),
+        (
+            "GET /health/ HTTP/1.1\r\nHost: arch.homework\r\nHost: evil.example".to_owned(),
+            "INVALID_HOST",
+        ),
+        (
+            format!(
+                "GET /me HTTP/1.1\r\nHost: arch.homework\r\nAuthorization: Bearer {token}\r\n\
+                 Authorization: Bearer someone-else"
+            ),
+            "AMBIGUOUS_CREDENTIALS",
+        ),
+        (
+            format!(
+                "GET /me HTTP/1.1\r\nHost: arch.homework\r\nCookie: otus_session={token}; otus_session=other"
+            ),
+            "AMBIGUOUS_CREDENTIALS",
+        ),
+        (
+            format!(
+                "GET /me HTTP/1.1\r\nHost: arch.homework\r\nCookie: otus_session={token}\r\n\
+                 Cookie: otus_session=other"
+            ),
+            "AMBIGUOUS_CREDENTIALS",
+        ),
+    ];
+    for (head, reason) in cases {
+        let (status, body, response) = raw_request(&app, &head).await;
+        assert_eq!(status, 400, "{head}: {response}");
+        assert_eq!(body["reason"], reason, "{head}");
+    }
+    // Unambiguous: one Host (HTTP/1.0 may omit it), one set of credentials.
+    for head in [
+        "GET /health/ HTTP/1.0".to_owned(),
+        format!(
+            "GET /me HTTP/1.1\r\nHost: arch.homework\r\nCookie: theme=dark; otus_session={token}"
+        ),
+        format!("GET /me HTTP/1.1\r\nHost: arch.homework\r\nAuthorization: Bearer {token}"),
+    ] {
+        let (status, _, response) = raw_request(&app, &head).await;
+        assert_eq!(status, 200, "{head}: {response}");
+    }
 }
