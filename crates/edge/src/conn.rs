@@ -142,6 +142,11 @@ pub struct Conn {
     evict: tokio::sync::Notify,
     /// Why the listener closed it, if it did (`Closed as u8`; 0: it did not).
     closed_by: AtomicU8,
+    /// The task last waiting to read from the socket: woken when the
+    /// connection turns idle, so that the idle deadline is armed even when
+    /// nothing more arrives (the HTTP library waits for the socket, which
+    /// would not wake it).
+    read_waker: futures::task::AtomicWaker,
 }
 
 impl Conn {
@@ -203,6 +208,7 @@ impl Drop for ResponseGuard {
     fn drop(&mut self) {
         if self.0.phase() == Phase::Busy {
             self.0.set(Phase::Idle);
+            self.0.read_waker.wake();
         }
     }
 }
@@ -300,6 +306,7 @@ impl Registry {
             idle_notify: Arc::clone(&self.idle_notify),
             evict: tokio::sync::Notify::new(),
             closed_by: AtomicU8::new(0),
+            read_waker: futures::task::AtomicWaker::new(),
         });
         conn.set(Phase::New);
         let id = self.next.fetch_add(1, Ordering::Relaxed);
@@ -407,7 +414,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                if buf.filled().len() > before && this.conn.closable() {
+                if buf.filled().len() > before && this.conn.phase().closable() {
                     // The first byte of a request: its headers are due.
                     this.conn.set(Phase::Head);
                 }
@@ -415,6 +422,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
+                this.conn.read_waker.register(cx.waker());
                 let phase = this.arm_read();
                 if phase.closable() && !this.conn.awaiting_bytes.swap(true, Ordering::AcqRel) {
                     // Now closable: a newcomer waiting at the cap may take it.

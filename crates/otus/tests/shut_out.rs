@@ -441,9 +441,10 @@ async fn idle_connections_at_the_cap_make_room_for_new_clients() {
     let addr = fields["http"].as_str().expect("http addr").to_owned();
     let base = format!("http://{addr}");
 
-    // 8 keep-alive connections idle after a request, 24 that never send a byte.
+    // 16 keep-alive connections idle after a request (every slot), then 24
+    // that never send a byte.
     let mut idle = Vec::new();
-    for _ in 0..8 {
+    for _ in 0..16 {
         let mut conn = tokio::net::TcpStream::connect(&addr)
             .await
             .expect("connect");
@@ -462,6 +463,11 @@ async fn idle_connections_at_the_cap_make_room_for_new_clients() {
         );
         idle.push(conn);
     }
+    assert_eq!(
+        status_within(&base, "/health/", Duration::from_secs(5)).await,
+        Some(200),
+        "a newcomer was not served while keep-alive connections held every slot"
+    );
     for _ in 0..24 {
         idle.push(
             tokio::net::TcpStream::connect(&addr)
@@ -489,6 +495,61 @@ async fn idle_connections_at_the_cap_make_room_for_new_clients() {
         assert_eq!(closed_for(&admin, timeout).await, 0, "{timeout}");
     }
     drop(idle);
+}
+
+/// The header and idle timeouts are two numbers: a keep-alive connection
+/// idle between requests closes after the idle timeout, a silent new one
+/// after the header timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_header_timeouts_close_their_own_connections() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (_dir, db) = seeded_sqlite(10);
+    let mut env = all_in_one_env(&db);
+    env.push(("HTTP_HEADER_READ_TIMEOUT_MS", "400".into()));
+    env.push(("HTTP_IDLE_TIMEOUT_MS", "1500".into()));
+    let (_otus, fields) = start("all-in-one", &env);
+    let addr = fields["http"].as_str().expect("http addr").to_owned();
+    let admin = format!(
+        "http://{}/metrics",
+        fields["admin"].as_str().expect("admin addr")
+    );
+
+    // Idle after a request: open past the header timeout, closed by the idle one.
+    let mut conn = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    conn.write_all(b"GET /health/ HTTP/1.1\r\nHost: arch.homework\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 4096];
+    let n = conn.read(&mut buf).await.expect("read");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    let idle_since = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
+        .await
+        .expect("closed within 10 s");
+    let idle_for = idle_since.elapsed();
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+    assert!(
+        idle_for >= Duration::from_millis(1200),
+        "an idle keep-alive connection was closed after {idle_for:?}, before the idle timeout (1.5 s)"
+    );
+    // Silent from the start: the header timeout.
+    let mut silent = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let started = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(10), silent.read(&mut buf))
+        .await
+        .expect("closed within 10 s");
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1200),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(closed_for(&admin, "idle_timeout").await, 1);
+    assert_eq!(closed_for(&admin, "header_timeout").await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
