@@ -20,6 +20,12 @@ Paths (--paths, default both):
        depending on the build, the page's rows from PostgreSQL);
   on   cache on, in Redis: after a warm-up every search of the set is a hit.
 
+Each build may have a database of its own (`--compare LABEL=BINARY@URL`,
+`--baseline-db`): a build applies its migrations at start, and an older
+build refuses a schema that a newer one migrated. Make the copy a template
+copy of the seeded one (`CREATE DATABASE b TEMPLATE a`), so both hold the
+same catalog.
+
 --closed adds the closed-loop comparison: oha -c 50 for --duration over
 20 000 distinct searches, cache off, each build in turn, ROUNDS times.
 
@@ -249,19 +255,21 @@ def ok_count(r: dict) -> tuple[int, int]:
     return ok, sum(v for k, v in codes.items() if k != "200") + sum(failed.values())
 
 
-def measure(args, urls: Path, extra: list[str], pids: dict[str, list[int] | callable], work: Path) -> dict:
+def measure(args, urls: Path, extra: list[str], pids: dict[str, list[int] | callable], work: Path,
+            db: str | None = None) -> dict:
     """Runs oha with `extra`; CPU per 200 answer of each component."""
     def snap():
         return {k: sum(proc_cpu(p) for p in (v() if callable(v) else v)) for k, v in pids.items()}
 
-    pg_before = {p: proc_cpu(p) for p in pg_backends(args.db)} if "postgres" in pids else {}
+    db = db or args.db
+    pg_before = {p: proc_cpu(p) for p in pg_backends(db)} if "postgres" in pids else {}
     before, busy0, child0 = snap(), machine_busy(), children_cpu()
     r = oha(args, urls, extra, work / "oha.json")
     after, busy1, child1 = snap(), machine_busy(), children_cpu()
     ok, errors = ok_count(r)
     cpu = {k: after[k] - before[k] for k in before}
     if "postgres" in pids:
-        pg_after = {p: proc_cpu(p) for p in pg_backends(args.db)}
+        pg_after = {p: proc_cpu(p) for p in pg_backends(db)}
         cpu["postgres"] = sum(v - pg_before.get(p, 0.0) for p, v in pg_after.items())
     cpu["oha"] = child1 - child0
     busy = (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1])
@@ -289,6 +297,7 @@ def main() -> None:
     ap.add_argument("--products", type=int, default=1_000_000)
     ap.add_argument("--otus", required=True, help="release `otus` binary to measure")
     ap.add_argument("--baseline", help="a second `otus` binary (e.g. the previous main) measured side by side")
+    ap.add_argument("--baseline-db", help="the baseline's own database (default --db)")
     ap.add_argument("--compare", action="append", default=[], metavar="LABEL=BINARY",
                     help="more `otus` builds measured side by side (repeatable)")
     ap.add_argument("--bare", required=True, help="release bare_axum example binary")
@@ -309,8 +318,13 @@ def main() -> None:
     if not Path(args.oha).exists():
         sys.exit(f"oha not found at {args.oha}: cargo install oha --root ~/.cache/otus-rs/tools")
 
-    builds = [("new", args.otus)] + ([("base", args.baseline)] if args.baseline else [])
-    builds += [tuple(c.split("=", 1)) for c in args.compare]
+    builds = [("new", args.otus, args.db)]
+    if args.baseline:
+        builds.append(("base", args.baseline, args.baseline_db or args.db))
+    for c in args.compare:
+        label, rest = c.split("=", 1)
+        binary, _, db = rest.partition("@")
+        builds.append((label, binary, db or args.db))
     have = ensure_catalog(args.db, args.products, args.otus)
     qs = searches(args.db, max(args.searches, args.closed_searches if args.closed else 0))
     cpu_model = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
@@ -349,14 +363,14 @@ def main() -> None:
         rpid = redis_pid(args.redis)
         for path in [p.strip() for p in args.paths.split(",")]:
             cache = path == "on"
-            for label, binary in builds:
-                s = start_otus(f"{label}-{path}", binary, args.db, args.port, cache, args.redis, work)
+            for label, binary, db in builds:
+                s = start_otus(f"{label}-{path}", binary, db, args.port, cache, args.redis, work)
                 servers.append(s)
                 oha(args, urls, warm, work / "warm.json")
                 pids = {"otus": [s.pid], "postgres": []}
                 if cache and rpid:
                     pids["redis"] = [rpid]
-                m = measure(args, urls, rate, pids, work)
+                m = measure(args, urls, rate, pids, work, db)
                 row("cache on (Redis)" if cache else "cache off", label, m)
                 s.stop()
         if args.closed:
@@ -365,17 +379,18 @@ def main() -> None:
                   f"searches, cache off\n", flush=True)
             print("| round | build | req/s | p50 ms | p99 ms | errors | otus µs/request | PostgreSQL µs/request | "
                   "machine busy |\n|---|---|---|---|---|---|---|---|---|", flush=True)
-            started = {label: start_otus(f"{label}-closed", b, args.db, args.port + 20 * i, False, args.redis, work)
-                       for i, (label, b) in enumerate(builds)}
+            started = {label: start_otus(f"{label}-closed", b, db, args.port + 20 * i, False, args.redis, work)
+                       for i, (label, b, db) in enumerate(builds)}
+            dbs = {label: db for label, _, db in builds}
             servers.extend(started.values())
-            for i, (label, _) in enumerate(builds):
+            for i, (label, _, _) in enumerate(builds):
                 u = url_file(work, f"closed-{label}.txt", args.port + 20 * i, qs[: args.closed_searches])
                 oha(args, u, ["-c", str(args.connections), "-z", "5s"], work / "warm.json")
             for rnd in range(1, args.rounds + 1):
-                for label, _ in builds if rnd % 2 else list(reversed(builds)):
+                for label, _, _ in builds if rnd % 2 else list(reversed(builds)):
                     u = work / f"closed-{label}.txt"
                     m = measure(args, u, ["-c", str(args.connections), "-z", f"{args.duration}s"],
-                                {"otus": [started[label].pid], "postgres": []}, work)
+                                {"otus": [started[label].pid], "postgres": []}, work, dbs[label])
                     print(f"| {rnd} | {label} | {m['rps']:.0f} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} | "
                           f"{m['errors']} | {m['us']['otus']:.0f} | {m['us'].get('postgres', 0):.0f} | "
                           f"{100 * m['busy']:.0f}% |", flush=True)
