@@ -458,14 +458,24 @@ impl TestApp {
         if !self.search_index {
             return;
         }
+        // Generous: a busy CI machine; the documented bound is far lower.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        // The first build: until it, the catalog is NOT_SERVING and /ready
+        // 503 (the version check alone passes at once on an empty catalog,
+        // whose version is 0 before the index exists).
+        while self.get("/ready", None).await.status() != 200 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "/ready (the search index's first build) not 200 within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let db = sea_orm::Database::connect(&self.database_url)
             .await
             .expect("connect");
         let want = otus_catalog::live::read_version(&db)
             .await
             .expect("read catalog_version");
-        // Generous: a busy CI machine; the documented bound is far lower.
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
             let text = self.metrics().await;
             let seen = text
