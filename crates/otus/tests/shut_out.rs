@@ -159,6 +159,33 @@ fn all_in_one_env(db: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// A running `otus all-in-one` (stopped on drop) and where it answers.
+struct System {
+    _proc: Proc,
+    /// The public HTTP address (`host:port`).
+    addr: String,
+    /// `http://` + `addr`.
+    base: String,
+    /// The admin port's `/metrics` URL.
+    metrics: String,
+}
+
+/// Starts `otus all-in-one` on `db` with `extra` settings over
+/// [`all_in_one_env`]'s.
+fn all_in_one(db: &str, extra: &[(&'static str, String)]) -> System {
+    let mut env = all_in_one_env(db);
+    env.extend(extra.iter().cloned());
+    let (proc, fields) = start("all-in-one", &env);
+    let addr = fields["http"].as_str().expect("http addr").to_owned();
+    let admin = fields["admin"].as_str().expect("admin addr");
+    System {
+        _proc: proc,
+        base: format!("http://{addr}"),
+        metrics: format!("http://{admin}/metrics"),
+        addr,
+    }
+}
+
 #[test]
 fn a_redis_that_evicts_is_refused_for_sessions() {
     if !have_redis_server() {
@@ -216,14 +243,17 @@ async fn anonymous_searches_that_fill_the_cache_log_nobody_out() {
     let cache = RedisServer::start("16mb", "allkeys-lfu").expect("redis-server");
     let sessions = RedisServer::start("16mb", "noeviction").expect("redis-server");
     let (_dir, db) = seeded_sqlite(20_000);
-    let mut env = all_in_one_env(&db);
-    env.push(("REDIS_URL", cache.url()));
-    env.push(("SESSION_REDIS_URL", sessions.url()));
-    env.push(("CACHE_ENABLED", "1".into()));
-    let (_otus, fields) = start("all-in-one", &env);
-    let base = format!("http://{}", fields["http"].as_str().expect("http addr"));
+    let otus = all_in_one(
+        &db,
+        &[
+            ("REDIS_URL", cache.url()),
+            ("SESSION_REDIS_URL", sessions.url()),
+            ("CACHE_ENABLED", "1".into()),
+        ],
+    );
+    let base = &otus.base;
     let client = reqwest::Client::new();
-    wait_for_search(&base).await;
+    wait_for_search(base).await;
 
     // 60 users log in.
     let mut tokens = Vec::new();
@@ -360,17 +390,19 @@ const PIPELINED: usize = 1_000;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_never_read_lose_their_connections_to_the_write_timeout() {
     let (_dir, db) = seeded_sqlite(20_000);
-    let mut env = all_in_one_env(&db);
-    env.push(("HTTP_MAX_CONNECTIONS", "4".into()));
-    env.push(("HTTP_WRITE_TIMEOUT_MS", "1000".into()));
-    // Long enough that only the write timeout can free the slots in time.
-    env.push(("HTTP_HEADER_READ_TIMEOUT_MS", "60000".into()));
-    env.push(("HTTP_IDLE_TIMEOUT_MS", "60000".into()));
-    env.push(("REQUEST_TIMEOUT_MS", "60000".into()));
-    let (_otus, fields) = start("all-in-one", &env);
-    let addr = fields["http"].as_str().expect("http addr").to_owned();
-    let base = format!("http://{addr}");
-    wait_for_search(&base).await;
+    let otus = all_in_one(
+        &db,
+        &[
+            ("HTTP_MAX_CONNECTIONS", "4".into()),
+            ("HTTP_WRITE_TIMEOUT_MS", "1000".into()),
+            // Long enough that only the write timeout can free the slots in time.
+            ("HTTP_HEADER_READ_TIMEOUT_MS", "60000".into()),
+            ("HTTP_IDLE_TIMEOUT_MS", "60000".into()),
+            ("REQUEST_TIMEOUT_MS", "60000".into()),
+        ],
+    );
+    let (addr, base) = (&otus.addr, &otus.base);
+    wait_for_search(base).await;
 
     // Four clients each ask for 1 000 pages of ~25 KB, pipelined (25 MB: far
     // more than the socket buffers hold), and read none.
@@ -378,11 +410,11 @@ async fn clients_that_never_read_lose_their_connections_to_the_write_timeout() {
     let raw = one.repeat(PIPELINED);
     let mut hogs = Vec::new();
     for _ in 0..4 {
-        hogs.push(connect_and_never_read(&addr, raw.as_bytes()).await);
+        hogs.push(connect_and_never_read(addr, raw.as_bytes()).await);
     }
     // Everyone else is served again once the write timeout has closed them.
     let started = Instant::now();
-    let status = status_within(&base, "/health/", Duration::from_secs(20)).await;
+    let status = status_within(base, "/health/", Duration::from_secs(20)).await;
     assert_eq!(
         status,
         Some(200),
@@ -394,13 +426,10 @@ async fn clients_that_never_read_lose_their_connections_to_the_write_timeout() {
     );
     // It was the write timeout that ended them (the listener counts why it
     // closes connections).
-    let admin = format!(
-        "http://{}/metrics",
-        fields["admin"].as_str().expect("admin addr")
-    );
+    let admin = &otus.metrics;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let closed = closed_for(&admin, "write_timeout").await;
+        let closed = closed_for(admin, "write_timeout").await;
         if closed >= 4 {
             break;
         }
@@ -432,14 +461,16 @@ async fn closed_for(metrics_url: &str, reason: &str) -> u64 {
 async fn idle_connections_at_the_cap_make_room_for_new_clients() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let (_dir, db) = seeded_sqlite(10);
-    let mut env = all_in_one_env(&db);
-    env.push(("HTTP_MAX_CONNECTIONS", "16".into()));
-    // Long timeouts: only closing idle connections first can admit anyone.
-    env.push(("HTTP_HEADER_READ_TIMEOUT_MS", "60000".into()));
-    env.push(("HTTP_IDLE_TIMEOUT_MS", "60000".into()));
-    let (_otus, fields) = start("all-in-one", &env);
-    let addr = fields["http"].as_str().expect("http addr").to_owned();
-    let base = format!("http://{addr}");
+    let otus = all_in_one(
+        &db,
+        &[
+            ("HTTP_MAX_CONNECTIONS", "16".into()),
+            // Long timeouts: only closing idle connections first can admit anyone.
+            ("HTTP_HEADER_READ_TIMEOUT_MS", "60000".into()),
+            ("HTTP_IDLE_TIMEOUT_MS", "60000".into()),
+        ],
+    );
+    let (addr, base) = (&otus.addr, &otus.base);
 
     // 16 keep-alive connections idle after a request (every slot), then 24
     // that never send a byte.
@@ -464,7 +495,7 @@ async fn idle_connections_at_the_cap_make_room_for_new_clients() {
         idle.push(conn);
     }
     assert_eq!(
-        status_within(&base, "/health/", Duration::from_secs(5)).await,
+        status_within(base, "/health/", Duration::from_secs(5)).await,
         Some(200),
         "a newcomer was not served while keep-alive connections held every slot"
     );
@@ -477,22 +508,19 @@ async fn idle_connections_at_the_cap_make_room_for_new_clients() {
     }
     // 20 newcomers in turn, each served at once.
     for i in 0..20 {
-        let status = status_within(&base, "/health/", Duration::from_secs(5)).await;
+        let status = status_within(base, "/health/", Duration::from_secs(5)).await;
         assert_eq!(
             status,
             Some(200),
             "newcomer {i} was not served within 5 s while idle connections held every slot"
         );
     }
-    let admin = format!(
-        "http://{}/metrics",
-        fields["admin"].as_str().expect("admin addr")
-    );
+    let admin = &otus.metrics;
     // Served because idle connections were closed for them (not by a timeout).
-    let evicted = closed_for(&admin, "evicted").await;
+    let evicted = closed_for(admin, "evicted").await;
     assert!(evicted > 0, "no connection was closed for a newcomer");
     for timeout in ["header_timeout", "idle_timeout"] {
-        assert_eq!(closed_for(&admin, timeout).await, 0, "{timeout}");
+        assert_eq!(closed_for(admin, timeout).await, 0, "{timeout}");
     }
     drop(idle);
 }
@@ -504,15 +532,14 @@ async fn idle_connections_at_the_cap_make_room_for_new_clients() {
 async fn idle_and_header_timeouts_close_their_own_connections() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let (_dir, db) = seeded_sqlite(10);
-    let mut env = all_in_one_env(&db);
-    env.push(("HTTP_HEADER_READ_TIMEOUT_MS", "400".into()));
-    env.push(("HTTP_IDLE_TIMEOUT_MS", "1500".into()));
-    let (_otus, fields) = start("all-in-one", &env);
-    let addr = fields["http"].as_str().expect("http addr").to_owned();
-    let admin = format!(
-        "http://{}/metrics",
-        fields["admin"].as_str().expect("admin addr")
+    let otus = all_in_one(
+        &db,
+        &[
+            ("HTTP_HEADER_READ_TIMEOUT_MS", "400".into()),
+            ("HTTP_IDLE_TIMEOUT_MS", "1500".into()),
+        ],
     );
+    let (addr, admin) = (&otus.addr, &otus.metrics);
 
     // Idle after a request: open past the header timeout, closed by the idle one.
     let mut conn = tokio::net::TcpStream::connect(&addr)
@@ -548,20 +575,22 @@ async fn idle_and_header_timeouts_close_their_own_connections() {
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(closed_for(&admin, "idle_timeout").await, 1);
-    assert_eq!(closed_for(&admin, "header_timeout").await, 1);
+    assert_eq!(closed_for(admin, "idle_timeout").await, 1);
+    assert_eq!(closed_for(admin, "header_timeout").await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_in_progress_is_not_cut_to_make_room() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let (_dir, db) = seeded_sqlite(10);
-    let mut env = all_in_one_env(&db);
-    env.push(("HTTP_MAX_CONNECTIONS", "1".into()));
-    env.push(("BODY_READ_TIMEOUT_MS", "10000".into()));
-    let (_otus, fields) = start("all-in-one", &env);
-    let addr = fields["http"].as_str().expect("http addr").to_owned();
-    let base = format!("http://{addr}");
+    let otus = all_in_one(
+        &db,
+        &[
+            ("HTTP_MAX_CONNECTIONS", "1".into()),
+            ("BODY_READ_TIMEOUT_MS", "10000".into()),
+        ],
+    );
+    let (addr, base) = (&otus.addr, &otus.base);
 
     // A registration whose body is half sent holds the only slot.
     let body = json!({"username": format!("slow-{}", uuid::Uuid::new_v4().simple()),
@@ -638,14 +667,14 @@ async fn failed_logins_rotating_x_real_ip(base: &str, n: u32) -> Vec<u16> {
 async fn x_real_ip_counts_only_from_a_trusted_proxy() {
     let (_dir, db) = seeded_sqlite(10);
     let run = async |trusted: &str| {
-        let mut env = all_in_one_env(&db);
-        env.push(("LOGIN_MAX_ATTEMPTS_PER_ADDRESS", "10".into()));
-        env.push(("TRUSTED_PROXIES", trusted.to_owned()));
-        let (proc, fields) = start("all-in-one", &env);
-        let base = format!("http://{}", fields["http"].as_str().expect("http addr"));
-        let statuses = failed_logins_rotating_x_real_ip(&base, 14).await;
-        drop(proc);
-        statuses
+        let otus = all_in_one(
+            &db,
+            &[
+                ("LOGIN_MAX_ATTEMPTS_PER_ADDRESS", "10".into()),
+                ("TRUSTED_PROXIES", trusted.to_owned()),
+            ],
+        );
+        failed_logins_rotating_x_real_ip(&otus.base, 14).await
     };
     // The peer (127.0.0.1) is not a trusted proxy: the header is ignored and
     // the 11th attempt from this one client is refused.
