@@ -28,12 +28,17 @@
 //! `tokens x (2 + MAX_EXPANSIONS)` words, plus the category's or the price
 //! column's documents when a search names no words.
 
-use std::{cmp::Reverse, collections::HashMap, ops::Bound};
+use std::{
+    cmp::Reverse,
+    collections::HashMap,
+    ops::Bound,
+    sync::{Arc, Mutex, PoisonError},
+};
 
 use tantivy::termdict::TermDictionary;
 use tantivy::{
-    DocAddress, DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, Searcher,
-    SegmentOrdinal, SegmentReader, TantivyDocument, Term,
+    DocAddress, DocId, Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, Score,
+    Searcher, SegmentOrdinal, SegmentReader, TantivyDocument, Term,
     collector::{Collector, Count, SegmentCollector, TopDocs},
     query::{
         AllQuery, BooleanQuery, ConstScoreQuery, DfaWrapper, DisjunctionMaxQuery, FuzzyTermQuery,
@@ -49,6 +54,9 @@ use tantivy::{
 use otus_proto::catalog::v1::Product;
 
 use crate::search::{Search, Sort, Total};
+
+mod columns;
+mod words;
 
 /// Score of a query token found as typed.
 pub const EXACT: Score = 8.0;
@@ -72,6 +80,11 @@ pub const TWO_TYPOS_CHARS: usize = 9;
 /// Memory for the indexing buffer: the smallest tantivy takes per thread is
 /// 15 MB; a build flushes a segment whenever the buffer is full.
 const WRITER_MEMORY: usize = 64 << 20;
+/// Bytes per block of the stored fields (see [`SearchIndex::new`]).
+const DOCSTORE_BLOCK_BYTES: usize = 2 << 10;
+/// Most tokens whose ways a view remembers ([`Snapshot::ways`]): each is
+/// at most `2 + 2 x MAX_EXPANSIONS` terms (a few KiB).
+pub const MAX_REMEMBERED_TOKENS: usize = 1_024;
 /// Most categories listed in an answer's facet counts.
 pub const MAX_FACETS: usize = 100;
 
@@ -159,6 +172,12 @@ fn schema() -> (Schema, Fields) {
 #[error("search index: {0}")]
 pub struct IndexError(#[from] tantivy::TantivyError);
 
+impl From<std::io::Error> for IndexError {
+    fn from(e: std::io::Error) -> Self {
+        Self(e.into())
+    }
+}
+
 /// One search's answer from the index.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Answer {
@@ -177,6 +196,7 @@ pub struct SearchIndex {
     writer: IndexWriter,
     reader: IndexReader,
     fields: Fields,
+    columns: columns::ColumnCache,
 }
 
 impl std::fmt::Debug for SearchIndex {
@@ -189,7 +209,19 @@ impl SearchIndex {
     /// An empty index in memory, indexing on one thread.
     pub fn new() -> Result<Self, IndexError> {
         let (schema, fields) = schema();
-        let index = Index::create_in_ram(schema);
+        // A page reads ~20 products scattered over the store; each read
+        // copies the whole block holding it (they are not compressed), so
+        // small blocks: 2 KiB (~6 products) instead of tantivy's 16 KiB,
+        // whose copies were a twentieth of a search's time
+        // (docs/performance.md).
+        let settings = IndexSettings {
+            docstore_blocksize: DOCSTORE_BLOCK_BYTES,
+            ..IndexSettings::default()
+        };
+        let index = Index::builder()
+            .schema(schema)
+            .settings(settings)
+            .create_in_ram()?;
         index
             .tokenizers()
             .register(EXACT_TOKENIZER, exact_analyzer());
@@ -204,6 +236,7 @@ impl SearchIndex {
             writer,
             reader,
             fields,
+            columns: columns::ColumnCache::default(),
         })
     }
 
@@ -239,7 +272,7 @@ impl SearchIndex {
     pub fn commit(&mut self) -> Result<Snapshot, IndexError> {
         self.writer.commit()?;
         self.reader.reload()?;
-        Ok(self.snapshot())
+        self.snapshot()
     }
 
     /// Merges every segment into one (after a full build: fewer, larger
@@ -250,15 +283,19 @@ impl SearchIndex {
             self.writer.merge(&segments).wait()?;
         }
         self.reader.reload()?;
-        Ok(self.snapshot())
+        self.snapshot()
     }
 
     /// The view of the last commit.
-    pub fn snapshot(&self) -> Snapshot {
-        Snapshot {
-            searcher: self.reader.searcher(),
+    pub fn snapshot(&mut self) -> Result<Snapshot, IndexError> {
+        let searcher = self.reader.searcher();
+        let columns = self.columns.for_view(&searcher)?;
+        Ok(Snapshot {
+            searcher,
+            columns,
+            ways: Arc::default(),
             fields: self.fields,
-        }
+        })
     }
 }
 
@@ -266,6 +303,10 @@ impl SearchIndex {
 #[derive(Clone)]
 pub struct Snapshot {
     searcher: Searcher,
+    /// The fast fields of each of `searcher`'s segments, as arrays.
+    columns: Arc<[Arc<columns::Columns>]>,
+    /// The ways of the tokens searched in this view (see [`Self::ways`]).
+    ways: Arc<Mutex<RememberedWays>>,
     fields: Fields,
 }
 
@@ -274,6 +315,23 @@ impl std::fmt::Debug for Snapshot {
         f.debug_struct("Snapshot")
             .field("products", &self.len())
             .finish()
+    }
+}
+
+/// The ways of the tokens a view has expanded, by (token, whether it is a
+/// prefix).
+type RememberedWays = HashMap<(String, bool), Arc<[Way]>>;
+
+/// One way a query token matches: the documents holding any of `terms`
+/// (all of one field), each scored `score`.
+struct Way {
+    score: Score,
+    terms: Vec<Term>,
+}
+
+impl Way {
+    fn new(score: Score, terms: Vec<Term>) -> Self {
+        Self { score, terms }
     }
 }
 
@@ -353,41 +411,23 @@ impl Snapshot {
             .collect())
     }
 
-    /// Documents holding any of `terms`, each scored `score`. A term set
-    /// reads every term's postings once into a bit set of the segment's
-    /// documents; a union of term queries instead merges up to
-    /// [`MAX_EXPANSIONS`] posting lists document by document, which cost
-    /// most of a search's time (docs/performance.md).
-    fn any_of(terms: Vec<Term>, score: Score) -> Option<Box<dyn Query>> {
-        if terms.is_empty() {
-            return None;
-        }
-        Some(Box::new(ConstScoreQuery::new(
-            Box::new(TermSetQuery::new(terms)),
-            score,
-        )))
-    }
-
-    fn token_query(&self, t: &QueryToken) -> Result<Box<dyn Query>, IndexError> {
+    /// The ways `t` matches, best first: for each, its score and the words
+    /// whose documents match that way. This is the definition both
+    /// executors ([`Self::token_query`], [`words::run`]) follow.
+    fn token_ways(&self, t: &QueryToken) -> Result<Vec<Way>, IndexError> {
         let f = self.fields;
         let term = |field, text: &str| Term::from_field_text(field, text);
-        let single = |field, text: &str, score| -> Box<dyn Query> {
-            Box::new(ConstScoreQuery::new(
-                Box::new(TermQuery::new(term(field, text), IndexRecordOption::Basic)),
-                score,
-            ))
-        };
         // A name holding the token holds its stem too, so the exact way's
         // documents are a subset of the stem way's; equal counts mean equal
         // sets (deleted documents included), and one list serves both.
         let exact_docs = self.searcher.doc_freq(&term(f.exact, &t.exact))?;
         let stem_docs = self.searcher.doc_freq(&term(f.stem, &t.stem))?;
-        let mut ways: Vec<Box<dyn Query>> = if exact_docs == stem_docs {
-            vec![single(f.stem, &t.stem, EXACT)]
+        let mut ways = if exact_docs == stem_docs {
+            vec![Way::new(EXACT, vec![term(f.stem, &t.stem)])]
         } else {
             vec![
-                single(f.exact, &t.exact, EXACT),
-                single(f.stem, &t.stem, STEM),
+                Way::new(EXACT, vec![term(f.exact, &t.exact)]),
+                Way::new(STEM, vec![term(f.stem, &t.stem)]),
             ]
         };
         if t.prefix {
@@ -398,7 +438,7 @@ impl Snapshot {
             // walking its postings twice would only cost.
             let exact = term(f.exact, &t.exact);
             terms.retain(|w| *w != exact);
-            ways.extend(Self::any_of(terms, PREFIX));
+            ways.push(Way::new(PREFIX, terms));
         }
         let chars = t.exact.chars().count();
         if chars >= ONE_TYPO_CHARS && !t.exact.chars().any(|c| c.is_ascii_digit()) {
@@ -409,8 +449,55 @@ impl Snapshot {
             // Distance 0 is the stem way already.
             let stem = term(f.stem, &t.stem);
             terms.retain(|w| *w != stem);
-            ways.extend(Self::any_of(terms, FUZZY));
+            ways.push(Way::new(FUZZY, terms));
         }
+        ways.retain(|w| !w.terms.is_empty());
+        Ok(ways)
+    }
+
+    /// [`Self::token_ways`], remembered for this view: a token's ways
+    /// depend only on the token and the view's vocabulary, so a view answers
+    /// a token it has expanded before without building a Levenshtein
+    /// automaton and walking the term dictionaries again (a fifth of a
+    /// search's time, docs/performance.md). At most [`MAX_REMEMBERED_TOKENS`]
+    /// per view (then it starts over); every commit makes a new view.
+    fn ways(&self, t: &QueryToken) -> Result<Arc<[Way]>, IndexError> {
+        let key = (t.exact.clone(), t.prefix);
+        // A poisoned lock only means another search panicked mid-insert of
+        // a complete value: the map is still sound.
+        if let Some(ways) = self
+            .ways
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
+            return Ok(Arc::clone(ways));
+        }
+        let ways: Arc<[Way]> = self.token_ways(t)?.into();
+        let mut remembered = self.ways.lock().unwrap_or_else(PoisonError::into_inner);
+        if remembered.len() >= MAX_REMEMBERED_TOKENS {
+            remembered.clear();
+        }
+        remembered.insert(key, Arc::clone(&ways));
+        Ok(ways)
+    }
+
+    /// One token as a tantivy query: the best of its ways.
+    fn token_query(&self, t: &QueryToken) -> Result<Box<dyn Query>, IndexError> {
+        let mut ways: Vec<Box<dyn Query>> = self
+            .token_ways(t)?
+            .into_iter()
+            .map(|way| -> Box<dyn Query> {
+                let inner: Box<dyn Query> = match <[Term; 1]>::try_from(way.terms) {
+                    Ok([term]) => Box::new(TermQuery::new(term, IndexRecordOption::Basic)),
+                    // A term set reads every term's postings once into a bit
+                    // set; a union of term queries merges them document by
+                    // document (docs/performance.md).
+                    Err(terms) => Box::new(TermSetQuery::new(terms)),
+                };
+                Box::new(ConstScoreQuery::new(inner, way.score))
+            })
+            .collect();
         Ok(match ways.len() {
             1 => ways.remove(0),
             _ => Box::new(DisjunctionMaxQuery::new(ways)),
@@ -468,13 +555,44 @@ impl Snapshot {
 
     /// Answers a search: the page (best first), the bounded total and the
     /// category counts.
+    ///
+    /// A search with words runs on bit sets ([`words::run`]): each token's
+    /// ways are read once per segment into bit sets, which are intersected,
+    /// and every match is scored, counted and faceted in one pass. tantivy's
+    /// own query for it (a conjunction of per-token unions) spent most of a
+    /// search's time seeking and refilling the unions (docs/performance.md);
+    /// it still answers searches without words (filters only), and the tests
+    /// hold the two executors to the same answers.
     pub fn search(&self, search: &Search) -> Result<Answer, IndexError> {
+        if search.words.is_empty() {
+            return self.search_query(search);
+        }
+        let tokens = Self::query_tokens(search);
+        if tokens.is_empty() {
+            // Words with no letter or digit: nothing can match them.
+            return Ok(Answer::none());
+        }
+        let ways = tokens
+            .iter()
+            .map(|t| self.ways(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        let found = words::run(&self.searcher, &self.columns, &ways, search)?;
+        let page = found
+            .page
+            .into_iter()
+            .map(|address| self.product(address))
+            .collect::<Result<_, _>>()?;
+        Ok(Answer {
+            page,
+            total: Total::of(found.count),
+            categories: found.categories,
+        })
+    }
+
+    /// Answers a search with tantivy's query and collectors.
+    fn search_query(&self, search: &Search) -> Result<Answer, IndexError> {
         let Some(query) = self.query(search)? else {
-            return Ok(Answer {
-                page: Vec::new(),
-                total: Total::Exact(0),
-                categories: Vec::new(),
-            });
+            return Ok(Answer::none());
         };
         let offset = usize::try_from(search.offset).unwrap_or(0);
         let limit = usize::try_from(search.limit).unwrap_or(0).max(1);
@@ -551,6 +669,15 @@ impl Snapshot {
 }
 
 impl Answer {
+    /// No match.
+    fn none() -> Self {
+        Self {
+            page: Vec::new(),
+            total: Total::Exact(0),
+            categories: Vec::new(),
+        }
+    }
+
     /// The page's product ids, best first.
     pub fn ids(&self) -> Vec<i64> {
         self.page.iter().map(|p| p.id).collect()
@@ -571,6 +698,15 @@ fn price_column(segment: &SegmentReader) -> tantivy::columnar::Column<i64> {
         .fast_fields()
         .i64("price")
         .unwrap_or_else(|_| tantivy::columnar::Column::build_empty_column(0))
+}
+
+/// An answer's category counts: most first (ties by name), at most
+/// [`MAX_FACETS`].
+fn top_categories(counts: HashMap<String, u64>) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = counts.into_iter().collect();
+    out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    out.truncate(MAX_FACETS);
+    out
 }
 
 /// Counts matches per category.
@@ -607,10 +743,7 @@ impl Collector for CategoryCounts {
         for (name, n) in fruits.into_iter().flatten() {
             *total.entry(name).or_default() += n;
         }
-        let mut out: Vec<(String, u64)> = total.into_iter().collect();
-        out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        out.truncate(MAX_FACETS);
-        Ok(out)
+        Ok(top_categories(total))
     }
 }
 
@@ -913,6 +1046,168 @@ mod tests {
         assert!(ids(&after, "палатка").is_empty());
         assert_eq!(ids(&after, "куртки"), vec![1]);
         assert_eq!(after.len(), 1);
+    }
+
+    /// (product id, score) of every match.
+    type Scored = Vec<(i64, u32)>;
+
+    impl Snapshot {
+        /// Every match of `s`'s words (no filters) with its score, by
+        /// product id: (tantivy's query, the bit-set executor).
+        fn scores_both_ways(&self, s: &Search) -> (Scored, Scored) {
+            let words_only = Search {
+                category: None,
+                min_price_cents: None,
+                max_price_cents: None,
+                ..s.clone()
+            };
+            let tokens = Self::query_tokens(&words_only);
+            let ways: Vec<Arc<[Way]>> =
+                tokens.iter().map(|t| self.ways(t).expect("ways")).collect();
+            let ours = words::scores(&self.searcher, &self.columns, &ways).expect("scores");
+            let query = self.query(&words_only).expect("query").expect("words");
+            let n = self.searcher.search(&*query, &Count).expect("count");
+            let mut theirs: Vec<(i64, u32)> = self
+                .searcher
+                .search(&*query, &TopDocs::with_limit(n.max(1)).order_by_score())
+                .expect("top")
+                .into_iter()
+                .map(|(score, address)| (self.product(address).expect("stored").id, score as u32))
+                .collect();
+            theirs.sort_unstable();
+            (theirs, ours)
+        }
+    }
+
+    /// A view remembers the ways of a bounded number of tokens, and a
+    /// remembered token answers as a fresh expansion does.
+    #[test]
+    fn a_view_remembers_a_bounded_number_of_tokens() {
+        let (index, _) = catalog(2_000, Shape::Catalog);
+        let first = index.search(&search("рюкзак", |_| {})).expect("search");
+        assert_eq!(index.ways.lock().expect("lock").len(), 1);
+        for i in 0..MAX_REMEMBERED_TOKENS + 10 {
+            index
+                .search(&search(&format!("слово{i}"), |_| {}))
+                .expect("search");
+            assert!(index.ways.lock().expect("lock").len() <= MAX_REMEMBERED_TOKENS);
+        }
+        let again = index.search(&search("рюкзак", |_| {})).expect("search");
+        assert_eq!(first, again);
+        assert!(!first.page.is_empty());
+    }
+
+    /// The bit-set executor of searches with words answers exactly what
+    /// tantivy's query for them answers (page, order, total, facets), on
+    /// an index of several segments with deleted and updated products, for
+    /// words as typed, in other forms, with typos, as prefixes, filtered and
+    /// in every order.
+    #[test]
+    fn the_bit_set_executor_answers_as_tantivy_s_query() {
+        let mut generator = Generator::new(5, Shape::Catalog);
+        let mut index = SearchIndex::new().expect("index");
+        let mut names = Vec::new();
+        for id in 1..=6_000 {
+            let p = generator.product();
+            index
+                .add(&stored(id, &p.name, &p.category, p.price_cents))
+                .expect("add");
+            names.push((p.name, p.category));
+            if id % 2_000 == 0 {
+                index.commit().expect("commit");
+            }
+        }
+        for id in (1..=6_000).step_by(7) {
+            index.remove(id);
+        }
+        for id in (3..=6_000).step_by(11) {
+            let p = generator.product();
+            index
+                .upsert(&stored(id, &p.name, &p.category, p.price_cents))
+                .expect("upsert");
+        }
+        let snapshot = index.commit().expect("commit");
+        assert!(snapshot.searcher.segment_readers().len() > 1, "segments");
+        let mut state = 42u64;
+        let mut next = |n: usize| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            usize::try_from(state >> 33).expect("31 bits") % n
+        };
+        let mut found = 0;
+        for _ in 0..500 {
+            let (name, category) = &names[next(names.len())];
+            let all: Vec<String> = name.split_whitespace().map(str::to_owned).collect();
+            let start = next(all.len());
+            let end = (start + 1 + next(2)).min(all.len());
+            let mut words = all[start..end].to_vec();
+            let w = next(words.len());
+            let chars: Vec<char> = words[w].chars().collect();
+            match next(5) {
+                1 => words[w] = words[w].to_uppercase(),
+                // A typo: one letter left out.
+                2 if chars.len() > 5 => {
+                    words[w] = chars
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| *i != 3)
+                        .map(|(_, c)| c)
+                        .collect();
+                }
+                // The last word cut short: a prefix.
+                3 => {
+                    let last = words.len() - 1;
+                    let c: Vec<char> = words[last].chars().collect();
+                    words[last] = c[..c.len().div_ceil(2)].iter().collect();
+                }
+                // Another form.
+                4 => words[w].push('ы'),
+                _ => {}
+            }
+            let mut r = SearchProductsRequest {
+                query: words.join(" "),
+                ..Default::default()
+            };
+            match next(4) {
+                1 => r.category = category.clone(),
+                2 => {
+                    r.min_price_cents = Some(100_000);
+                    r.max_price_cents = Some(500_000);
+                }
+                _ => {}
+            }
+            r.sort = [
+                SearchSort::Relevance,
+                SearchSort::PriceAsc,
+                SearchSort::PriceDesc,
+            ][next(3)]
+            .into();
+            r.offset = [0, 0, 5, 37][next(4)];
+            r.limit = Some([100, 20, 3][next(3)]);
+            // A query the service refuses (too short a word) is not asked.
+            let Ok(s) = Search::new(&r) else {
+                continue;
+            };
+            let bits = snapshot.search(&s).expect("bit sets");
+            let query = snapshot.search_query(&s).expect("tantivy query");
+            assert_eq!(bits, query, "{s:?}");
+            // And every match's score, not only the page's order.
+            let (theirs, ours) = snapshot.scores_both_ways(&s);
+            if ours != theirs {
+                let first = ours.iter().zip(&theirs).find(|(a, b)| a != b);
+                panic!(
+                    "scores of {s:?}: {} matches against tantivy's {}, first difference \
+                     (id, ours) (id, tantivy's): {first:?}",
+                    ours.len(),
+                    theirs.len()
+                );
+            }
+            if bits.total != Total::Exact(0) {
+                found += 1;
+            }
+        }
+        assert!(found > 300, "most searches find something: {found} of 500");
     }
 
     /// A page is read from the index: each product as it was stored (the

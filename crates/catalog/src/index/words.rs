@@ -1,0 +1,327 @@
+//! The executor of searches with words, on bit sets.
+//!
+//! Per segment, each way of each token (its word, stem, prefix and typo
+//! expansions: [`super::Way`]) has its postings read once into a bit set of
+//! the segment's documents; a token's union is the OR of its ways, the
+//! matches the AND of the tokens' unions. Every match is then filtered
+//! (deleted, category, price), scored (per token, the first of its ways,
+//! best first, whose set holds the document), counted, faceted and offered
+//! to a bounded heap of the best `offset + limit`. The work is the postings
+//! of at most `tokens x (2 + MAX_EXPANSIONS)` words plus a few bit-set
+//! passes of `max_doc / 64` words each: no seeking, no per-document merge of
+//! posting lists.
+
+use std::{
+    cmp::Reverse,
+    collections::{BinaryHeap, HashMap},
+    sync::Arc,
+};
+
+use tantivy::{DocAddress, DocId, Searcher, SegmentReader, Term, schema::IndexRecordOption};
+
+use super::{IndexError, Way, columns::Columns, top_categories};
+use crate::search::{Search, Sort};
+
+/// What a search with words found.
+pub(super) struct Found {
+    /// The page's documents, best first.
+    pub page: Vec<DocAddress>,
+    /// Every match (not only the page).
+    pub count: u64,
+    /// Matches per category, most first, at most `MAX_FACETS`.
+    pub categories: Vec<(String, u64)>,
+}
+
+/// A set of a segment's documents.
+struct Bits(Vec<u64>);
+
+impl Bits {
+    fn new(max_doc: DocId) -> Self {
+        Self(vec![0; (max_doc as usize).div_ceil(64)])
+    }
+
+    fn insert(&mut self, doc: DocId) {
+        if let Some(word) = self.0.get_mut(doc as usize / 64) {
+            *word |= 1 << (doc % 64);
+        }
+    }
+
+    fn contains(&self, doc: DocId) -> bool {
+        self.0
+            .get(doc as usize / 64)
+            .is_some_and(|word| word & (1 << (doc % 64)) != 0)
+    }
+
+    fn or(&mut self, other: &Self) {
+        for (a, b) in self.0.iter_mut().zip(&other.0) {
+            *a |= b;
+        }
+    }
+
+    /// Keeps what `other` holds too; whether anything is left.
+    fn and(&mut self, other: &Self) -> bool {
+        let mut any = 0;
+        for (a, b) in self.0.iter_mut().zip(&other.0) {
+            *a &= b;
+            any |= *a;
+        }
+        any != 0
+    }
+
+    /// The documents, ascending.
+    fn iter(&self) -> impl Iterator<Item = DocId> + '_ {
+        self.0.iter().enumerate().flat_map(|(i, &word)| {
+            let base = (i as DocId) * 64;
+            let mut rest = word;
+            std::iter::from_fn(move || {
+                (rest != 0).then(|| {
+                    let bit = rest.trailing_zeros();
+                    rest &= rest - 1;
+                    base + bit
+                })
+            })
+        })
+    }
+}
+
+/// How one token matched a segment's documents.
+struct TokenWays {
+    /// The ways but the last, best first, each with its documents.
+    better: Vec<(u32, Bits)>,
+    /// The last way's score: that of a matched document in none of `better`.
+    last: u32,
+}
+
+impl TokenWays {
+    /// The best way's score for a document the token matches.
+    fn score(&self, doc: DocId) -> u32 {
+        self.better
+            .iter()
+            .find(|(_, bits)| bits.contains(doc))
+            .map_or(self.last, |(score, _)| *score)
+    }
+}
+
+/// Reads every posting of `terms` (all of one field) in `segment` into `bits`.
+fn read(segment: &SegmentReader, terms: &[Term], bits: &mut Bits) -> Result<(), IndexError> {
+    let Some(field) = terms.first().map(Term::field) else {
+        return Ok(());
+    };
+    let inverted = segment.inverted_index(field)?;
+    for term in terms {
+        let Some(info) = inverted.get_term_info(term)? else {
+            continue;
+        };
+        let mut postings =
+            inverted.read_block_postings_from_terminfo(&info, IndexRecordOption::Basic)?;
+        loop {
+            let docs = postings.docs();
+            if docs.is_empty() {
+                break;
+            }
+            for &doc in docs {
+                bits.insert(doc);
+            }
+            postings.advance();
+        }
+    }
+    Ok(())
+}
+
+/// A token's documents in one segment (every way), and how each matched.
+fn token_docs(segment: &SegmentReader, ways: &[Way]) -> Result<(Bits, TokenWays), IndexError> {
+    let max_doc = segment.max_doc();
+    let mut union = Bits::new(max_doc);
+    let mut better = Vec::new();
+    let mut last = 0;
+    for (i, way) in ways.iter().enumerate() {
+        // Scores are small whole numbers (8, 4, 2, 1): exact as integers.
+        let score = way.score as u32;
+        if i + 1 == ways.len() {
+            read(segment, &way.terms, &mut union)?;
+            last = score;
+        } else {
+            let mut bits = Bits::new(max_doc);
+            read(segment, &way.terms, &mut bits)?;
+            union.or(&bits);
+            better.push((score, bits));
+        }
+    }
+    Ok((union, TokenWays { better, last }))
+}
+
+/// A candidate for the page: its sort key (greater is better), the product
+/// id (lower wins a tie) and where it is.
+type Ranked = (i64, Reverse<i64>, u32, DocId);
+
+/// Runs a search with words: `tokens` holds each query token's ways, best
+/// first (none empty); `columns` the fast fields of each of `searcher`'s
+/// segments.
+pub(super) fn run(
+    searcher: &Searcher,
+    columns: &[Arc<Columns>],
+    tokens: &[Arc<[Way]>],
+    search: &Search,
+) -> Result<Found, IndexError> {
+    let offset = usize::try_from(search.offset).unwrap_or(0);
+    let limit = usize::try_from(search.limit).unwrap_or(0).max(1);
+    let window = offset.saturating_add(limit);
+    let mut best: BinaryHeap<Reverse<Ranked>> = BinaryHeap::with_capacity(window + 1);
+    let mut count = 0u64;
+    let mut facets: HashMap<String, u64> = HashMap::new();
+    let (low, high) = (search.min_price_cents, search.max_price_cents);
+    let priced = low.is_some() || high.is_some();
+    for ((ord, segment), columns) in searcher.segment_readers().iter().enumerate().zip(columns) {
+        let Ok(segment_ord) = u32::try_from(ord) else {
+            break;
+        };
+        // The category asked for, as this segment's ordinal: a segment
+        // without it holds no match.
+        let wanted = match &search.category {
+            None => None,
+            Some(name) => match columns.category_ord(name) {
+                Some(o) => Some(o),
+                None => continue,
+            },
+        };
+        let Some(matches) = matches(segment, tokens)? else {
+            continue;
+        };
+        let alive = segment.alive_bitset();
+        let mut per_category = vec![0u64; columns.category_names.len()];
+        // Three loops: the filters, the category counts, the page. A
+        // match's category is a cache miss (the matches are scattered over
+        // the segment); a loop that does nothing but read and count lets the
+        // processor overlap those misses, where one loop doing everything
+        // waited for each (docs/performance.md).
+        let mut kept: Vec<DocId> = Vec::new();
+        for doc in matches.docs.iter() {
+            if alive.is_some_and(|a| a.is_deleted(doc)) {
+                continue;
+            }
+            if priced {
+                let price = columns.price(doc);
+                if low.is_some_and(|lo| price < lo) || high.is_some_and(|hi| price > hi) {
+                    continue;
+                }
+            }
+            kept.push(doc);
+        }
+        match wanted {
+            Some(w) => {
+                kept.retain(|&doc| columns.category(doc) == w);
+                if let Some(n) = per_category.get_mut(w as usize) {
+                    *n += kept.len() as u64;
+                }
+            }
+            None => {
+                for &doc in &kept {
+                    if let Some(n) = per_category.get_mut(columns.category(doc) as usize) {
+                        *n += 1;
+                    }
+                }
+            }
+        }
+        count += kept.len() as u64;
+        for &doc in &kept {
+            let key = match search.sort {
+                Sort::Relevance => i64::from(matches.score(doc)),
+                Sort::PriceDesc => columns.price(doc),
+                Sort::PriceAsc => columns.price(doc).saturating_neg(),
+            };
+            if let Some(Reverse(worst)) = best.peek().filter(|_| best.len() == window) {
+                // Reading the id is a cache miss per match: decide without
+                // it when the key does, or when the page's worst has the
+                // same key and came earlier from this same ascending segment
+                // (a lower id: it ranks first).
+                if key < worst.0
+                    || (key == worst.0 && worst.2 == segment_ord && columns.ids_ascending)
+                {
+                    continue;
+                }
+            }
+            let ranked = (key, Reverse(columns.id(doc)), segment_ord, doc);
+            if best.len() < window {
+                best.push(Reverse(ranked));
+            } else if best.peek().is_some_and(|Reverse(w)| ranked > *w) {
+                best.pop();
+                best.push(Reverse(ranked));
+            }
+        }
+        for (name, n) in columns.category_names.iter().zip(per_category) {
+            if n > 0 {
+                *facets.entry(name.clone()).or_default() += n;
+            }
+        }
+    }
+    let mut ranked: Vec<Ranked> = best.into_iter().map(|Reverse(r)| r).collect();
+    ranked.sort_unstable_by(|a, b| b.cmp(a));
+    Ok(Found {
+        page: ranked
+            .into_iter()
+            .skip(offset)
+            .map(|(_, _, segment, doc)| DocAddress::new(segment, doc))
+            .collect(),
+        count,
+        categories: top_categories(facets),
+    })
+}
+
+/// A segment's documents that match every token, and how to score them.
+struct Matches {
+    docs: Bits,
+    tokens: Vec<TokenWays>,
+}
+
+impl Matches {
+    fn score(&self, doc: DocId) -> u32 {
+        self.tokens.iter().map(|t| t.score(doc)).sum()
+    }
+}
+
+/// None when no document of `segment` matches every token (the tokens
+/// after the one that empties the intersection are not read).
+fn matches(segment: &SegmentReader, tokens: &[Arc<[Way]>]) -> Result<Option<Matches>, IndexError> {
+    let mut docs: Option<Bits> = None;
+    let mut scoring = Vec::with_capacity(tokens.len());
+    for ways in tokens {
+        let (union, token) = token_docs(segment, ways)?;
+        match &mut docs {
+            None => docs = Some(union),
+            Some(d) => {
+                if !d.and(&union) {
+                    return Ok(None);
+                }
+            }
+        }
+        scoring.push(token);
+    }
+    Ok(docs.map(|docs| Matches {
+        docs,
+        tokens: scoring,
+    }))
+}
+
+/// Every live match of `tokens` in the view, as (product id, score), by id:
+/// what the tests hold against tantivy's scores.
+#[cfg(test)]
+pub(super) fn scores(
+    searcher: &Searcher,
+    columns: &[Arc<Columns>],
+    tokens: &[Arc<[Way]>],
+) -> Result<Vec<(i64, u32)>, IndexError> {
+    let mut out = Vec::new();
+    for (segment, columns) in searcher.segment_readers().iter().zip(columns) {
+        let Some(matches) = matches(segment, tokens)? else {
+            continue;
+        };
+        let alive = segment.alive_bitset();
+        for doc in matches.docs.iter() {
+            if !alive.is_some_and(|a| a.is_deleted(doc)) {
+                out.push((columns.id(doc), matches.score(doc)));
+            }
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
