@@ -1,5 +1,6 @@
-"""The original solution's shopper (homework 7), shared by the Locust files
-`locust_search.py` (no think time) and `campaign_locust.py` (with think time).
+"""This project's shopper (homework 7), modelled on the original solution's,
+shared by the Locust files `locust_search.py` (no think time) and
+`campaign_locust.py` (with think time).
 
 Not a locustfile itself: it defines no User class.
 
@@ -8,6 +9,13 @@ SEARCHES, a file of searches, one per line); while more than 10 products
 match, add one more word taken from the name of a random product of the
 answer and search again; when nothing matches, go on to the next cycle.
 PATH_PREFIX and HOST_HEADER route the requests through the ingress.
+
+Not the original's scenario (issue 23): the original pins locust==1.0.3, in
+which its `min_wait=1000`/`max_wait=6000` are honoured (1-6 s between a
+user's requests; Locust 2.x ignores those attributes), and it refines once
+per word of a random result with phrase matching (`LIKE '%w1 w2%'`), not
+"while more than 10 match". A faithful variant waits for the original's
+locustfile (not on this machine).
 """
 import os
 import random

@@ -25,7 +25,7 @@
 //! vocabulary words (the most frequent of the first [`MAX_SCANNED_TERMS`]
 //! it reaches in each segment), so a one-letter prefix cannot expand to the
 //! whole vocabulary. A search's cost is then the postings of at most
-//! `tokens x (2 + MAX_EXPANSIONS)` words, plus the category's or the price
+//! `tokens x (2 + 2 x MAX_EXPANSIONS)` words, plus the category's or the price
 //! column's documents when a search names no words.
 
 use std::{
