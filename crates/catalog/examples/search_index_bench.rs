@@ -74,7 +74,6 @@ async fn main() {
         }
     }
     let merging = Instant::now();
-    index.commit().expect("commit");
     let snapshot = index.merge_all().expect("merge");
     let merged = merging.elapsed();
     let built = started.elapsed();

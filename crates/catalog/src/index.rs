@@ -265,9 +265,12 @@ impl SearchIndex {
         self.snapshot()
     }
 
-    /// Merges every segment into one (after a full build: fewer, larger
-    /// segments search faster) and returns the view.
+    /// Makes every change so far searchable, merges every segment into one
+    /// (after a full build: fewer, larger segments search faster) and
+    /// returns the view. No view is made of the segments before the merge:
+    /// it would read their fast fields into arrays only to drop them.
     pub fn merge_all(&mut self) -> Result<Snapshot, IndexError> {
+        self.writer.commit()?;
         let segments = self.index.searchable_segment_ids()?;
         if segments.len() > 1 {
             self.writer.merge(&segments).wait()?;
@@ -814,7 +817,6 @@ mod tests {
                 price: p.price_cents,
             });
         }
-        index.commit().expect("commit");
         (index.merge_all().expect("merge"), products)
     }
 

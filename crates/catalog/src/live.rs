@@ -502,7 +502,6 @@ async fn build(db: &Db) -> Result<(SearchIndex, Snapshot), RefreshError> {
         after = last;
     }
     blocking(move || {
-        index.commit()?;
         let snapshot = index.merge_all()?;
         Ok((index, snapshot))
     })

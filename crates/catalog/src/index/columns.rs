@@ -39,9 +39,9 @@ impl Columns {
         let fast = segment.fast_fields();
         let mut ids = vec![0; max_doc];
         let mut prices = vec![0; max_doc];
-        let mut categories = vec![NO_CATEGORY; max_doc];
+        // The category column's ordinals (u64::MAX: none), narrowed below.
+        let mut ords = vec![u64::MAX; max_doc];
         let mut category_names = Vec::new();
-
         if max_doc > 0 {
             fast.i64("id")?
                 .first_or_default_col(0)
@@ -50,15 +50,11 @@ impl Columns {
                 .first_or_default_col(0)
                 .get_range(0, &mut prices);
             if let Some(column) = fast.str("category")? {
-                let mut ords = vec![u64::MAX; max_doc];
                 column
                     .ords()
                     .clone()
                     .first_or_default_col(u64::MAX)
                     .get_range(0, &mut ords);
-                for (to, ord) in categories.iter_mut().zip(ords) {
-                    *to = u32::try_from(ord).unwrap_or(NO_CATEGORY);
-                }
                 for ord in 0..column.num_terms() as u64 {
                     let mut name = String::new();
                     column.ord_to_str(ord, &mut name)?;
@@ -70,7 +66,7 @@ impl Columns {
         Ok(Self {
             ids,
             prices,
-            categories: Ords::new(categories, category_names.len()),
+            categories: Ords::new(&ords, category_names.len()),
             category_names,
             ids_ascending,
         })
@@ -106,15 +102,21 @@ pub(super) enum Ords {
 }
 
 impl Ords {
-    fn new(ords: Vec<u32>, categories: usize) -> Self {
+    /// From the column's ordinals (anything past the narrow or wide range,
+    /// such as u64::MAX, means none).
+    fn new(ords: &[u64], categories: usize) -> Self {
         if categories < usize::from(u16::MAX) {
             Self::Narrow(
-                ords.into_iter()
-                    .map(|o| u16::try_from(o).unwrap_or(u16::MAX))
+                ords.iter()
+                    .map(|&o| u16::try_from(o).unwrap_or(u16::MAX))
                     .collect(),
             )
         } else {
-            Self::Wide(ords)
+            Self::Wide(
+                ords.iter()
+                    .map(|&o| u32::try_from(o).unwrap_or(NO_CATEGORY))
+                    .collect(),
+            )
         }
     }
 
