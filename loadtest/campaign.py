@@ -7,9 +7,11 @@ PostgreSQL with sessions (and, cache on, the search cache) in Redis, behind
 nginx configured as ingress-nginx would be; Prometheus scraping every process
 and the PostgreSQL and Redis exporters (`observability/local-stack.sh`). It
 loads the catalog (`otus seed-products --shape words`, the original's data
-shape; kept between runs), then runs Locust headless with
-`loadtest/campaign_locust.py` in a step load (the same steps for every
-configuration), printing each step as it ends. From the steps it finds:
+shape; kept between runs), then runs the load generator in a step load (the same steps for every
+configuration), printing each step as it ends: `otus-load` (`crates/loadgen`,
+Rust, the default: cheap enough that the points it finds are the system's) or,
+with `--generator locust`, Locust headless with `loadtest/campaign_locust.py`
+(the same scenarios). From the steps it finds:
 
 - the working load: the highest step with no failed request and a p99 within
   the latency SLO of `observability/prometheus/rules.yml` (99% under 250 ms);
@@ -24,16 +26,17 @@ solution's published figures), PNG charts drawn from Prometheus with the SAME
 PromQL as the Grafana dashboards' panels (read from
 `observability/grafana/otus-api.json`) plus CPU and memory of every process
 sampled from /proc (PostgreSQL, Redis, nginx and Locust have no metrics of
-their own here), and Locust's own HTML and CSV reports, one folder per
-configuration.
+their own here), and (with Locust) Locust's own HTML and CSV reports, one
+folder per configuration.
 
     python3 loadtest/campaign.py                  # full: 10k and 1M x cache off/on, 10 min each
     python3 loadtest/campaign.py --quick          # CI smoke test, <= 90 s, report in a temp dir
     python3 loadtest/campaign.py --sizes 10000 --cache on --steps 10,50 --step-seconds 30
 
 Needs: prometheus, prometheus-postgres-exporter, prometheus-redis-exporter,
-nginx (Debian); locust, matplotlib, pyyaml (PyPI); PostgreSQL and Redis.
-`--otus` takes a built binary; without it a release build is made.
+nginx (Debian); matplotlib, pyyaml (PyPI), locust for `--generator locust`;
+PostgreSQL and Redis. `--otus` takes a built binary (otus-load is looked for
+beside it, or `--load-bin`); without it a release build of both is made.
 """
 import argparse
 import atexit
@@ -66,6 +69,28 @@ PORTS = {"nginx": 18180, "edge": 18100, "users": 18151, "auth": 18152, "catalog"
 PROCESS_OF_ADMIN = {f"127.0.0.1:{PORTS[p + '_admin']}": p for p in ("edge", "users", "auth", "catalog")}
 ERROR_PCT_FAILURE = 1.0
 RISE_FAILURE = 1.05
+# The load generators the campaign can drive the system with. otus-load
+# (`crates/loadgen`, Rust, one thread) runs the same scenarios as
+# campaign_locust.py at a small fraction of Locust's CPU per request, so the
+# points it finds are the system's; Locust stays for the homework's own
+# deliverable (its HTML and CSV reports).
+GENERATORS = {
+    "otus-load": {"label": "otus-load", "group": "otus-load", "report": "report-otus-load",
+                  "files": ("steps.jsonl", "resources.csv", "generator.log")},
+    "locust": {"label": "Locust", "group": "locust", "report": "report",
+               "files": ("locust.html", "locust_stats.csv", "locust_stats_history.csv", "steps.jsonl",
+                         "resources.csv")},
+}
+GEN = dict(GENERATORS["otus-load"])
+# With otus-load the steps go on until the system, not the generator, gives.
+FULL_STEPS_BY_GENERATOR = {"otus-load": "100,250,500,1000,1500,2000,2500,3000,4000,5000", "locust": FULL_STEPS}
+
+
+def use_generator(name):
+    GEN.clear()
+    GEN.update(GENERATORS[name], name=name)
+
+
 # The original solution's published Locust results (its homework-7 report).
 ORIGINAL = [
     ("10k products, no cache, 1000 users, 10 min", "151.8 req/s, 55.1% failures, p95 7.7 s"),
@@ -355,7 +380,7 @@ class Sampler(threading.Thread):
                 f.write(f"{t:.3f},{g},{c:.4f},{m}\n")
 
 
-def group_resolver(system_pids, locust_pid):
+def group_resolver(system_pids, generator_pid):
     def ancestor(pid, target, procs):
         for _ in range(8):
             if pid == target:
@@ -376,9 +401,9 @@ def group_resolver(system_pids, locust_pid):
             return "redis"
         if comm == "nginx":
             return "nginx"
-        lp = locust_pid()
-        if lp and ancestor(pid, lp, procs):
-            return "locust"
+        gp = generator_pid()
+        if gp and ancestor(pid, gp, procs):
+            return GEN["group"]
         if comm == "prometheus":
             return "prometheus"
         return None
@@ -517,35 +542,42 @@ def run_configuration(args, cfg, workdir, sampler_state):
         env = dict(os.environ, SEARCHES=cfg["words"], PATH_PREFIX="/otusapp", HOST_HEADER="arch.homework",
                    CAMPAIGN_STEPS=args.steps, CAMPAIGN_STEP_SECONDS=str(args.step_seconds),
                    CAMPAIGN_STEPS_OUT=steps_out)
-        cmd = ["locust", "-f", os.path.join(HERE, "campaign_locust.py"), "--headless",
-               "--host", f"http://127.0.0.1:{PORTS['nginx']}",
-               "--csv", os.path.join(cfg_dir, "locust"), "--csv-full-history",
-               "--html", os.path.join(cfg_dir, "locust.html"), "--only-summary", "--loglevel", "WARNING"]
+        host = f"http://127.0.0.1:{PORTS['nginx']}"
+        if GEN["name"] == "locust":
+            cmd = ["locust", "-f", os.path.join(HERE, "campaign_locust.py"), "--headless", "--host", host,
+                   "--csv", os.path.join(cfg_dir, "locust"), "--csv-full-history",
+                   "--html", os.path.join(cfg_dir, "locust.html"), "--only-summary", "--loglevel", "WARNING"]
+            log_path = os.path.join(cfg_dir, "locust.log")
+        else:
+            # The same environment variables name the steps, words, prefix and Host header.
+            cmd = [args.load_bin, "--host", host]
+            log_path = os.path.join(cfg_dir, "generator.log")
+        label = GEN["label"]
         t_start = time.time()
-        with open(os.path.join(cfg_dir, "locust.log"), "wb") as out:
-            locust = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
-            sampler_state["locust"] = locust.pid
+        with open(log_path, "wb") as out:
+            generator = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+            sampler_state["generator"] = generator.pid
             steps = len(args.steps.split(","))
             deadline = time.monotonic() + steps * args.step_seconds + 120
             printed = 0
-            while locust.poll() is None:
+            while generator.poll() is None:
                 if time.monotonic() > deadline:
-                    locust.kill()
-                    die(f"{cfg['title']}: Locust did not finish within its schedule + 120 s")
+                    generator.kill()
+                    die(f"{cfg['title']}: {label} did not finish within its schedule + 120 s")
                 system.check_alive()
                 printed = print_new_steps(cfg, steps_out, printed)
                 time.sleep(1)
-            sampler_state["locust"] = None
+            sampler_state["generator"] = None
         t_end = time.time()
         printed = print_new_steps(cfg, steps_out, printed)
-        if locust.returncode not in (0, 1):  # 1: some requests failed, which the report shows
-            die(f"{cfg['title']}: Locust exited {locust.returncode} (see {cfg_dir}/locust.log)")
+        if generator.returncode not in (0, 1):  # Locust's 1: some requests failed, which the report shows
+            die(f"{cfg['title']}: {label} exited {generator.returncode} (see {log_path})")
         exceptions = os.path.join(cfg_dir, "locust_exceptions.csv")
         if os.path.exists(exceptions) and len(open(exceptions, encoding="utf-8").read().splitlines()) > 1:
             die(f"{cfg['title']}: the Locust scenario raised exceptions (a script error, not the system's): "
-                f"{exceptions} and {cfg_dir}/locust.log")
+                f"{exceptions} and {log_path}")
         if printed != steps:
-            die(f"{cfg['title']}: {printed} of {steps} steps reported (see {cfg_dir}/locust.log)")
+            die(f"{cfg['title']}: {printed} of {steps} steps reported (see {log_path})")
         cfg.update(start=t_start, end=t_end)
     finally:
         stop_system(args, system, sampler_state)
@@ -623,7 +655,7 @@ def step_resources(resources, step):
 
 def bottleneck(cpu, cores, step=None):
     """Names the limit at a step from the CPU samples and, when known, the
-    edge's own p99 beside the one Locust saw."""
+    edge's own p99 beside the one the load generator saw."""
     if not cpu:
         return "no samples"
     machine = cpu.get(MACHINE, 0.0)
@@ -633,20 +665,24 @@ def bottleneck(cpu, cores, step=None):
     words = []
     if machine >= cores * 0.9:
         words.append(f"CPU: the machine's {cores} cores are saturated ({machine:.2f} busy; {parts})")
-    elif procs.get("locust", 0) >= 0.9:
-        words.append(f"the load generator: Locust at {procs['locust']:.2f} of its one core ({parts})")
+    elif procs.get(GEN["group"], 0) >= 0.9:
+        words.append(f"the load generator: {GEN['label']} at {procs[GEN['group']]:.2f} of its one core ({parts})")
     elif machine >= cores * 0.75:
+        waits = ("Locust, one Python process, waits for a core" if GEN["group"] == "locust"
+                 else "every process waits for a core in turn")
         words.append(f"CPU, nearly: the machine's {cores} cores are {100 * machine / cores:.0f}% busy ({machine:.2f}; "
-                     f"{parts}), and Locust, one Python process, waits for a core")
+                     f"{parts}), and {waits}")
     else:
         words.append(f"no resource at its limit (machine {machine:.2f} of {cores} cores busy; {parts})")
     if step and step.get("server_p99_ms") is not None and step.get("p99_ms") is not None:
         server, client = step["server_p99_ms"], step["p99_ms"]
         if client > 2 * server and client - server > 50:
-            words.append(f"the edge's own p99 is {num(server)} ms where Locust saw {num(client)} ms: the rest is "
-                         "spent outside the service, in the load generator sharing the cores (and the network path)")
+            words.append(f"the edge's own p99 is {num(server)} ms where {GEN['label']} saw {num(client)} ms: the rest "
+                         "is spent outside the edge: in nginx, the load generator, the queue for the cores (and "
+                         "the network path)")
         else:
-            words.append(f"the edge's own p99 {num(server)} ms, Locust's {num(client)} ms: the time is the service's")
+            words.append(f"the edge's own p99 {num(server)} ms, {GEN['label']}'s {num(client)} ms: the time is the "
+                         "service's")
     return "; ".join(words)
 
 
@@ -671,7 +707,7 @@ def charts_for(prom, cfg, panels, args, resources, slo_ms):
             for label, pts in series:
                 xs = [(t - start) / 60 for t, _ in pts]
                 ax.plot(xs, [v for _, v in pts], label=label, linewidth=1.2,
-                        marker="o" if label.startswith("Locust") else None)
+                        marker="o" if "(client side)" in label else None)
                 points += len(pts)
             if extra:
                 extra(ax)
@@ -701,8 +737,8 @@ def charts_for(prom, cfg, panels, args, resources, slo_ms):
             die(f"the dashboard has no panel {title!r}: update campaign.py")
         return panel_series(prom, panels[title], start, end, step, rate)
 
-    def locust_series(key, scale=1.0):
-        return [(f"Locust (client side), {key}", [(s["wall_end"], (s[key] or 0) * scale) for s in steps])]
+    def client_series(key, scale=1.0):
+        return [(f"{GEN['label']} (client side), {key}", [(s["wall_end"], (s[key] or 0) * scale) for s in steps])]
 
     def slo_line(ax):
         ax.axhline(slo_ms / 1000, color="red", linewidth=1.0, linestyle="--", label=f"SLO {slo_ms:.0f} ms")
@@ -710,23 +746,26 @@ def charts_for(prom, cfg, panels, args, resources, slo_ms):
 
     figure("throughput", "rps.png", [
         ("Requests per second by route (dashboard panel, server side)", dash("Requests per second by route"), "reqps", None),
-        ("Requests per second per step (Locust, client side)", locust_series("rps"), "reqps", None)])
+        (f"Requests per second per step ({GEN['label']}, client side)", client_series("rps"), "reqps", None)])
     figure("latency", "latency.png", [
         ("Latency p50 by method and route (dashboard panel)", dash("Latency p50 by method and route"), "s", None),
         ("Latency p95 by method and route (dashboard panel)", dash("Latency p95 by method and route"), "s", None),
-        ("Latency p99 by method and route (dashboard panel, server side) and Locust's p99 per step (client side)",
-         dash("Latency p99 by method and route") + locust_series("p99_ms", 0.001), "s", slo_line)])
+        (f"Latency p99 by method and route (dashboard panel, server side) and {GEN['label']}'s p99 per step "
+         "(client side)",
+         dash("Latency p99 by method and route") + client_series("p99_ms", 0.001), "s", slo_line)])
     figure("errors", "errors.png", [
         ("5xx share by method and route (dashboard panel)", dash("5xx share by method and route"), "percentunit", None),
-        ("Failed requests per step (Locust: 5xx, 4xx where 2xx was expected, timeouts, refused connections)",
-         locust_series("error_pct"), "%", None)])
+        (f"Failed requests per step ({GEN['label']}: 5xx, 4xx where 2xx was expected, timeouts, refused "
+         "connections)",
+         client_series("error_pct"), "%", None)])
     by_group = {}
     for t, group, c, m in resources:
         if start <= t <= end:
             by_group.setdefault(group, []).append((t, c, m))
     figure("CPU", "cpu.png", [
         ("CPU by process (dashboard panel: the otus processes' own metric; 100% = one core)", dash("CPU by process"), "percentunit", None),
-        ("CPU of the machine and every process group (/proc: otus, PostgreSQL, Redis, nginx, Locust, Prometheus)",
+        (f"CPU of the machine and every process group (/proc: otus, PostgreSQL, Redis, nginx, {GEN['label']}, "
+         "Prometheus)",
          [(g, [(t, c) for t, c, _ in v]) for g, v in sorted(by_group.items())], "cores", None)])
     figure("memory", "memory.png", [
         ("Resident memory by process (dashboard panel)", dash("Resident memory by process"), "bytes", None),
@@ -890,13 +929,18 @@ def machine(admin_url, redis_url):
     redis_config = subprocess.run(["redis-cli", "-u", redis_url, "config", "get", "maxmemory*"],
                                   capture_output=True, text=True).stdout.split()
     redis_config = dict(zip(redis_config[::2], redis_config[1::2]))
-    locust_version = " ".join(subprocess.run(["locust", "--version"], capture_output=True, text=True).stdout.split()[:2])
-    return {"cpu": cpu_model, "cores": os.cpu_count(), "memory_gib": mem_kb / 1024 / 1024,
+    if GEN["name"] == "locust":
+        generator = " ".join(subprocess.run(["locust", "--version"], capture_output=True, text=True).stdout.split()[:2])
+    else:
+        generator = "otus-load (this repository's `crates/loadgen`)"
+    commit = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty", "--abbrev=8"],
+                            capture_output=True, text=True).stdout.strip() or "?"
+    return {"commit": commit, "cpu": cpu_model, "cores": os.cpu_count(), "memory_gib": mem_kb / 1024 / 1024,
             "kernel": platform.release(), "postgres": psql(admin_url, "SHOW server_version"),
             "postgres_settings": settings, "redis": redis_version.group(1) if redis_version else "?",
             "redis_maxmemory": redis_config.get("maxmemory", "?"),
             "redis_policy": redis_config.get("maxmemory-policy", "?"),
-            "locust": locust_version, "python": platform.python_version()}
+            "generator": generator, "python": platform.python_version()}
 
 
 def write_report(args, configs, made, info, slo_ms, started, finished, quick):
@@ -908,8 +952,9 @@ def write_report(args, configs, made, info, slo_ms, started, finished, quick):
     w(f"Generated by `{args.command}` on "
       f"{datetime.datetime.fromtimestamp(started, datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; the whole "
       f"campaign took {(finished - started) / 60:.1f} min. Every number below comes from a file in this "
-      "folder: `*/steps.jsonl` (per step, client side), `*/locust_stats*.csv` and `*/locust.html` "
-      "(Locust's own reports), `*/resources.csv` (CPU and memory per process) and the charts.\n")
+      "folder: `*/steps.jsonl` (per step, client side), "
+      + ("`*/locust_stats*.csv` and `*/locust.html` (Locust's own reports), " if GEN["name"] == "locust" else "")
+      + "`*/resources.csv` (CPU and memory per process) and the charts.\n")
     w("## Machine\n")
     pg = ", ".join(f"{k} {v}" for k, v in info["postgres_settings"].items())
     w(f"- CPU: {info['cpu']}, **{cores} cores** shared by everything below; memory {info['memory_gib']:.1f} GiB; "
@@ -920,16 +965,27 @@ def write_report(args, configs, made, info, slo_ms, started, finished, quick):
                   "the chart's settings)" if info["redis_maxmemory"].isdigit() else "")
     w(f"- PostgreSQL {info['postgres']} (the machine's server, default settings: {pg}); {redis}.")
     build = "release" if "/release/" in args.otus else "debug (a smoke run's build: not for figures)"
-    w(f"- The system: `otus`, {build} build, as four processes (users, auth, catalog, edge), as in the chart, "
+    w(f"- The system: `otus`, {build} build, checkout {info.get('commit', '?')}, as four processes (users, auth, catalog, edge), as in the chart, "
       "behind nginx configured as ingress-nginx (`.ci/ingress-nginx.conf`, 16k connections, 320 upstream "
       "keep-alive connections, access log off), `Host: arch.homework`, prefix `/otusapp`.")
-    w(f"- The load generator: {info['locust']} (Python {info['python']}), one process, `FastHttpUser`, on the "
-      "same two cores: its CPU is measured and reported with every step, and where it, not the system, "
-      "is the limit, the tables say so.")
+    generator = info.get("generator") or info.get("locust", "?")
+    if GEN["name"] == "locust":
+        w(f"- The load generator: {generator} (Python {info['python']}), one process, `FastHttpUser`, on the "
+          "same two cores: its CPU is measured and reported with every step, and where it, not the system, "
+          "is the limit, the tables say so.")
+    else:
+        gen_build = "release" if "/release/" in getattr(args, "load_bin", "") else "debug"
+        w(f"- The load generator: {generator}, {gen_build} build, one thread, one keep-alive connection per "
+          "simulated user (as Locust's `FastHttpUser`), on the same two cores: its CPU is measured and reported "
+          "with every step (a small fraction of Locust's per request: `docs/performance.md`), so the points "
+          "below are the system's; where it, not the system, is the limit, the tables say so. Locust runs "
+          "the same scenarios with `--generator locust`.")
     w("- Prometheus (`observability/local-stack.sh`) scraping the four processes' admin ports and the "
       f"PostgreSQL and Redis exporters every {args.scrape_seconds} s.\n")
     w("## Load profile\n")
-    w("Scenarios, not static URLs (`loadtest/campaign_locust.py`), users in the ratio 9:1:\n")
+    source = ("`loadtest/campaign_locust.py`" if GEN["name"] == "locust" else
+              "`crates/loadgen/src/scenario.rs`, the same as `loadtest/campaign_locust.py`")
+    w(f"Scenarios, not static URLs ({source}), users in the ratio 9:1:\n")
     w("- **Shopper** (the homework's scenario): searches for a product by one word; while more than 10 "
       "products match, adds a word taken from the name of a random product of the answer and searches "
       "again; when nothing matches, goes on to the next product; 1-20 such cycles, then a new shopper. "
@@ -962,11 +1018,15 @@ def write_report(args, configs, made, info, slo_ms, started, finished, quick):
     w("")
     for cfg in configs:
         w(f"## {cfg['title']}\n")
-        w(f"Window: {fmt_time(cfg['start'])} - {fmt_time(cfg['end'])} UTC. Locust's reports: "
-          f"[{cfg['id']}/locust.html]({cfg['id']}/locust.html), `{cfg['id']}/locust_stats.csv`, "
-          f"`{cfg['id']}/locust_stats_history.csv`, `{cfg['id']}/locust_failures.csv`.\n")
+        if GEN["name"] == "locust":
+            w(f"Window: {fmt_time(cfg['start'])} - {fmt_time(cfg['end'])} UTC. Locust's reports: "
+              f"[{cfg['id']}/locust.html]({cfg['id']}/locust.html), `{cfg['id']}/locust_stats.csv`, "
+              f"`{cfg['id']}/locust_stats_history.csv`, `{cfg['id']}/locust_failures.csv`.\n")
+        else:
+            w(f"Window: {fmt_time(cfg['start'])} - {fmt_time(cfg['end'])} UTC. The generator's output, with "
+              f"each step's failure reasons: `{cfg['id']}/generator.log`.\n")
         groups = sorted({g for _, g, _, _ in cfg["resources"]} - {MACHINE})
-        w("Per step: Locust's figures (client side), the edge's own p99 (server side, the dashboards' "
+        w(f"Per step: {GEN['label']}'s figures (client side), the edge's own p99 (server side, the dashboards' "
           "metric), and the CPU (cores) the whole machine and each process used.\n")
         w("| users | req/s | p50 ms | p95 ms | p99 ms | max ms | failed | edge p99 ms | machine CPU | " +
           " | ".join(f"{g} CPU" for g in groups) + " |")
@@ -979,7 +1039,8 @@ def write_report(args, configs, made, info, slo_ms, started, finished, quick):
         w("")
         failing = [(s["users"], name, v) for s in cfg["steps"] for name, v in s["by_name"].items() if v["failures"]]
         if failing:
-            w("Failed requests by step and request (Locust's failure messages are in `" + cfg["id"] + "/locust_failures.csv`): "
+            where = "locust_failures.csv" if GEN["name"] == "locust" else "generator.log"
+            w(f"Failed requests by step and request (the failure messages are in `{cfg['id']}/{where}`): "
               + "; ".join(f"{u} users: {name} {v['failures']} of {v['requests']}" for u, name, v in failing[:12])
               + (" ..." if len(failing) > 12 else "") + ".\n")
         else:
@@ -999,9 +1060,9 @@ def write_report(args, configs, made, info, slo_ms, started, finished, quick):
     w("## Files\n")
     w("- `compare.png`: every configuration's throughput, p99 and failures per step.")
     w("- `<configuration>/rps.png`, `latency.png`, `errors.png`, `cpu.png`, `memory.png` (and `cache.png` with "
-      "the cache on): the Grafana panels' own PromQL over the run, from Prometheus, with Locust's per-step "
+      f"the cache on): the Grafana panels' own PromQL over the run, from Prometheus, with {GEN['label']}'s per-step "
       "figures and /proc samples beside them.")
-    w("- `<configuration>/steps.jsonl`, `resources.csv`, `locust*.csv`, `locust.html`, `locust.log`.")
+    w("- `<configuration>/" + "`, `".join(GEN["files"]) + ("`, `locust.log`." if GEN["name"] == "locust" else "`."))
     w("- `charts.json`: every chart with its series and point counts (checked: no chart without data).")
     with open(os.path.join(args.out, "README.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
@@ -1075,7 +1136,7 @@ def cpu_per_request(cpu, rps):
     if rps <= 0:
         return []
     otus = sum(c for g, c in cpu.items() if g.startswith("otus "))
-    rows = [("otus (4 processes)", otus)] + [(g, cpu.get(g, 0.0)) for g in ("postgresql", "redis", "nginx", "locust")]
+    rows = [("otus (4 processes)", otus)] + [(g, cpu.get(g, 0.0)) for g in ("postgresql", "redis", "nginx", GEN["group"])]
     return [(g, 1000 * c / rps) for g, c in rows]
 
 
@@ -1149,7 +1210,7 @@ def check_outputs(args, configs, made):
             if sub["series"] == 0 or sub["points"] < 2:
                 problems.append(f"{chart['file']}: '{sub['title']}' has no data ({sub['series']} series, {sub['points']} points)")
     for cfg in configs:
-        for name in ("locust.html", "locust_stats.csv", "locust_stats_history.csv", "steps.jsonl", "resources.csv"):
+        for name in GEN["files"]:
             path = os.path.join(args.out, cfg["id"], name)
             if not os.path.exists(path) or os.path.getsize(path) == 0:
                 problems.append(f"{cfg['id']}/{name}: missing or empty")
@@ -1219,6 +1280,7 @@ def save_state(args, configs, made, info, started, finished):
     keep = ("id", "title", "size", "cache", "start", "end", "steps", "resources")
     state = {"command": args.command, "steps": args.steps, "step_seconds": args.step_seconds,
              "scrape_seconds": args.scrape_seconds, "otus": args.otus, "quick": args.quick,
+             "generator": GEN["name"], "load_bin": getattr(args, "load_bin", ""),
              "started": started, "finished": finished, "machine": info, "charts": made,
              "configurations": [{k: c[k] for k in keep} for c in configs]}
     with open(os.path.join(args.out, STATE), "w", encoding="utf-8") as f:
@@ -1233,6 +1295,9 @@ def report_only(args):
         state = json.load(f)
     for key in ("command", "steps", "step_seconds", "scrape_seconds", "otus", "quick"):
         setattr(args, key, state[key])
+    # Runs from before otus-load was the default were Locust's.
+    use_generator(state.get("generator", "locust"))
+    args.load_bin = state.get("load_bin", "")
     slo = slo_seconds() * 1000
     configs = state["configurations"]
     for cfg in configs:
@@ -1257,10 +1322,17 @@ def main():
                         help="CI smoke run: 10k products, cache off and on, 3 short steps, report in a temp dir")
     parser.add_argument("--sizes", help="catalog sizes (default 10000,1000000; quick 10000)")
     parser.add_argument("--cache", help="off,on (default both)")
-    parser.add_argument("--steps", help=f"users per step (default {FULL_STEPS}; quick {QUICK_STEPS})")
+    parser.add_argument("--steps", help=f"users per step (default {FULL_STEPS_BY_GENERATOR['otus-load']}, with "
+                                        f"locust {FULL_STEPS}; quick {QUICK_STEPS})")
     parser.add_argument("--step-seconds", type=float, help="seconds per step (default 60; quick 8)")
-    parser.add_argument("--out", help="report folder (default loadtest/report; quick a temp dir)")
+    parser.add_argument("--out", help="report folder (default loadtest/report-otus-load, with --generator locust "
+                                      "loadtest/report; quick a temp dir)")
     parser.add_argument("--otus", help="the otus binary (default: cargo build --release)")
+    parser.add_argument("--generator", choices=sorted(GENERATORS), default="otus-load",
+                        help="the load generator: otus-load (default; Rust, cheap, so the points found are the "
+                             "system's) or locust (the homework's tool, with its HTML/CSV reports)")
+    parser.add_argument("--load-bin", help="the otus-load binary (default: beside --otus, else built with the "
+                                           "release build)")
     parser.add_argument("--pg-admin-url", default=os.environ.get("PG_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres"))
     parser.add_argument("--redis-url", help="a Redis to use as it is configured (default: the campaign starts its "
                                             "own on :%d with the chart's maxmemory and eviction policy)" % PORTS["redis"])
@@ -1280,7 +1352,8 @@ def main():
     caches = [c.strip() for c in (args.cache or "off,on").split(",")]
     if any(c not in ("on", "off") for c in caches):
         parser.error("--cache takes on and/or off")
-    args.steps = args.steps or (QUICK_STEPS if args.quick else FULL_STEPS)
+    use_generator(args.generator)
+    args.steps = args.steps or (QUICK_STEPS if args.quick else FULL_STEPS_BY_GENERATOR[args.generator])
     if not re.fullmatch(r"\d+(,\d+)*", args.steps) or any(int(u) <= 0 for u in args.steps.split(",")):
         parser.error("--steps takes positive user counts separated by commas")
     args.step_seconds = args.step_seconds or (8.0 if args.quick else 60.0)
@@ -1291,13 +1364,13 @@ def main():
         args.scrape_seconds = 5
     args.command = " ".join(["python3", "loadtest/campaign.py"] + sys.argv[1:])
     if args.report_only:
-        args.out = os.path.abspath(args.out or os.path.join(HERE, "report"))
+        args.out = os.path.abspath(args.out or os.path.join(HERE, GEN["report"]))
         return report_only(args)
     args.out_given = args.out is not None
     args.out = os.path.abspath(args.out or (tempfile.mkdtemp(prefix="otus-campaign-") if args.quick
-                                            else os.path.join(HERE, "report")))
-    for tool in ("prometheus", "prometheus-postgres-exporter", "prometheus-redis-exporter", "nginx", "locust",
-                 "psql", "redis-cli", "redis-server"):
+                                            else os.path.join(HERE, GEN["report"])))
+    for tool in ("prometheus", "prometheus-postgres-exporter", "prometheus-redis-exporter", "nginx",
+                 "psql", "redis-cli", "redis-server") + (("locust",) if args.generator == "locust" or args.stress_snapshots else ()):
         if not shutil.which(tool):
             die(f"{tool} is not installed (see the docstring: python3 loadtest/campaign.py --help)")
     try:
@@ -1312,12 +1385,17 @@ def main():
         except OSError:
             pass
     if not args.otus:
-        log("building the release binary (cargo build --release --bin otus)")
+        log("building the release binaries (cargo build --release --bin otus --bin otus-load)")
         target = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/otus-rs/release-target"))
-        subprocess.run(["cargo", "build", "--release", "--bin", "otus"], cwd=ROOT, check=True,
+        subprocess.run(["cargo", "build", "--release", "--bin", "otus", "--bin", "otus-load"], cwd=ROOT, check=True,
                        env=dict(os.environ, CARGO_TARGET_DIR=target))
         args.otus = os.path.join(target, "release", "otus")
     args.otus = os.path.abspath(args.otus)
+    if args.generator == "otus-load":
+        args.load_bin = os.path.abspath(args.load_bin or os.path.join(os.path.dirname(args.otus), "otus-load"))
+        if not os.access(args.load_bin, os.X_OK):
+            die(f"{args.load_bin}: no otus-load binary there (cargo build --release --bin otus-load, "
+                "then --load-bin PATH; or --generator locust)")
     slo = slo_seconds() * 1000
     panels = dashboard_panels()
     started = time.time()
@@ -1349,8 +1427,8 @@ def main():
     nginx_prefix = os.path.dirname(nginx_conf)
     subprocess.run(["nginx", "-p", nginx_prefix, "-c", nginx_conf], check=True)
     prom = Prometheus(f"http://127.0.0.1:{PORTS['prometheus']}")
-    state = {"system": {}, "locust": None}
-    sampler = Sampler(group_resolver(lambda: state["system"], lambda: state["locust"]),
+    state = {"system": {}, "generator": None}
+    sampler = Sampler(group_resolver(lambda: state["system"], lambda: state["generator"]),
                       1.0 if args.quick else 2.0, os.path.join(workdir, "resources.csv"))
     sampler.start()
     configs = []
