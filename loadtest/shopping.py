@@ -10,12 +10,15 @@ match, add one more word taken from the name of a random product of the
 answer and search again; when nothing matches, go on to the next cycle.
 PATH_PREFIX and HOST_HEADER route the requests through the ingress.
 
-Not the original's scenario (issue 23): the original pins locust==1.0.3, in
-which its `min_wait=1000`/`max_wait=6000` are honoured (1-6 s between a
-user's requests; Locust 2.x ignores those attributes), and it refines once
-per word of a random result with phrase matching (`LIKE '%w1 w2%'`), not
-"while more than 10 match". A faithful variant waits for the original's
-locustfile (not on this machine).
+Not the original's scenario. The original (its
+`loadtest-product/src/app/locust-tasks/tasks.py`) pins locust==1.0.3, in
+which its `min_wait=1000`/`max_wait=6000` are honoured (1-6 s before every
+task; Locust 2.x ignores those attributes), and each user takes 1-20 random
+words and, for each, searches for the word, then, if that answered products,
+once more for the word and a random word of a random product's name as a
+phrase (`name LIKE '%w1 w2%'`): one refinement per word, not "while more
+than 10 match". That scenario runs as `otus-load --scenario original`
+(`crates/loadgen`; `loadtest/campaign.py --scenario original`).
 """
 import os
 import random

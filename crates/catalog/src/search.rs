@@ -53,6 +53,46 @@ pub enum Strategy {
     UnindexedBaseline,
 }
 
+/// How the catalog answers searches: the one owner of the rule that joins
+/// the two public settings (`CATALOG_SEARCH_INDEX`, `CATALOG_SEARCH_BASELINE`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SearchMode {
+    /// The in-memory index answers (the default); until its first build,
+    /// searches are refused with a retryable 503 and readiness waits.
+    #[default]
+    Index,
+    /// The database answers on its trigram index (`CATALOG_SEARCH_INDEX=false`).
+    Database,
+    /// The database answers without an index, as the original solution did
+    /// (`CATALOG_SEARCH_BASELINE=true`, which wins over the index setting):
+    /// a benchmark baseline, never for production.
+    UnindexedBaseline,
+}
+
+impl SearchMode {
+    /// The mode the two public settings ask for: the baseline wins.
+    pub fn from_settings(index: bool, baseline: bool) -> Self {
+        match (baseline, index) {
+            (true, _) => Self::UnindexedBaseline,
+            (false, true) => Self::Index,
+            (false, false) => Self::Database,
+        }
+    }
+
+    /// Whether searches use the in-memory index.
+    pub fn in_memory_index(self) -> bool {
+        self == Self::Index
+    }
+
+    /// How the database matches words when it answers.
+    pub fn sql(self) -> Strategy {
+        match self {
+            Self::UnindexedBaseline => Strategy::UnindexedBaseline,
+            Self::Index | Self::Database => Strategy::Indexed,
+        }
+    }
+}
+
 /// The order of a search's answer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Sort {
@@ -317,6 +357,40 @@ impl Total {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_baseline_setting_wins_and_only_the_index_mode_builds_an_index() {
+        use SearchMode::*;
+        let modes: Vec<(bool, bool, SearchMode, bool, Strategy)> =
+            [(true, false), (false, false), (true, true), (false, true)]
+                .into_iter()
+                .map(|(index, baseline)| {
+                    let mode = SearchMode::from_settings(index, baseline);
+                    (index, baseline, mode, mode.in_memory_index(), mode.sql())
+                })
+                .collect();
+        assert_eq!(
+            modes,
+            [
+                (true, false, Index, true, Strategy::Indexed),
+                (false, false, Database, false, Strategy::Indexed),
+                (
+                    true,
+                    true,
+                    UnindexedBaseline,
+                    false,
+                    Strategy::UnindexedBaseline
+                ),
+                (
+                    false,
+                    true,
+                    UnindexedBaseline,
+                    false,
+                    Strategy::UnindexedBaseline
+                ),
+            ]
+        );
+    }
 
     fn req(q: &str) -> SearchProductsRequest {
         SearchProductsRequest {

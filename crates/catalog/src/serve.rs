@@ -10,7 +10,7 @@ use otus_grpc::{BoundServer, Host, Readiness, service_router};
 use otus_proto::catalog::v1::catalog_service_server::CatalogServiceServer;
 
 use crate::{
-    CatalogApi, SERVICE_NAME, SearchCache, cache::Store, live::LiveIndex, search::Strategy,
+    CatalogApi, SERVICE_NAME, SearchCache, cache::Store, live::LiveIndex, search::SearchMode,
 };
 
 /// What the catalog service is built from.
@@ -21,11 +21,9 @@ pub struct CatalogDeps {
     pub store: Store,
     /// How long a cached answer is served.
     pub ttl: Duration,
-    /// How the database matches words (when it answers).
-    pub strategy: Strategy,
-    /// Whether searches use the in-memory index (readiness then waits for
+    /// What answers searches (with the in-memory index, readiness waits for
     /// its first build).
-    pub in_memory_index: bool,
+    pub mode: SearchMode,
 }
 
 /// Binds the host's address and wires the catalog service: ready while its
@@ -36,7 +34,7 @@ pub async fn serve(deps: CatalogDeps, host: &Host) -> anyhow::Result<BoundServer
     let db = deps.db;
     let cache = SearchCache::new(deps.store, deps.ttl, metrics.registry())
         .context("registering catalog metrics")?;
-    let index = if deps.in_memory_index {
+    let index = if deps.mode.in_memory_index() {
         let live =
             LiveIndex::new(metrics.registry()).context("registering search index metrics")?;
         live.spawn(db.clone(), host.shutdown.clone());
@@ -53,10 +51,7 @@ pub async fn serve(deps: CatalogDeps, host: &Host) -> anyhow::Result<BoundServer
         service_router(readiness, &db, host)
             .await?
             .add_service(CatalogServiceServer::new(CatalogApi::new(
-                db,
-                cache,
-                deps.strategy,
-                index,
+                db, cache, deps.mode, index,
             )));
     BoundServer::bind(host, "catalog", router).await
 }

@@ -17,7 +17,7 @@ use crate::{
     entity,
     error::CatalogError,
     live::{LiveIndex, Loaded},
-    search::{Search, Strategy, Total},
+    search::{Search, SearchMode, Strategy, Total},
 };
 
 pub use otus_proto::catalog::CACHE_HEADER;
@@ -35,17 +35,17 @@ pub struct CatalogApi {
 }
 
 impl CatalogApi {
-    /// A service over an open (and migrated) database; searches use `index`
-    /// once it is loaded, the database before (and always without one).
-    pub fn new(db: Db, cache: SearchCache, strategy: Strategy, index: Option<LiveIndex>) -> Self {
-        if strategy == Strategy::UnindexedBaseline {
+    /// A service over an open (and migrated) database answering searches as
+    /// `mode` says; `index` is used only in [`SearchMode::Index`].
+    pub fn new(db: Db, cache: SearchCache, mode: SearchMode, index: Option<LiveIndex>) -> Self {
+        if mode == SearchMode::UnindexedBaseline {
             tracing::warn!("catalog runs the UNINDEXED baseline search (benchmarks only)");
         }
         Self {
             db,
             cache,
-            strategy,
-            index: index.filter(|_| strategy != Strategy::UnindexedBaseline),
+            strategy: mode.sql(),
+            index: index.filter(|_| mode.in_memory_index()),
             inflight: Coalescer::default(),
         }
     }
@@ -242,7 +242,7 @@ mod tests {
         let cache =
             SearchCache::new(Store::Disabled, Duration::from_secs(60), &registry).expect("cache");
         let live = LiveIndex::new(&registry).expect("metrics");
-        let api = CatalogApi::new(db.clone(), cache, Strategy::Indexed, Some(live.clone()));
+        let api = CatalogApi::new(db.clone(), cache, SearchMode::Index, Some(live.clone()));
         let request = || {
             Request::new(SearchProductsRequest {
                 query: "рюкзаки".into(),

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use crate::scenario::{Target, User};
+use crate::scenario::{Scenario, Target, User};
 use crate::stats::Recorder;
 
 /// The service's limit on words in a query: a shopper stops refining there.
@@ -63,6 +63,11 @@ struct Args {
     /// A Host header for every request (`arch.homework` through the ingress).
     #[arg(long, env = "HOST_HEADER", default_value = "")]
     host_header: String,
+    /// Which users: `campaign` (shoppers and account holders, 9:1, as
+    /// loadtest/campaign_locust.py) or `original` (the original solution's
+    /// shopper: 1-6 s waits, one refinement per word).
+    #[arg(long, value_enum, default_value = "campaign")]
+    scenario: Scenario,
     /// Think times off: every user sends its next request as soon as the last is answered
     /// (a closed loop with the scenarios' request mix).
     #[arg(long)]
@@ -135,6 +140,7 @@ async fn run(args: Args) -> Result<(), String> {
         words,
         think: !args.no_think,
         timeout: Duration::from_secs_f64(args.timeout),
+        scenario: args.scenario,
     });
     let settle = settle_seconds(args.step_seconds);
     let recorder = Arc::new(Recorder::default());
@@ -143,10 +149,11 @@ async fn run(args: Args) -> Result<(), String> {
     let mut totals = (0u64, 0u64);
     let started = Instant::now();
     eprintln!(
-        "otus-load: {} steps of {:.0} s against {} ({} first words; think time {})",
+        "otus-load: {} steps of {:.0} s against {} ({:?} scenario; {} first words; think time {})",
         args.steps.len(),
         args.step_seconds,
         target.base,
+        args.scenario,
         target.words.len(),
         if target.think { "on" } else { "off" }
     );
@@ -213,10 +220,11 @@ async fn run(args: Args) -> Result<(), String> {
         token.cancel();
     }
     eprintln!(
-        "otus-load: done in {:.0} s: {} requests measured, {} failed",
+        "otus-load: done in {:.0} s: {} requests measured, {} failed; {} requests in all (settling included)",
         started.elapsed().as_secs_f64(),
         totals.0,
-        totals.1
+        totals.1,
+        recorder.all_requests()
     );
     Ok(())
 }

@@ -9,6 +9,14 @@
 //! - Account holder (1 of 10): registers and logs in once, then reads (3) and
 //!   updates (1) its profile, searches (4) and opens a product it saw (2),
 //!   1-3 s between actions.
+//!
+//! And, as the named variant `original`, the original solution's shopper
+//! (its `loadtest-product/src/app/locust-tasks/tasks.py`, Locust 1.0.3, in
+//! which `min_wait=1000`/`max_wait=6000` are honoured): every user takes 1-20
+//! random words; for each, it searches for the word, then, if that answered
+//! products, searches once more for the word and a random word of a random
+//! product's name, 1-6 s before every step; then new words. See
+//! [`User::original`] for what differs.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +30,15 @@ use tokio_util::sync::CancellationToken;
 use crate::MAX_WORDS;
 use crate::stats::Recorder;
 
+/// Which users the generator runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// `loadtest/campaign_locust.py`'s: shoppers and account holders, 9:1.
+    Campaign,
+    /// The original solution's shopper alone (1-6 s waits, one refinement per word).
+    Original,
+}
+
 /// What every user talks to.
 pub struct Target {
     /// Base URL with the path prefix, no trailing slash.
@@ -31,6 +48,7 @@ pub struct Target {
     pub words: Vec<String>,
     pub think: bool,
     pub timeout: Duration,
+    pub scenario: Scenario,
 }
 
 #[derive(Deserialize)]
@@ -83,7 +101,11 @@ impl User {
         tokio::select! {
             () = stop.cancelled() => {}
             () = async {
-                if account_holder {
+                if self.target.scenario == Scenario::Original {
+                    loop {
+                        self.original().await;
+                    }
+                } else if account_holder {
                     self.account_holder().await;
                 } else {
                     loop {
@@ -181,6 +203,47 @@ impl User {
                 page = self.search(&words, "/products?q=[refine]").await;
             }
         }
+    }
+
+    /// One round of the original solution's shopper: 1-20 random words, for
+    /// each a search and, if it answered products, one refinement with a word
+    /// of a random product's name; 1-6 s before every step (Locust 1.0.3
+    /// waits between tasks, also after the round's last).
+    ///
+    /// What differs, because this service differs: the original searched
+    /// `name LIKE '%w1 w2%'` (a phrase, in that order, as a substring) and
+    /// returned every match; this service matches the words in any order and
+    /// form and answers a page of 20, from which the product is drawn. The
+    /// original drew its words from Faker's Russian vocabulary, as its data;
+    /// here they come from the catalog's names (`--searches`), as the data.
+    async fn original(&mut self) {
+        let count = self.rng.usize(1..=20);
+        let words: Vec<String> = (0..count).map(|_| self.random_word()).collect();
+        let mut previous: Vec<Item> = Vec::new();
+        for word in &words {
+            self.pause(1.0, 6.0).await;
+            // As the original: an answer replaces the products remembered,
+            // a failed search keeps the last ones.
+            if let Some(page) = self
+                .search(std::slice::from_ref(word), "/products?q=[search]")
+                .await
+            {
+                previous = page.items;
+            }
+            self.pause(1.0, 6.0).await;
+            if !previous.is_empty() {
+                let item = &previous[self.rng.usize(..previous.len())];
+                let name_words: Vec<&str> = item.name.split_whitespace().collect();
+                if !name_words.is_empty() {
+                    let extra = name_words[self.rng.usize(..name_words.len())].to_owned();
+                    self.search(&[word.clone(), extra], "/products?q=[specific]")
+                        .await;
+                }
+            }
+        }
+        // The round's end is a task of its own in the original (it ends the
+        // task set), followed by a wait like any other.
+        self.pause(1.0, 6.0).await;
     }
 
     async fn account_holder(&mut self) {

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -21,6 +22,9 @@ struct Step {
 #[derive(Default)]
 pub struct Recorder {
     step: Mutex<Step>,
+    /// Every answered or failed request, settling time included (the
+    /// denominator of the generator's own CPU per request).
+    all: AtomicU64,
 }
 
 impl Recorder {
@@ -36,6 +40,7 @@ impl Recorder {
     /// says why it failed, if it did. Requests before the step settled are left out.
     pub fn record(&self, name: &'static str, took: Duration, failure: Option<String>) {
         let now = Instant::now();
+        self.all.fetch_add(1, Ordering::Relaxed);
         let mut step = self.lock();
         if step.settled.is_none_or(|s| now < s) {
             return;
@@ -48,6 +53,11 @@ impl Recorder {
             *step.failures.entry(name).or_default() += 1;
             *step.reasons.entry(format!("{name}: {reason}")).or_default() += 1;
         }
+    }
+
+    /// Requests recorded since the start, settling times included.
+    pub fn all_requests(&self) -> u64 {
+        self.all.load(Ordering::Relaxed)
     }
 
     /// Ends the step at `ended` and returns its figures.
@@ -203,6 +213,11 @@ mod tests {
         recorder.record("/b", Duration::from_millis(2), None);
         let figures = recorder.finish_step(Instant::now() + Duration::from_secs(2));
         assert_eq!((figures.requests, figures.failures), (3, 1));
+        assert_eq!(
+            recorder.all_requests(),
+            4,
+            "the unsettled request counts in all"
+        );
         assert_eq!(figures.max, Some(8.0));
         let names: Vec<&str> = figures.by_name.iter().map(|(n, _)| *n).collect();
         assert_eq!(names, ["/a", "/b"]);

@@ -120,12 +120,10 @@ pub(crate) fn catalog_deps(
         db,
         store: cache_store(cache, redis),
         ttl: cache_ttl(cache),
-        strategy: if cache.catalog_search_baseline {
-            otus_catalog::search::Strategy::UnindexedBaseline
-        } else {
-            otus_catalog::search::Strategy::Indexed
-        },
-        in_memory_index: cache.catalog_search_index && !cache.catalog_search_baseline,
+        mode: otus_catalog::search::SearchMode::from_settings(
+            cache.catalog_search_index,
+            cache.catalog_search_baseline,
+        ),
     }
 }
 
