@@ -563,13 +563,18 @@ def run_configuration(args, cfg, workdir, sampler_state):
             steps = len(args.steps.split(","))
             deadline = time.monotonic() + steps * args.step_seconds + 120
             printed = 0
-            while generator.poll() is None:
-                if time.monotonic() > deadline:
+            try:
+                while generator.poll() is None:
+                    if time.monotonic() > deadline:
+                        die(f"{cfg['title']}: {label} did not finish within its schedule + 120 s")
+                    system.check_alive()
+                    printed = print_new_steps(cfg, steps_out, printed)
+                    time.sleep(1)
+            finally:
+                # A campaign that stops early (a failure, Ctrl-C, SIGTERM) stops its load too.
+                if generator.poll() is None:
                     generator.kill()
-                    die(f"{cfg['title']}: {label} did not finish within its schedule + 120 s")
-                system.check_alive()
-                printed = print_new_steps(cfg, steps_out, printed)
-                time.sleep(1)
+                    generator.wait()
             sampler_state["generator"] = None
         t_end = time.time()
         printed = print_new_steps(cfg, steps_out, printed)
@@ -1330,6 +1335,9 @@ def report_only(args):
 # ---------------------------------------------------------------- main
 
 def main():
+    # SIGTERM as Ctrl-C: SystemExit unwinds every `finally`, so the processes the
+    # campaign started (the system, nginx, Prometheus, Redis, the generator) stop too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--quick", action="store_true",
