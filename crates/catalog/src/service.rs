@@ -17,7 +17,7 @@ use crate::{
     entity,
     error::CatalogError,
     live::{LiveIndex, Loaded},
-    search::{Search, SearchMode, Strategy, Total},
+    search::{Search, SearchMode, Total},
 };
 
 pub use otus_proto::catalog::CACHE_HEADER;
@@ -27,7 +27,8 @@ pub use otus_proto::catalog::CACHE_HEADER;
 pub struct CatalogApi {
     db: Db,
     cache: SearchCache,
-    strategy: Strategy,
+    /// What answers searches (the database's matching when it answers).
+    mode: SearchMode,
     /// The in-memory index (None: the database answers every search).
     index: Option<LiveIndex>,
     /// Searches being computed, shared by concurrent identical misses.
@@ -44,7 +45,7 @@ impl CatalogApi {
         Self {
             db,
             cache,
-            strategy: mode.sql(),
+            mode,
             index: index.filter(|_| mode.in_memory_index()),
             inflight: Coalescer::default(),
         }
@@ -64,7 +65,7 @@ impl CatalogApi {
             if self.index.is_some() {
                 return Err(CatalogError::IndexNotReady);
             }
-            let (rows, total) = search.run(&self.db, self.strategy).await?;
+            let (rows, total) = search.run(&self.db, self.mode.sql()).await?;
             return Ok((rows.into_iter().map(to_proto).collect(), total, Vec::new()));
         };
         // Run on this worker: a search is bounded (16 tokens, 128 expansions
