@@ -55,6 +55,7 @@ use otus_proto::catalog::v1::Product;
 
 use crate::search::{Search, Sort, Total};
 
+mod bits;
 mod columns;
 mod words;
 
@@ -1093,7 +1094,8 @@ mod tests {
     /// tantivy's query for them answers (page, order, total, facets), on
     /// an index of several segments with deleted and updated products, for
     /// words as typed, in other forms, with typos, as prefixes, filtered and
-    /// in every order.
+    /// in every order; and so does it without the category sets (a
+    /// segment with many categories).
     #[test]
     fn the_bit_set_executor_answers_as_tantivy_s_query() {
         let mut generator = Generator::new(5, Shape::Catalog);
@@ -1120,6 +1122,18 @@ mod tests {
         }
         let snapshot = index.commit().expect("commit");
         assert!(snapshot.searcher.segment_readers().len() > 1, "segments");
+        assert!(
+            snapshot.columns.iter().all(|c| c.category_sets.is_some()),
+            "a few categories: a set each"
+        );
+        let without_sets = Snapshot {
+            columns: snapshot
+                .columns
+                .iter()
+                .map(|c| Arc::new(c.without_category_sets()))
+                .collect(),
+            ..snapshot.clone()
+        };
         let mut state = 42u64;
         let mut next = |n: usize| {
             state = state
@@ -1184,6 +1198,8 @@ mod tests {
             let bits = snapshot.search(&s).expect("bit sets");
             let query = snapshot.search_query(&s).expect("tantivy query");
             assert_eq!(bits, query, "{s:?}");
+            let per_match = without_sets.search(&s).expect("bit sets, no category sets");
+            assert_eq!(per_match, query, "without category sets: {s:?}");
             // And every match's score, not only the page's order.
             let (theirs, ours) = snapshot.scores_both_ways(&s);
             if ours != theirs {

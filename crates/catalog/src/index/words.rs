@@ -3,10 +3,13 @@
 //! Per segment, each way of each token (its word, stem, prefix and typo
 //! expansions: [`super::Way`]) has its postings read once into a bit set of
 //! the segment's documents; a token's union is the OR of its ways, the
-//! matches the AND of the tokens' unions. Every match is then filtered
-//! (deleted, category, price), scored (per token, the first of its ways,
-//! best first, whose set holds the document), counted, faceted and offered
-//! to a bounded heap of the best `offset + limit`. The work is the postings
+//! matches the AND of the tokens' unions. The matches are then filtered
+//! (deleted, price; the category as an AND with its set of documents),
+//! counted (a popcount), faceted (many matches: a popcount of the AND with
+//! each category's set; few: each match's category) and offered to a bounded
+//! heap of the best `offset + limit`, each scored (per token, the first of its
+//! ways, best first, whose set holds the document); by relevance the page's
+//! loop stops once no later match of the segment can enter. The work is the postings
 //! of at most `tokens x (2 + 2 x MAX_EXPANSIONS)` words plus a few bit-set
 //! passes of `max_doc / 64` words each: no seeking, no per-document merge of
 //! posting lists. Memory: at most four bit sets of `max_doc` bits per token
@@ -21,7 +24,7 @@ use std::{
 
 use tantivy::{DocAddress, DocId, Searcher, SegmentReader, Term, schema::IndexRecordOption};
 
-use super::{IndexError, Way, columns::Columns, top_categories};
+use super::{IndexError, Way, bits::Bits, columns::Columns, top_categories};
 use crate::search::{Search, Sort};
 
 /// What a search with words found.
@@ -32,58 +35,6 @@ pub(super) struct Found {
     pub count: u64,
     /// Matches per category, most first, at most `MAX_FACETS`.
     pub categories: Vec<(String, u64)>,
-}
-
-/// A set of a segment's documents.
-struct Bits(Vec<u64>);
-
-impl Bits {
-    fn new(max_doc: DocId) -> Self {
-        Self(vec![0; (max_doc as usize).div_ceil(64)])
-    }
-
-    fn insert(&mut self, doc: DocId) {
-        if let Some(word) = self.0.get_mut(doc as usize / 64) {
-            *word |= 1 << (doc % 64);
-        }
-    }
-
-    fn contains(&self, doc: DocId) -> bool {
-        self.0
-            .get(doc as usize / 64)
-            .is_some_and(|word| word & (1 << (doc % 64)) != 0)
-    }
-
-    fn or(&mut self, other: &Self) {
-        for (a, b) in self.0.iter_mut().zip(&other.0) {
-            *a |= b;
-        }
-    }
-
-    /// Keeps what `other` holds too; whether anything is left.
-    fn and(&mut self, other: &Self) -> bool {
-        let mut any = 0;
-        for (a, b) in self.0.iter_mut().zip(&other.0) {
-            *a &= b;
-            any |= *a;
-        }
-        any != 0
-    }
-
-    /// The documents, ascending.
-    fn iter(&self) -> impl Iterator<Item = DocId> + '_ {
-        self.0.iter().enumerate().flat_map(|(i, &word)| {
-            let base = (i as DocId) * 64;
-            let mut rest = word;
-            std::iter::from_fn(move || {
-                (rest != 0).then(|| {
-                    let bit = rest.trailing_zeros();
-                    rest &= rest - 1;
-                    base + bit
-                })
-            })
-        })
-    }
 }
 
 /// How one token matched a segment's documents.
@@ -101,6 +52,11 @@ impl TokenWays {
             .iter()
             .find(|(_, bits)| bits.contains(doc))
             .map_or(self.last, |(score, _)| *score)
+    }
+
+    /// The best score the token gives a document.
+    fn top_score(&self) -> u32 {
+        self.better.first().map_or(self.last, |(score, _)| *score)
     }
 }
 
@@ -186,59 +142,91 @@ pub(super) fn run(
                 None => continue,
             },
         };
-        let Some(matches) = matches(segment, tokens)? else {
+        let Some(mut matches) = matches(segment, tokens)? else {
             continue;
         };
-        let alive = segment.alive_bitset();
-        let mut per_category = vec![0u64; columns.category_names.len()];
-        // Three loops: the filters, the category counts, the page. A
-        // match's category is a cache miss (the matches are scattered over
-        // the segment); a loop that does nothing but read and count lets the
-        // processor overlap those misses, where one loop doing everything
-        // waited for each (docs/performance.md).
-        let mut kept: Vec<DocId> = Vec::new();
-        for doc in matches.docs.iter() {
-            if alive.is_some_and(|a| a.is_deleted(doc)) {
-                continue;
-            }
-            if priced {
-                let price = columns.price(doc);
-                if low.is_some_and(|lo| price < lo) || high.is_some_and(|hi| price > hi) {
-                    continue;
-                }
-            }
-            kept.push(doc);
+        // The filters, a word of 64 documents at a time where they can be:
+        // what is left is the segment's part of the answer.
+        if let Some(alive) = segment.alive_bitset() {
+            matches.docs.remove_where(|doc| alive.is_deleted(doc));
         }
-        match wanted {
-            Some(w) => {
-                kept.retain(|&doc| columns.category(doc) == w);
+        if priced {
+            matches.docs.remove_where(|doc| {
+                let price = columns.price(doc);
+                low.is_some_and(|lo| price < lo) || high.is_some_and(|hi| price > hi)
+            });
+        }
+        if let Some(w) = wanted {
+            match columns
+                .category_sets
+                .as_ref()
+                .and_then(|s| s.get(w as usize))
+            {
+                Some(set) => {
+                    matches.docs.and(set);
+                }
+                None => matches.docs.remove_where(|doc| columns.category(doc) != w),
+            }
+        }
+        let kept = &matches.docs;
+        let found = kept.len();
+        count += found;
+        let mut per_category = vec![0u64; columns.category_names.len()];
+        // A word-at-a-time count costs a pass over the whole segment per
+        // category; reading each match's category costs a cache miss per
+        // match (~16 word operations): the cheaper of the two.
+        let sets = columns.category_sets.as_ref().filter(|sets| {
+            found.saturating_mul(16) > (kept.words() as u64).saturating_mul(sets.len() as u64)
+        });
+        match (wanted, sets) {
+            (Some(w), _) => {
                 if let Some(n) = per_category.get_mut(w as usize) {
-                    *n += kept.len() as u64;
+                    *n = found;
                 }
             }
-            None => {
-                for &doc in &kept {
+            (None, Some(sets)) => {
+                for (n, set) in per_category.iter_mut().zip(sets) {
+                    *n = kept.count_common(set);
+                }
+            }
+            // Too many categories for a set each: a match's category is a
+            // cache miss (the matches are scattered over the segment), in a
+            // loop that does nothing but read and count, so the processor
+            // overlaps the misses.
+            (None, None) => {
+                for doc in kept.iter() {
                     if let Some(n) = per_category.get_mut(columns.category(doc) as usize) {
                         *n += 1;
                     }
                 }
             }
         }
-        count += kept.len() as u64;
-        for &doc in &kept {
+        // By relevance, no match scores more than every token's best way:
+        // once the page's worst has that score and came from this same
+        // ascending segment, no later match of the segment can enter.
+        let top_score = i64::from(matches.top_score());
+        let ascending_here = |worst: &Ranked| worst.2 == segment_ord && columns.ids_ascending;
+        for doc in kept.iter() {
+            let full = best.len() == window;
+            if full
+                && search.sort == Sort::Relevance
+                && best
+                    .peek()
+                    .is_some_and(|Reverse(w)| w.0 == top_score && ascending_here(w))
+            {
+                break;
+            }
             let key = match search.sort {
                 Sort::Relevance => i64::from(matches.score(doc)),
                 Sort::PriceDesc => columns.price(doc),
                 Sort::PriceAsc => columns.price(doc).saturating_neg(),
             };
-            if let Some(Reverse(worst)) = best.peek().filter(|_| best.len() == window) {
+            if let Some(Reverse(worst)) = best.peek().filter(|_| full) {
                 // Reading the id is a cache miss per match: decide without
                 // it when the key does, or when the page's worst has the
                 // same key and came earlier from this same ascending segment
                 // (a lower id: it ranks first).
-                if key < worst.0
-                    || (key == worst.0 && worst.2 == segment_ord && columns.ids_ascending)
-                {
+                if key < worst.0 || (key == worst.0 && ascending_here(worst)) {
                     continue;
                 }
             }
@@ -278,6 +266,11 @@ struct Matches {
 impl Matches {
     fn score(&self, doc: DocId) -> u32 {
         self.tokens.iter().map(|t| t.score(doc)).sum()
+    }
+
+    /// The score of a match every token found its best way.
+    fn top_score(&self) -> u32 {
+        self.tokens.iter().map(TokenWays::top_score).sum()
     }
 }
 
