@@ -20,6 +20,11 @@ Paths (--paths, default both):
        depending on the build, the page's rows from PostgreSQL);
   on   cache on, in Redis: after a warm-up every search of the set is a hit.
 
+With the cache-off pass of each build (not --no-floors), two rows show
+the path without the work: the edge's own `GET /health/` (HTTP only), and
+`GET /ready` (the edge asks three gRPC health services: three gRPC calls that
+do nothing). Their difference divided by three is one gRPC hop on loopback.
+
 Each build may have a database of its own (`--compare LABEL=BINARY@URL`,
 `--baseline-db`): a build applies its migrations at start, and an older
 build refuses a schema that a newer one migrated. Make the copy a template
@@ -308,6 +313,9 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=5, help="seconds at the rate before measuring")
     ap.add_argument("--searches", type=int, default=400, help="distinct searches of the fixed-rate runs")
     ap.add_argument("--paths", default="off,on", help="off, on or both (comma-separated)")
+    ap.add_argument("--no-floors", dest="floors", action="store_false",
+                    help="skip each build's `/health/` and `/ready` rows (the edge alone; the edge and "
+                         "three gRPC calls that do no work)")
     ap.add_argument("--closed", action="store_true", help="also the closed-loop comparison (oha -c 50)")
     ap.add_argument("--closed-searches", type=int, default=20_000)
     ap.add_argument("--connections", type=int, default=50)
@@ -372,6 +380,16 @@ def main() -> None:
                     pids["redis"] = [rpid]
                 m = measure(args, urls, rate, pids, work, db)
                 row("cache on (Redis)" if cache else "cache off", label, m)
+                if args.floors and not cache:
+                    # The path without the work: the edge alone, then the
+                    # edge and three gRPC calls that do nothing (readiness
+                    # asks each backend's health service).
+                    for floor, what in (("health/", "edge `GET /health/` (no gRPC call)"),
+                                        ("ready", "edge `GET /ready` (3 gRPC health calls)")):
+                        f = work / "floor.txt"
+                        f.write_text(f"http://127.0.0.1:{args.port}/{floor}\n")
+                        oha(args, f, warm, work / "warm.json")
+                        row(what, label, measure(args, f, rate, {"otus": [s.pid]}, work))
                 s.stop()
         if args.closed:
             curls = url_file(work, "closed.txt", args.port, qs[: args.closed_searches])
