@@ -108,6 +108,12 @@ fn token_docs(segment: &SegmentReader, ways: &[Way]) -> Result<(Bits, TokenWays)
     Ok((union, TokenWays { better, last }))
 }
 
+/// What reading one match's category costs (a cache miss: the matches are
+/// scattered over the segment), in word-at-a-time operations of a facet
+/// count (an AND and a popcount of 64 documents). 128 instead measured no
+/// better (docs/performance.md).
+const MISS_IN_WORDS: u64 = 16;
+
 /// A candidate for the page: its sort key (greater is better), the product
 /// id (lower wins a tie) and where it is.
 type Ranked = (i64, Reverse<i64>, u32, DocId);
@@ -174,9 +180,10 @@ pub(super) fn run(
         let mut per_category = vec![0u64; columns.category_names.len()];
         // A word-at-a-time count costs a pass over the whole segment per
         // category; reading each match's category costs a cache miss per
-        // match (~16 word operations): the cheaper of the two.
+        // match: the cheaper of the two.
         let sets = columns.category_sets.as_ref().filter(|sets| {
-            found.saturating_mul(16) > (kept.words() as u64).saturating_mul(sets.len() as u64)
+            found.saturating_mul(MISS_IN_WORDS)
+                > (kept.words() as u64).saturating_mul(sets.len() as u64)
         });
         match (wanted, sets) {
             (Some(w), _) => {
