@@ -206,11 +206,22 @@ fn verify_into(password: &str, phc: &str, blocks: &mut [Block]) -> bool {
     computed.is_ok_and(|c| c == expected)
 }
 
-/// A new bearer token: 256 random bits, base64url without padding.
-pub fn new_session_token() -> String {
+/// 256 random bits, base64url without padding.
+fn random_256_bits() -> String {
     let mut bytes = [0u8; 32];
     OsRng.fill_bytes(&mut bytes);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A new bearer token: 256 random bits, base64url without padding.
+pub fn new_session_token() -> String {
+    random_256_bits()
+}
+
+/// A password nobody knows: its hash is what a login for an unknown
+/// username is checked against, so that it costs what a known one does.
+pub fn unknown_password() -> String {
+    random_256_bits()
 }
 
 /// What is stored for a token: its SHA-256, hex.

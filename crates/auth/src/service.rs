@@ -87,7 +87,7 @@ impl AuthApi {
         key: IdentityKey,
         settings: AuthSettings,
     ) -> Result<Self, AuthError> {
-        let dummy_hash = password::hash(&password::new_session_token())
+        let dummy_hash = password::hash(&password::unknown_password())
             .map_err(|e| AuthError::Internal(format!("hashing the dummy password: {e}")))?;
         let hasher = password::Hasher::new(settings.hash_max_concurrent, settings.hash_max_wait);
         Ok(Self {
@@ -106,7 +106,7 @@ impl AuthApi {
     fn as_service<T>(&self, msg: T) -> Request<T> {
         let mut req = Request::new(msg);
         req.set_timeout(self.settings.users_deadline);
-        otus_identity::attach(&mut req, &self.key.mint(&Identity::Service("auth".into())));
+        otus_identity::attach(&mut req, &self.key.mint(&Identity::auth_service()));
         req
     }
 

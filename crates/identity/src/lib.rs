@@ -34,8 +34,25 @@ const ISSUER: &str = "otus-auth";
 pub enum Identity {
     /// A logged-in user.
     User(i64),
-    /// A service acting for itself (e.g. `auth` during registration).
+    /// A service acting for itself (e.g. [`AUTH_SERVICE`] during
+    /// registration).
     Service(String),
+}
+
+/// The auth service's name as an identity: the one service the users
+/// service lets create and look up accounts by name.
+pub const AUTH_SERVICE: &str = "auth";
+
+impl Identity {
+    /// The auth service acting for itself.
+    pub fn auth_service() -> Self {
+        Self::Service(AUTH_SERVICE.to_owned())
+    }
+
+    /// Whether this is the auth service acting for itself.
+    pub fn is_auth_service(&self) -> bool {
+        matches!(self, Self::Service(s) if s == AUTH_SERVICE)
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -52,16 +69,21 @@ struct Claims {
 pub enum KeyError {
     /// Too short to be safe.
     TooShort,
+    /// The operating system gave no random bytes for a random key.
+    NoRandomness(String),
 }
 
 impl std::error::Error for KeyError {}
 
 impl std::fmt::Display for KeyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "IDENTITY_TOKEN_SECRET must be at least {MIN_SECRET_LEN} bytes"
-        )
+        match self {
+            Self::TooShort => write!(
+                f,
+                "IDENTITY_TOKEN_SECRET must be at least {MIN_SECRET_LEN} bytes"
+            ),
+            Self::NoRandomness(e) => write!(f, "no random bytes for an identity key: {e}"),
+        }
     }
 }
 
@@ -94,6 +116,14 @@ impl IdentityKey {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
         })
+    }
+
+    /// A key nobody else knows, from 256 random bits: for one process that
+    /// both mints and verifies (all-in-one without a configured secret).
+    pub fn random() -> Result<Self, KeyError> {
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(|e| KeyError::NoRandomness(e.to_string()))?;
+        Self::new(&secret)
     }
 
     /// Mints a token for `identity`, valid for [`TOKEN_TTL`].
@@ -174,10 +204,33 @@ mod tests {
         IdentityKey::new(&[7u8; 32]).unwrap()
     }
 
+    /// Only the auth service is the auth service: not another service,
+    /// not a user, whatever their number.
+    #[test]
+    fn only_the_auth_service_is_the_auth_service() {
+        assert!(Identity::auth_service().is_auth_service());
+        assert!(!Identity::Service("catalog".into()).is_auth_service());
+        assert!(!Identity::Service("auth2".into()).is_auth_service());
+        assert!(!Identity::User(1).is_auth_service());
+    }
+
+    /// Two random keys are different keys: a token of one does not
+    /// verify with the other.
+    #[test]
+    fn random_keys_verify_their_own_tokens_only() {
+        let (a, b) = (
+            IdentityKey::random().expect("random"),
+            IdentityKey::random().expect("random"),
+        );
+        let token = a.mint(&Identity::User(7));
+        assert_eq!(a.verify(&token), Some(Identity::User(7)));
+        assert_eq!(b.verify(&token), None);
+    }
+
     #[test]
     fn minted_tokens_verify_to_the_same_identity() {
         let k = key();
-        for id in [Identity::User(42), Identity::Service("auth".into())] {
+        for id in [Identity::User(42), Identity::auth_service()] {
             assert_eq!(k.verify(&k.mint(&id)), Some(id));
         }
     }

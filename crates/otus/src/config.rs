@@ -131,8 +131,7 @@ impl IdentityArgs {
         if self.identity_token_secret.is_some() {
             return self.key();
         }
-        let random = otus_auth::password::new_session_token();
-        Ok(otus_identity::IdentityKey::new(random.as_bytes())?)
+        Ok(otus_identity::IdentityKey::random()?)
     }
 }
 

@@ -48,7 +48,7 @@ impl UsersApi {
             .map_err(|s| UsersError::Unauthenticated(s.message().to_owned()))?;
         let allowed = match (access, &who) {
             (Access::Owner(id), Identity::User(me)) => *me == id,
-            (Access::Auth, Identity::Service(s)) => s == "auth",
+            (Access::Auth, who) => who.is_auth_service(),
             _ => false,
         };
         if allowed {

@@ -376,7 +376,7 @@ async fn a_failed_registration_leaves_no_orphan_profile(app: TestApp) {
     });
     otus_identity::attach(
         &mut req,
-        &app.mint(&otus_identity::Identity::Service("auth".into())),
+        &app.mint(&otus_identity::Identity::auth_service()),
     );
     let status = users
         .lookup_username(req)

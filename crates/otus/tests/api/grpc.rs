@@ -111,7 +111,7 @@ async fn invalid_input_is_invalid_argument_with_a_machine_reason_and_field() {
         }),
         validate_only: false,
     });
-    otus_identity::attach(&mut req, &app.mint(&Identity::Service("auth".into())));
+    otus_identity::attach(&mut req, &app.mint(&Identity::auth_service()));
     let status = users
         .create_user(req)
         .await
