@@ -55,16 +55,10 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
                 }
             }
         }
+        // The body is already in memory, read under the limit by the
+        // listener (`listener::read_body`, the limit's one owner).
         let bytes = Bytes::from_request(req, state).await.map_err(|r| {
-            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "PAYLOAD_TOO_LARGE",
-                    "request body is larger than the limit",
-                )
-            } else {
-                ApiError::bad_request("INVALID_BODY", format!("cannot read the request body: {r}"))
-            }
+            ApiError::bad_request("INVALID_BODY", format!("cannot read the request body: {r}"))
         })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::bad_request(

@@ -74,7 +74,11 @@ pub fn router(
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
-        .layer(DefaultBodyLimit::max(cfg.body_limit))
+        // The body limit has one owner: the pipeline below reads every body
+        // under `cfg.body_limit` (413 with the limit in the message) before
+        // any extractor runs, so axum's own limit would only be a second,
+        // unreachable one.
+        .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(
             observe::Pipeline {
                 metrics: http_metrics,

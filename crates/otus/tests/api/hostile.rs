@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{BODY_READ_TIMEOUT, Backend, Options, TestApp, new_user, on_both_backends};
+use crate::helpers::{
+    BODY_LIMIT, BODY_READ_TIMEOUT, Backend, Options, TestApp, new_user, on_both_backends,
+};
 
 /// Characters some backend cannot store or treats specially: NUL
 /// (PostgreSQL refuses it in text, SQLite cuts strings at it), and C0/C1
@@ -166,6 +168,31 @@ async fn a_declared_oversized_body_is_413_without_waiting_for_it() {
         assert_eq!(status, 413, "{expect:?}: {response}");
         assert_eq!(body["reason"], "PAYLOAD_TOO_LARGE");
     }
+}
+
+/// A body that grows past the limit without declaring its length (chunked)
+/// gets the same 413 as a declared one, naming the limit: one owner of the
+/// limit and of its answer.
+#[tokio::test]
+async fn an_undeclared_body_over_the_limit_is_the_same_413() {
+    let app = TestApp::spawn(Backend::Sqlite).await.expect("sqlite");
+    let chunk = "x".repeat(4096);
+    let mut raw =
+        "POST /register HTTP/1.1\r\nHost: arch.homework\r\nContent-Type: application/json\r\n\
+                   Transfer-Encoding: chunked\r\n\r\n"
+            .to_owned();
+    for _ in 0..=(BODY_LIMIT / chunk.len()) {
+        raw.push_str(&format!("{:x}\r\n{chunk}\r\n", chunk.len()));
+    }
+    raw.push_str("0\r\n\r\n");
+    let (response, _) = raw_exchange(&app, raw.as_bytes(), Duration::from_secs(20)).await;
+    let (status, body) = status_and_body(&response);
+    assert_eq!(status, 413, "{response}");
+    assert_eq!(body["reason"], "PAYLOAD_TOO_LARGE");
+    assert_eq!(
+        body["message"],
+        format!("request body is larger than the limit of {BODY_LIMIT} bytes")
+    );
 }
 
 #[tokio::test]
