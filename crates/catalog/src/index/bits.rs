@@ -4,6 +4,7 @@
 use tantivy::DocId;
 
 /// A set of a segment's documents: bit `doc % 64` of word `doc / 64`.
+#[derive(Clone)]
 pub(super) struct Bits(Vec<u64>);
 
 impl Bits {

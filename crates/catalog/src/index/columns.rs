@@ -24,6 +24,7 @@ pub(super) const MAX_CATEGORY_SETS: usize = 64;
 pub(super) const NO_CATEGORY: u32 = u32::MAX;
 
 /// One segment's ids, prices and category ordinals, by document.
+#[derive(Clone)]
 pub(super) struct Columns {
     pub ids: Vec<i64>,
     pub prices: Vec<i64>,
@@ -99,15 +100,8 @@ impl Columns {
     #[cfg(test)]
     pub fn without_category_sets(&self) -> Self {
         Self {
-            ids: self.ids.clone(),
-            prices: self.prices.clone(),
-            categories: match &self.categories {
-                Ords::Narrow(v) => Ords::Narrow(v.clone()),
-                Ords::Wide(v) => Ords::Wide(v.clone()),
-            },
-            ids_ascending: self.ids_ascending,
-            category_names: self.category_names.clone(),
             category_sets: None,
+            ..self.clone()
         }
     }
 
@@ -135,6 +129,7 @@ impl Columns {
 
 /// Category ordinals by document, in two bytes each when the segment has
 /// fewer than 65 535 categories (the last value means none).
+#[derive(Clone)]
 pub(super) enum Ords {
     Narrow(Vec<u16>),
     Wide(Vec<u32>),

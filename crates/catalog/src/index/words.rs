@@ -196,8 +196,8 @@ pub(super) fn run(
                     *n = kept.count_common(set);
                 }
             }
-            // Too many categories for a set each: a match's category is a
-            // cache miss (the matches are scattered over the segment), in a
+            // Few matches, or too many categories for a set each: a match's
+            // category is a cache miss (the matches are scattered over the segment), in a
             // loop that does nothing but read and count, so the processor
             // overlaps the misses.
             (None, None) => {
