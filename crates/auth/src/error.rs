@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use otus_grpc::{DbFault, ErrorDomain};
+use otus_db::is_unavailable;
+use otus_grpc::ErrorDomain;
 use sea_orm::DbErr;
 use tonic::{Code, Status};
 
@@ -92,13 +93,19 @@ impl From<AuthError> for Status {
                     retry_after,
                 );
             }
-            AuthError::Store(StoreError::Db(cause)) if DbFault::of(cause) == DbFault::Other => {
-                return DOMAIN.internal(cause);
-            }
             AuthError::Store(cause) => {
-                return DOMAIN.unavailable("AUTH_STORE_UNAVAILABLE", "session store", cause);
+                let out_of_reach = match cause {
+                    StoreError::Db(db) => is_unavailable(db),
+                    // Every Redis error is one of reaching it (refused,
+                    // timed out, dropped), as it was always answered.
+                    StoreError::Redis(_) => true,
+                };
+                let reason = "AUTH_STORE_UNAVAILABLE";
+                return DOMAIN.store_failure(reason, "session store", out_of_reach, cause);
             }
-            AuthError::Db(cause) => return DOMAIN.database("auth database", cause),
+            AuthError::Db(cause) => {
+                return DOMAIN.database("auth database", is_unavailable(cause), cause);
+            }
             AuthError::Internal(cause) => return DOMAIN.internal(cause),
             // The users service's own answer (with its ErrorInfo) goes on as
             // it is (a clone on the error path only).

@@ -4,10 +4,11 @@
 use std::time::Duration;
 
 use otus_db::{Db, Redis};
+use otus_grpc::client::Channel;
 use otus_grpc::{BoundServer, Host, Readiness, service_router};
 use otus_identity::IdentityKey;
 use otus_proto::auth::v1::auth_service_server::AuthServiceServer;
-use otus_telemetry::{CancellationToken, MeteredChannel};
+use otus_telemetry::CancellationToken;
 
 use crate::{AuthApi, AuthSettings, LoginLimiter, SERVICE_NAME, SessionStore};
 
@@ -22,7 +23,7 @@ pub struct AuthDeps {
     /// database and process memory).
     pub redis: Option<Redis>,
     /// Channel to the users service.
-    pub users: MeteredChannel,
+    pub users: Channel,
     /// Signs identity tokens.
     pub key: IdentityKey,
     /// TTLs and limits.
@@ -51,12 +52,9 @@ pub async fn serve(deps: AuthDeps, host: &Host) -> anyhow::Result<BoundServer> {
         deps.settings,
     )
     .map_err(|e| anyhow::anyhow!("starting the auth service: {e}"))?;
-    let readiness = Readiness {
-        service: SERVICE_NAME,
-        table: "credentials",
-        gate: None,
-    };
-    let router = service_router(readiness, &db, host)
+    let readiness =
+        Readiness::new(SERVICE_NAME, db.table_probe("credentials")).recheck_on(db.watch_up());
+    let router = service_router(readiness, host)
         .await?
         .add_service(AuthServiceServer::new(api));
     BoundServer::bind(host, "auth", router).await

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use otus_db::Db;
+use otus_grpc::client::Channel;
 use otus_identity::{Identity, IdentityKey};
 use otus_proto::{
     auth::v1::{
@@ -15,7 +16,6 @@ use otus_proto::{
         users_service_client::UsersServiceClient,
     },
 };
-use otus_telemetry::MeteredChannel;
 use sea_orm::{ActiveModelTrait as _, ActiveValue::Set, EntityTrait as _};
 use tonic::{Code, Request, Response, Status};
 
@@ -66,7 +66,7 @@ pub struct AuthApi {
     db: Db,
     sessions: SessionStore,
     limiter: LoginLimiter,
-    users: UsersServiceClient<MeteredChannel>,
+    users: UsersServiceClient<Channel>,
     key: IdentityKey,
     settings: AuthSettings,
     /// Bounded password hashing (memory and concurrency).
@@ -83,7 +83,7 @@ impl AuthApi {
         db: Db,
         sessions: SessionStore,
         limiter: LoginLimiter,
-        users: MeteredChannel,
+        users: Channel,
         key: IdentityKey,
         settings: AuthSettings,
     ) -> Result<Self, AuthError> {

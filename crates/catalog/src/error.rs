@@ -1,6 +1,7 @@
 //! The catalog service's errors and their one mapping to gRPC status. A
 //! variant's `#[error]` text is the message clients get.
 
+use otus_db::is_unavailable;
 use otus_grpc::ErrorDomain;
 use sea_orm::DbErr;
 use tonic::{Code, Status};
@@ -44,7 +45,9 @@ impl From<CatalogError> for Status {
         let (code, reason) = match &e {
             CatalogError::BadRequest { reason, .. } => (Code::InvalidArgument, *reason),
             CatalogError::NotFound(_) => (Code::NotFound, "PRODUCT_NOT_FOUND"),
-            CatalogError::Db(cause) => return DOMAIN.database("catalog database", cause),
+            CatalogError::Db(cause) => {
+                return DOMAIN.database("catalog database", is_unavailable(cause), cause);
+            }
             CatalogError::Internal(cause) => return DOMAIN.internal(cause),
             CatalogError::IndexNotReady => {
                 return DOMAIN.retry_later(

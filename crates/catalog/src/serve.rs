@@ -42,16 +42,13 @@ pub async fn serve(deps: CatalogDeps, host: &Host) -> anyhow::Result<BoundServer
     } else {
         None
     };
-    let readiness = Readiness {
-        service: SERVICE_NAME,
-        table: "products",
-        gate: index.as_ref().map(LiveIndex::ready),
-    };
-    let router =
-        service_router(readiness, &db, host)
-            .await?
-            .add_service(CatalogServiceServer::new(CatalogApi::new(
-                db, cache, deps.mode, index,
-            )));
+    let readiness = Readiness::new(SERVICE_NAME, db.table_probe("products"))
+        .recheck_on(db.watch_up())
+        .gated_by(index.as_ref().map(LiveIndex::ready));
+    let router = service_router(readiness, host)
+        .await?
+        .add_service(CatalogServiceServer::new(CatalogApi::new(
+            db, cache, deps.mode, index,
+        )));
     BoundServer::bind(host, "catalog", router).await
 }

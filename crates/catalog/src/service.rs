@@ -217,7 +217,6 @@ mod tests {
     use std::time::Duration;
 
     use prometheus::Registry;
-    use tonic_types::StatusExt as _;
 
     use super::*;
     use crate::{cache::Store, seed};
@@ -256,14 +255,12 @@ mod tests {
             .await
             .expect_err("refused while building");
         assert_eq!(refused.code(), tonic::Code::Unavailable);
-        let details = refused.get_error_details();
         assert_eq!(
-            details.error_info().map(|i| i.reason.as_str()),
-            Some("SEARCH_INDEX_NOT_READY")
-        );
-        assert_eq!(
-            details.retry_info().and_then(|r| r.retry_delay),
-            Some(crate::error::INDEX_RETRY_AFTER)
+            otus_grpc::client::CallError::of(&refused),
+            otus_grpc::client::CallError::Service {
+                reason: "SEARCH_INDEX_NOT_READY".into(),
+                retry_after: Some(crate::error::INDEX_RETRY_AFTER),
+            }
         );
 
         live.refresh(&db).await.expect("build");

@@ -132,6 +132,34 @@ impl Db {
         &self.conn
     }
 
+    /// A readiness probe for a service that owns `table`: `Ok` when the
+    /// table answers, i.e. the database is up *and* migrated (a bare ping
+    /// would report ready before the migrations Job ran, and requests would
+    /// then fail on a missing table); otherwise why not. Each call of the
+    /// returned function runs one `SELECT 1 FROM table LIMIT 1`.
+    pub fn table_probe(
+        &self,
+        table: &'static str,
+    ) -> impl Fn() -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>>
+    + Send
+    + Sync
+    + 'static {
+        let db = self.clone();
+        move || {
+            let db = db.clone();
+            Box::pin(async move {
+                let probe = Statement::from_string(
+                    db.get_database_backend(),
+                    format!("SELECT 1 FROM {table} LIMIT 1"),
+                );
+                db.query_one_raw(probe)
+                    .await
+                    .map(drop)
+                    .map_err(|e| format!("table {table}: {e}"))
+            })
+        }
+    }
+
     /// Runs `work` unless the breaker is open; cuts it short if the breaker
     /// opens meanwhile; reports connection errors to the prober.
     async fn guard<T>(&self, work: impl Future<Output = Result<T, DbErr>>) -> Result<T, DbErr> {
@@ -265,6 +293,23 @@ mod tests {
         sea_orm::Database::connect("sqlite::memory:")
             .await
             .expect("in-memory SQLite")
+    }
+
+    /// Ready only once the service's table exists: an empty database (the
+    /// migrations not run yet) is up but not ready.
+    #[tokio::test]
+    async fn the_table_probe_waits_for_the_table() {
+        // One connection: each connection to `:memory:` is its own database.
+        let mut options = sea_orm::ConnectOptions::new("sqlite::memory:");
+        options.max_connections(1);
+        let db = Db::always_up(sea_orm::Database::connect(options).await.expect("sqlite"));
+        let probe = db.table_probe("things");
+        let not_yet = probe().await.expect_err("no table yet");
+        assert!(not_yet.contains("things"), "{not_yet}");
+        db.execute_unprepared("CREATE TABLE things (id INTEGER)")
+            .await
+            .expect("table");
+        assert_eq!(probe().await, Ok(()));
     }
 
     #[tokio::test]

@@ -9,9 +9,9 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
+use otus_grpc::client::CallError;
 use serde::Serialize;
 use tonic::Code;
-use tonic_types::StatusExt as _;
 
 /// An error answer.
 #[derive(Debug, Clone)]
@@ -123,90 +123,47 @@ pub fn http_status(code: Code) -> StatusCode {
     }
 }
 
-/// Whether `s` says the backend went away under the call rather than
-/// answering it: no `ErrorInfo` (our services put one on every error they
-/// make), and a code the transport produces when a connection is refused,
-/// closed or reset (a restart, a crash). A read can safely be sent again.
-pub(crate) fn backend_went_away(s: &tonic::Status) -> bool {
-    matches!(
-        s.code(),
-        Code::Unavailable | Code::Cancelled | Code::Unknown | Code::Internal | Code::Aborted
-    ) && s.get_error_details().error_info().is_none()
-}
-
-/// Runs an idempotent read, and once more if the backend went away under
-/// the first attempt ([`backend_went_away`]): the channel reconnects, so the
-/// second attempt goes out on a new connection (in Kubernetes, possibly to
-/// another pod), and a backend's restart costs the client nothing when
-/// another instance answers. Writes are never retried (the first attempt may
-/// have been applied).
-pub(crate) async fn read_retried_once<R, F, Fut>(mut call: F) -> Result<R, tonic::Status>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<R, tonic::Status>>,
-{
-    match call().await {
-        Err(s) if backend_went_away(&s) => {
-            tracing::debug!(grpc.code = ?s.code(), grpc.message = %s.message(), "backend went away under a read; retrying once");
-            call().await
-        }
-        other => other,
-    }
-}
-
 impl From<tonic::Status> for ApiError {
+    /// A service's own answer (`CallError::Service`) keeps its reason and
+    /// message (written for clients); a call that got no answer gets a
+    /// fixed message instead of the transport's text, which names
+    /// internals.
     fn from(s: tonic::Status) -> Self {
-        let mut status = http_status(s.code());
-        // Our services attach google.rpc.ErrorInfo to every error they
-        // produce; its message is written for clients. Without it the status
-        // came from the transport (connection refused, deadline), whose text
-        // names internals, so clients get a fixed message instead.
-        let details = s.get_error_details();
-        match details.error_info() {
-            Some(info) => {
-                let mut e = Self::new(status, info.reason.clone(), s.message());
-                if status.is_server_error() {
-                    e.cause = Some(format!("backend error: {:?}", s.code()));
-                }
-                e.retry_after = details
-                    .retry_info()
-                    .and_then(|r| r.retry_delay)
-                    .map(|d| d.as_secs().max(1));
-                e
+        let (mut e, cause) = match CallError::of(&s) {
+            CallError::Service {
+                reason,
+                retry_after,
+            } => {
+                let status = http_status(s.code());
+                let mut e = Self::new(status, reason, s.message());
+                e.retry_after = retry_after.map(|d| d.as_secs().max(1));
+                let cause = status
+                    .is_server_error()
+                    .then(|| format!("backend error: {:?}", s.code()));
+                (e, cause)
             }
-            None => {
-                let (reason, message) = match s.code() {
-                    Code::Unavailable => (
+            no_answer => {
+                let (status, reason, message) = match no_answer {
+                    // The backend closed or reset the connection under the
+                    // call, or refused it (a restart, a crash): 503.
+                    CallError::WentAway => (
+                        StatusCode::SERVICE_UNAVAILABLE,
                         "BACKEND_UNAVAILABLE",
                         "a backend service is unavailable; try again later",
                     ),
-                    Code::DeadlineExceeded => (
+                    CallError::DeadlineExceeded => (
+                        StatusCode::GATEWAY_TIMEOUT,
                         "DEADLINE_EXCEEDED",
                         "a backend service did not answer in time",
                     ),
-                    // Without our ErrorInfo (our services put one on every
-                    // error they make, INTERNAL included), these come from the
-                    // transport: the backend closed or reset the connection
-                    // under the call (a restart, a crash). The backend went
-                    // away: 503.
-                    Code::Cancelled | Code::Unknown | Code::Internal | Code::Aborted => {
-                        status = StatusCode::SERVICE_UNAVAILABLE;
-                        (
-                            "BACKEND_UNAVAILABLE",
-                            "a backend service is unavailable; try again later",
-                        )
-                    }
-                    _ => ("INTERNAL", "internal error"),
+                    _ => (http_status(s.code()), "INTERNAL", "internal error"),
                 };
-                let mut e = Self::new(status, reason, message);
-                e.cause = Some(format!(
-                    "backend call failed: {:?}: {}",
-                    s.code(),
-                    s.message()
-                ));
-                e
+                let cause = format!("backend call failed: {:?}: {}", s.code(), s.message());
+                (Self::new(status, reason, message), Some(cause))
             }
-        }
+        };
+        e.cause = cause;
+        e
     }
 }
 
@@ -247,60 +204,9 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_read_is_retried_once_when_the_backend_went_away_and_only_then() {
-        let attempts = std::cell::Cell::new(0);
-        // Cut under the first attempt, answered by the second.
-        let r = read_retried_once(|| {
-            attempts.set(attempts.get() + 1);
-            let n = attempts.get();
-            async move {
-                if n == 1 {
-                    Err(tonic::Status::cancelled("connection closed"))
-                } else {
-                    Ok(n)
-                }
-            }
-        })
-        .await;
-        assert_eq!(r.ok(), Some(2));
-        // Gone twice: the second failure is the answer (no third attempt).
-        attempts.set(0);
-        let r: Result<(), _> = read_retried_once(|| {
-            attempts.set(attempts.get() + 1);
-            async { Err(tonic::Status::unavailable("connection refused")) }
-        })
-        .await;
-        assert_eq!(r.map_err(|s| s.code()), Err(Code::Unavailable));
-        assert_eq!(attempts.get(), 2);
-        // A backend's own answer (with ErrorInfo), even UNAVAILABLE, is final.
-        attempts.set(0);
-        let r: Result<(), _> = read_retried_once(|| {
-            attempts.set(attempts.get() + 1);
-            let mut details = tonic_types::ErrorDetails::new();
-            details.set_error_info(
-                "DATABASE_UNAVAILABLE",
-                "catalog.otus",
-                std::collections::HashMap::new(),
-            );
-            async move {
-                Err(tonic::Status::with_error_details(
-                    Code::Unavailable,
-                    "database down",
-                    details,
-                ))
-            }
-        })
-        .await;
-        assert_eq!(r.map_err(|s| s.code()), Err(Code::Unavailable));
-        assert_eq!(attempts.get(), 1);
-    }
-
     #[test]
     fn a_backends_own_internal_error_stays_500() {
-        let mut details = tonic_types::ErrorDetails::new();
-        details.set_error_info("INTERNAL", "users.otus", std::collections::HashMap::new());
-        let s = tonic::Status::with_error_details(Code::Internal, "internal error", details);
+        let s = otus_grpc::ErrorDomain("users.otus").internal(&"a bug");
         let e = ApiError::from(s);
         assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(e.reason(), "INTERNAL");

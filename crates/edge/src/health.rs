@@ -39,7 +39,7 @@ pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn backend_serving(
-    mut client: tonic_health::pb::health_client::HealthClient<otus_telemetry::MeteredChannel>,
+    mut client: tonic_health::pb::health_client::HealthClient<otus_grpc::client::Channel>,
     service: &str,
 ) -> bool {
     let mut req = tonic::Request::new(HealthCheckRequest {

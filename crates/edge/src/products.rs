@@ -17,11 +17,9 @@ use otus_proto::catalog::{
 };
 use serde::Serialize;
 
-use crate::{
-    body::PathId,
-    error::{ApiError, read_retried_once},
-    state::AppState,
-};
+use otus_grpc::client::read_retried_once;
+
+use crate::{body::PathId, error::ApiError, state::AppState};
 
 /// The routes of this module.
 pub fn router() -> Router<AppState> {

@@ -13,10 +13,9 @@ use axum::{
 };
 use otus_proto::auth::v1::AuthenticateRequest;
 
-use crate::{
-    error::{ApiError, read_retried_once},
-    state::AppState,
-};
+use otus_grpc::client::read_retried_once;
+
+use crate::{error::ApiError, state::AppState};
 
 pub use crate::credentials::COOKIE;
 use crate::credentials::session_cookies;

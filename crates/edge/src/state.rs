@@ -5,12 +5,13 @@
 use std::{sync::Arc, time::Duration};
 
 use axum::http::HeaderMap;
+use otus_grpc::client::{self, Channel};
 use otus_proto::{
     auth::v1::auth_service_client::AuthServiceClient,
     catalog::v1::catalog_service_client::CatalogServiceClient,
     users::v1::users_service_client::UsersServiceClient,
 };
-use otus_telemetry::{CancellationToken, MeteredChannel, Metrics};
+use otus_telemetry::{CancellationToken, Metrics};
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::observe;
@@ -56,11 +57,11 @@ impl std::ops::Deref for AppState {
 
 /// The contents of [`AppState`].
 pub struct Shared {
-    pub(crate) users: UsersServiceClient<MeteredChannel>,
-    pub(crate) auth: AuthServiceClient<MeteredChannel>,
-    pub(crate) catalog: CatalogServiceClient<MeteredChannel>,
+    pub(crate) users: UsersServiceClient<Channel>,
+    pub(crate) auth: AuthServiceClient<Channel>,
+    pub(crate) catalog: CatalogServiceClient<Channel>,
     /// Health clients of every backend, with the service name to ask for.
-    pub(crate) backends: Vec<(HealthClient<MeteredChannel>, &'static str)>,
+    pub(crate) backends: Vec<(HealthClient<Channel>, &'static str)>,
     pub(crate) grpc_deadline: Duration,
     pub(crate) cookie_secure: bool,
     pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
@@ -74,9 +75,9 @@ impl AppState {
         metrics: &Metrics,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
-        let users = metrics.metered_channel(&cfg.users_url)?;
-        let auth = metrics.metered_channel(&cfg.auth_url)?;
-        let catalog = metrics.metered_channel(&cfg.catalog_url)?;
+        let users = client::channel(metrics, &cfg.users_url)?;
+        let auth = client::channel(metrics, &cfg.auth_url)?;
+        let catalog = client::channel(metrics, &cfg.catalog_url)?;
         Ok(Self(Arc::new(Shared {
             users: UsersServiceClient::new(users.clone()),
             auth: AuthServiceClient::new(auth.clone()),

@@ -17,9 +17,11 @@ use otus_proto::{
 };
 use prost_types::FieldMask;
 
+use otus_grpc::client::read_retried_once;
+
 use crate::{
     body::{Field, JsonObject, PathId},
-    error::{ApiError, read_retried_once},
+    error::ApiError,
     profile::{self, READ_ONLY, UserJson},
     session::{Caller, SessionToken, session_ended},
     state::AppState,

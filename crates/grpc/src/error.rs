@@ -2,7 +2,6 @@
 
 use std::{collections::HashMap, fmt::Display, time::Duration};
 
-use sea_orm::{DbErr, SqlErr};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt as _};
 
@@ -83,43 +82,29 @@ impl ErrorDomain {
         self.status(Code::Internal, "INTERNAL", "internal error")
     }
 
-    /// The answer to a database error nobody expected to be a conflict:
-    /// out of reach → UNAVAILABLE `DATABASE_UNAVAILABLE` ("the `database`
-    /// is unavailable"), anything else → opaque INTERNAL. A service that
-    /// gives unique violations a meaning of its own (a taken username)
-    /// matches on [`DbFault::of`] first.
-    pub fn database(self, database: &str, e: &DbErr) -> Status {
-        match DbFault::of(e) {
-            DbFault::Unavailable => self.unavailable("DATABASE_UNAVAILABLE", database, e),
-            DbFault::UniqueViolation | DbFault::Other => self.internal(e),
+    /// The answer to a store's failure that was not a client's doing: out
+    /// of reach (`out_of_reach`, as the store's own crate sorts it, e.g.
+    /// `otus_db::DbFault::is_unavailable`) → UNAVAILABLE with `reason`
+    /// ("the `store` is unavailable"); anything else → an opaque INTERNAL.
+    pub fn store_failure(
+        self,
+        reason: &str,
+        store: &str,
+        out_of_reach: bool,
+        cause: &dyn Display,
+    ) -> Status {
+        if out_of_reach {
+            self.unavailable(reason, store, cause)
+        } else {
+            self.internal(cause)
         }
     }
-}
 
-/// What kind of database failure an error is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DbFault {
-    /// A unique index refused the write: the only constraint a client can
-    /// trip (→ ALREADY_EXISTS with the service's own reason).
-    UniqueViolation,
-    /// The database could not be reached or dropped the connection
-    /// ([`otus_db::is_unavailable`]) → UNAVAILABLE; a retry can succeed.
-    Unavailable,
-    /// Anything else: a bug, a missing table, an unexpected answer → an
-    /// opaque INTERNAL with the cause logged.
-    Other,
-}
-
-impl DbFault {
-    /// Sorts `e`.
-    pub fn of(e: &DbErr) -> Self {
-        if let Some(SqlErr::UniqueConstraintViolation(_)) = e.sql_err() {
-            Self::UniqueViolation
-        } else if otus_db::is_unavailable(e) {
-            Self::Unavailable
-        } else {
-            Self::Other
-        }
+    /// [`Self::store_failure`] of a database, with the reason
+    /// `DATABASE_UNAVAILABLE`. A service that gives a unique violation a
+    /// meaning of its own (a taken username) sorts it out first.
+    pub fn database(self, database: &str, out_of_reach: bool, cause: &dyn Display) -> Status {
+        self.store_failure("DATABASE_UNAVAILABLE", database, out_of_reach, cause)
     }
 }
 
@@ -166,10 +151,8 @@ mod tests {
     }
 
     #[test]
-    fn database_errors_are_unavailable_only_when_out_of_reach() {
-        let gone = DbErr::Conn(sea_orm::RuntimeErr::Internal("connection refused".into()));
-        assert_eq!(DbFault::of(&gone), DbFault::Unavailable);
-        let s = DOMAIN.database("test database", &gone);
+    fn store_failures_are_unavailable_only_when_out_of_reach() {
+        let s = DOMAIN.database("test database", true, &"connection refused");
         assert_eq!(s.code(), Code::Unavailable);
         assert_eq!(
             s.message(),
@@ -182,9 +165,7 @@ mod tests {
 
         // A bug (here: a query the database refused) is no reason to retry,
         // and its text (it may name tables) never reaches the client.
-        let bug = DbErr::Custom("no such table: credentials".into());
-        assert_eq!(DbFault::of(&bug), DbFault::Other);
-        let s = DOMAIN.database("test database", &bug);
+        let s = DOMAIN.database("test database", false, &"no such table: credentials");
         assert_eq!(s.code(), Code::Internal);
         assert_eq!(s.message(), "internal error");
         assert_eq!(

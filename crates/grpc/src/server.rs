@@ -1,5 +1,5 @@
 //! How every gRPC service of the system is served: standard health
-//! (`grpc.health.v1.Health`, following the service's database), server
+//! (`grpc.health.v1.Health`, following the service's readiness probe), server
 //! reflection (v1 and v1alpha, so both grpcurl and `buf curl` can list and
 //! call methods), metrics on every call, HTTP/2 keep-alive, and graceful
 //! shutdown.
@@ -10,18 +10,23 @@
 //! [`BoundServer::run`] serves until the shutdown token fires and in-flight
 //! calls have finished.
 
-use std::{future::Future, net::SocketAddr, pin::Pin, time::Duration};
+use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use otus_db::Db;
 use otus_telemetry::{CancellationToken, Metrics};
+use tokio::sync::watch;
 use tonic::transport::Server;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::listener::bind;
 
-/// How often a service checks its database for the health status.
-pub const DB_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+/// How often a service asks its readiness probe.
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// A readiness check: `Ok` when the service can serve, otherwise why not
+/// (logged when the status changes).
+pub type Probe =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
 /// A tonic router whose every call is metered.
 pub type ServiceRouter = tonic::transport::server::Router<
@@ -31,17 +36,54 @@ pub type ServiceRouter = tonic::transport::server::Router<
     >,
 >;
 
-/// When a service is ready (its health status SERVING).
-#[derive(Debug)]
+/// When a service is ready (its health status SERVING): its probe answers
+/// `Ok` (asked every [`PROBE_INTERVAL`], and at once when a watched signal
+/// moves) and its gate, if any, is open. The gRPC crate runs no query of its
+/// own: the probe comes from what the service depends on (for a service on
+/// the database, `otus_db::Db::table_probe`: its own table answers).
 pub struct Readiness {
-    /// The fully-qualified gRPC service name the status is reported for.
-    pub service: &'static str,
-    /// A table of the service's own that must answer: the database is up
-    /// *and* migrated.
-    pub table: &'static str,
-    /// Also wait for this to be true (the catalog's search index before its
-    /// first build); `None`: the database alone decides.
-    pub gate: Option<tokio::sync::watch::Receiver<bool>>,
+    service: &'static str,
+    probe: Probe,
+    recheck_on: Option<watch::Receiver<bool>>,
+    gate: Option<watch::Receiver<bool>>,
+}
+
+impl Readiness {
+    /// The fully-qualified gRPC `service` name, ready while `probe` says so.
+    pub fn new<F>(service: &'static str, probe: F) -> Self
+    where
+        F: Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync + 'static,
+    {
+        Self {
+            service,
+            probe: Arc::new(probe),
+            recheck_on: None,
+            gate: None,
+        }
+    }
+
+    /// Asks the probe again as soon as `signal` changes (the database's
+    /// circuit breaker opening or closing), not at the next interval.
+    pub fn recheck_on(mut self, signal: watch::Receiver<bool>) -> Self {
+        self.recheck_on = Some(signal);
+        self
+    }
+
+    /// Also wait for `gate` to be true (the catalog's search index before
+    /// its first build); `None` changes nothing.
+    pub fn gated_by(mut self, gate: Option<watch::Receiver<bool>>) -> Self {
+        self.gate = gate;
+        self
+    }
+}
+
+impl std::fmt::Debug for Readiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Readiness")
+            .field("service", &self.service)
+            .field("gated", &self.gate.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The standard services every server has besides its own: what its
@@ -89,81 +131,65 @@ fn reflection_services(
     ))
 }
 
-/// SERVING when the service's own table answers: the database is up *and*
-/// migrated. (A bare ping would report ready before the migrations Job ran,
-/// and requests would then fail on a missing table.)
-async fn database_status(db: &Db, service: &str, table: &str) -> ServingStatus {
-    use sea_orm::ConnectionTrait as _;
-    let probe = sea_orm::Statement::from_string(
-        db.get_database_backend(),
-        format!("SELECT 1 FROM {table} LIMIT 1"),
-    );
-    match db.query_one_raw(probe).await {
-        Ok(_) => ServingStatus::Serving,
-        Err(e) => {
-            tracing::warn!(error = %e, %service, %table, "database not ready");
+/// SERVING when the probe says so; the reason it gives otherwise is logged.
+async fn probe_status(probe: &Probe, service: &str) -> ServingStatus {
+    match probe().await {
+        Ok(()) => ServingStatus::Serving,
+        Err(why) => {
+            tracing::warn!(%service, %why, "not ready");
             ServingStatus::NotServing
         }
     }
 }
 
 /// Keeps the service's health status in step with [`Readiness`]:
-/// NOT_SERVING while its table does not answer, so readiness probes (and
-/// the edge's `/ready`) notice, and while the gate is false. The first
-/// status is set before this returns, so the service never answers health
-/// checks with "unknown service".
+/// NOT_SERVING while its probe fails (so readiness probes, and the edge's
+/// `/ready`, notice) and while the gate is false. The first status is set
+/// before this returns, so the service never answers health checks with
+/// "unknown service".
 async fn watch_readiness(
     reporter: HealthReporter,
     readiness: Readiness,
-    db: Db,
     shutdown: CancellationToken,
 ) {
     let Readiness {
         service,
-        table,
+        probe,
+        recheck_on,
         gate,
     } = readiness;
-    let open = |gate: &Option<tokio::sync::watch::Receiver<bool>>| {
-        gate.as_ref().is_none_or(|g| *g.borrow())
-    };
-    let status_now = async |db: &Db, open: bool| {
+    let open = |gate: &Option<watch::Receiver<bool>>| gate.as_ref().is_none_or(|g| *g.borrow());
+    let status_now = async |probe: &Probe, open: bool| {
         if open {
-            database_status(db, service, table).await
+            probe_status(probe, service).await
         } else {
             ServingStatus::NotServing
         }
     };
-    let mut last = status_now(&db, open(&gate)).await;
+    let mut last = status_now(&probe, open(&gate)).await;
     reporter.set_service_status(service, last).await;
-    let mut breaker = db.watch_up();
     tokio::spawn(async move {
-        let mut gate = gate;
+        let (mut gate, mut recheck_on) = (gate, recheck_on);
         loop {
-            // The circuit breaker opening or closing: the status follows at
-            // once, not at the next poll.
-            let breaker_moved = async {
-                if breaker.changed().await.is_err() {
+            // A watched signal moving (the circuit breaker opening or
+            // closing, the gate opening): the status follows at once, not at
+            // the next poll. A signal whose sender is gone never moves again.
+            let moved = async |signal: &mut Option<watch::Receiver<bool>>| {
+                let alive = match signal {
+                    Some(s) => s.changed().await.is_ok(),
+                    None => false,
+                };
+                if !alive {
                     std::future::pending::<()>().await;
-                }
-            };
-            let changed = async {
-                match gate.as_mut() {
-                    // A closed gate (its sender gone) never changes again.
-                    Some(g) => {
-                        if g.changed().await.is_err() {
-                            std::future::pending::<()>().await;
-                        }
-                    }
-                    None => std::future::pending::<()>().await,
                 }
             };
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(DB_HEALTH_INTERVAL) => {}
-                () = changed => {}
-                () = breaker_moved => {}
+                () = tokio::time::sleep(PROBE_INTERVAL) => {}
+                () = moved(&mut gate) => {}
+                () = moved(&mut recheck_on) => {}
             }
-            let status = status_now(&db, open(&gate)).await;
+            let status = status_now(&probe, open(&gate)).await;
             if status != last {
                 reporter.set_service_status(service, status).await;
                 last = status;
@@ -207,15 +233,11 @@ impl Host {
 /// keep-alive, health (following `readiness`) and reflection listing
 /// `readiness.service` and the standard services. The caller adds that
 /// service.
-pub async fn service_router(
-    readiness: Readiness,
-    db: &Db,
-    host: &Host,
-) -> anyhow::Result<ServiceRouter> {
+pub async fn service_router(readiness: Readiness, host: &Host) -> anyhow::Result<ServiceRouter> {
     let (metrics, shutdown) = (&host.metrics, &host.shutdown);
     let (reflection_v1, reflection_v1alpha) = reflection_services(readiness.service)?;
     let (reporter, health) = tonic_health::server::health_reporter();
-    watch_readiness(reporter, readiness, db.clone(), shutdown.clone()).await;
+    watch_readiness(reporter, readiness, shutdown.clone()).await;
     Ok(Server::builder()
         // A peer that stopped answering (gone without closing) is dropped
         // after a minute and a half instead of holding its connection.
@@ -289,40 +311,58 @@ mod tests {
         resp.into_inner().status()
     }
 
+    /// Waits for SERVING, failing if it takes half a probe interval: the
+    /// status must follow `what` at once, not at the next poll.
+    async fn serving_before_the_next_poll(health: &HealthService, what: &str) {
+        let deadline = tokio::time::Instant::now() + PROBE_INTERVAL / 2;
+        while status(health, "svc").await != Pb::Serving {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "still NOT_SERVING after {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// The catalog reports NOT_SERVING until its search index is built, even
     /// with the database up, and SERVING as soon as the gate opens (without
     /// waiting for the next database check).
     #[tokio::test]
     async fn a_closed_gate_keeps_the_service_not_serving() {
-        // One connection: each connection to `:memory:` is its own database.
-        let mut options = sea_orm::ConnectOptions::new("sqlite::memory:");
-        options.max_connections(1);
-        let conn = sea_orm::Database::connect(options).await.expect("sqlite");
-        let db = Db::always_up(conn);
-        use sea_orm::ConnectionTrait as _;
-        db.execute_unprepared("CREATE TABLE things (id INTEGER)")
-            .await
-            .expect("table");
         let reporter = HealthReporter::new();
         let health = HealthService::from_health_reporter(reporter.clone());
         let (open, gate) = tokio::sync::watch::channel(false);
         let shutdown = CancellationToken::new();
-        let readiness = Readiness {
-            service: "svc",
-            table: "things",
-            gate: Some(gate),
-        };
-        watch_readiness(reporter, readiness, db, shutdown.clone()).await;
+        let readiness = Readiness::new("svc", || Box::pin(async { Ok(()) })).gated_by(Some(gate));
+        watch_readiness(reporter, readiness, shutdown.clone()).await;
         assert_eq!(status(&health, "svc").await, Pb::NotServing);
         open.send_replace(true);
-        let deadline = tokio::time::Instant::now() + DB_HEALTH_INTERVAL / 2;
-        while status(&health, "svc").await != Pb::Serving {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "still NOT_SERVING after the gate opened"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        serving_before_the_next_poll(&health, "the gate opened").await;
+        shutdown.cancel();
+    }
+
+    /// A failing probe keeps the service NOT_SERVING; when the watched
+    /// signal moves (the circuit breaker closing), the probe is asked again
+    /// at once rather than at the next interval.
+    #[tokio::test]
+    async fn the_probe_is_asked_again_when_its_signal_moves() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let reporter = HealthReporter::new();
+        let health = HealthService::from_health_reporter(reporter.clone());
+        let up = Arc::new(AtomicBool::new(false));
+        let probe_up = up.clone();
+        let (breaker, signal) = tokio::sync::watch::channel(false);
+        let shutdown = CancellationToken::new();
+        let readiness = Readiness::new("svc", move || {
+            let up = probe_up.load(Ordering::SeqCst);
+            Box::pin(async move { if up { Ok(()) } else { Err("down".into()) } })
+        })
+        .recheck_on(signal);
+        watch_readiness(reporter, readiness, shutdown.clone()).await;
+        assert_eq!(status(&health, "svc").await, Pb::NotServing);
+        up.store(true, Ordering::SeqCst);
+        breaker.send_replace(true);
+        serving_before_the_next_poll(&health, "the signal moved").await;
         shutdown.cancel();
     }
 }

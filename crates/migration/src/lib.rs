@@ -13,6 +13,19 @@ pub use sea_orm_migration::prelude::*;
 pub const PRODUCTS_TRGM_INDEX: &str = "CREATE INDEX IF NOT EXISTS products_name_trgm_idx \
      ON products USING gin (name_search gin_trgm_ops)";
 
+/// The unique constraints on `users`, by the names PostgreSQL gives them
+/// (the users service tells a taken username from any other unique
+/// violation by these names; SQLite names the column instead).
+pub mod users_unique {
+    /// `users.username`'s own UNIQUE (`create_users`), named by PostgreSQL's
+    /// rule for an unnamed column constraint: `<table>_<column>_key`.
+    pub const USERNAME: &str = "users_username_key";
+    /// The unique index on `users.username_key`.
+    pub use crate::m20261125_000005_username_key::INDEX as USERNAME_KEY;
+    /// The unique index on `users.username_skeleton`.
+    pub use crate::m20261205_000008_username_skeleton::INDEX as USERNAME_SKELETON;
+}
+
 /// Runs a migration written as raw SQL per backend (triggers and functions,
 /// which sea-query does not express): `postgres` on PostgreSQL, `sqlite`
 /// on the embedded default.

@@ -14,7 +14,8 @@ use sea_orm_migration::{prelude::*, schema::*};
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-const INDEX: &str = "users_username_key_idx";
+/// The unique index on `users.username_key`.
+pub const INDEX: &str = "users_username_key_idx";
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {

@@ -13,7 +13,8 @@ use sea_orm_migration::{prelude::*, schema::*};
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-const INDEX: &str = "users_username_skeleton_idx";
+/// The unique index on `users.username_skeleton`.
+pub const INDEX: &str = "users_username_skeleton_idx";
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {

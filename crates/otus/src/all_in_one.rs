@@ -66,7 +66,7 @@ impl AllInOne {
             otus_auth::serve::AuthDeps {
                 db: conn,
                 redis: sessions,
-                users: metrics.metered_channel(&users_url)?,
+                users: otus_grpc::client::channel(&metrics, &users_url)?,
                 key,
                 settings: args.auth.settings(deadline),
             },

@@ -64,7 +64,7 @@ pub async fn run_auth(args: AuthArgs) -> anyhow::Result<()> {
                 None,
             )
             .await?,
-            users: metrics.metered_channel(&args.users_grpc_url)?,
+            users: otus_grpc::client::channel(&metrics, &args.users_grpc_url)?,
             key,
             settings: args
                 .auth

@@ -8,12 +8,12 @@
 //!   port, which the public ingress never routes, so metrics are not public.
 //! - [`shutdown_signal`]: SIGINT/SIGTERM as a [`CancellationToken`] that every
 //!   server of the process watches, so one signal drains them all.
-//! - [`grpc_metrics`], [`balance`], [`MeteredChannel`]: gRPC call metrics and spans, and
-//!   client channels spread over every address of a backend.
+//! - [`grpc_metrics`]: gRPC call metrics and spans, as a tower layer for
+//!   servers and client channels alike (the channels themselves are
+//!   `otus_grpc::client`'s).
 //! - [`windowed_max`]: the windowed maximum behind the `*_max_seconds` gauges.
 
 mod admin;
-pub mod balance;
 pub mod grpc_metrics;
 mod logging;
 mod metrics;
@@ -30,9 +30,3 @@ pub use logging::{
 pub use metrics::{LATENCY_BUCKETS, Metrics, registered};
 pub use shutdown::shutdown_signal;
 pub use tokio_util::sync::CancellationToken;
-
-/// A gRPC client channel whose calls are counted and timed
-/// (`grpc_client_handling_seconds`) and spread over the backend's addresses
-/// ([`balance`]); made by [`Metrics::metered_channel`]. The edge's channels to
-/// every backend and auth's channel to users are this one type.
-pub type MeteredChannel = grpc_metrics::GrpcMetrics<balance::Balanced>;

@@ -1,11 +1,11 @@
 //! The process's Prometheus registry and the collectors every component
-//! shares (SQL statements, gRPC calls, metered channels).
+//! shares (SQL statements, gRPC calls on both sides).
 
 use std::sync::Arc;
 
 use prometheus::{Encoder as _, HistogramOpts, HistogramVec, Registry, TextEncoder};
 
-use crate::{MeteredChannel, balance, grpc_metrics as grpc};
+use crate::grpc_metrics as grpc;
 
 /// A process's metrics registry, with the collectors every component
 /// shares. Cheap to clone (shared).
@@ -73,20 +73,10 @@ impl Metrics {
         grpc::GrpcMetricsLayer::new(self.grpc_server.clone(), grpc::Side::Server)
     }
 
-    /// Tower layer for gRPC client channels.
+    /// Tower layer for gRPC client channels (`otus_grpc::client::channel`
+    /// puts it on every channel).
     pub fn grpc_client_layer(&self) -> grpc::GrpcMetricsLayer {
         grpc::GrpcMetricsLayer::new(self.grpc_client.clone(), grpc::Side::Client)
-    }
-
-    /// A [`balance::Balanced`] channel to `url` (its name resolved again every
-    /// [`balance::RESOLVE_EVERY`]) with client metrics. It connects on first
-    /// use, so a caller starts (and answers its own health checks) while the
-    /// backend is still down; calls then fail fast with UNAVAILABLE. Needs a
-    /// Tokio runtime.
-    pub fn metered_channel(&self, url: &str) -> anyhow::Result<MeteredChannel> {
-        use tower::Layer as _;
-        let channel = balance::Balanced::new(url, balance::RESOLVE_EVERY, balance::dns())?;
-        Ok(self.grpc_client_layer().layer(channel))
     }
 
     /// Records one SQL statement.

@@ -1,7 +1,9 @@
 //! The users service's errors and their one mapping to gRPC status. A
 //! variant's `#[error]` text is the message clients get.
 
-use otus_grpc::{DbFault, ErrorDomain};
+use otus_db::{Unique, is_unavailable};
+use otus_grpc::ErrorDomain;
+use otus_migration::users_unique;
 use sea_orm::DbErr;
 use tonic::{Code, Status};
 
@@ -54,14 +56,37 @@ pub enum UsersError {
     Db(#[source] DbErr),
 }
 
+/// The unique constraints that make a username taken: the exact name, its
+/// normalised key, its confusable skeleton. Any other unique violation is
+/// not a taken username (a unique email added later must not answer
+/// `USERNAME_TAKEN`): it goes to the kit as a fault.
+pub const USERNAME_CONSTRAINTS: [Unique; 3] = [
+    Unique {
+        name: users_unique::USERNAME,
+        table: "users",
+        column: "username",
+    },
+    Unique {
+        name: users_unique::USERNAME_KEY,
+        table: "users",
+        column: "username_key",
+    },
+    Unique {
+        name: users_unique::USERNAME_SKELETON,
+        table: "users",
+        column: "username_skeleton",
+    },
+];
+
 impl UsersError {
-    /// Sorts a database error: a unique violation (the only constraint a
-    /// client can trip: the username's key) becomes `UsernameTaken`, the
-    /// rest goes to the kit ([`ErrorDomain::database`]).
+    /// Sorts a database error: a violation of one of the username's unique
+    /// constraints ([`USERNAME_CONSTRAINTS`], matched by name) becomes
+    /// `UsernameTaken`, the rest goes to the kit ([`ErrorDomain::database`]).
     pub fn from_db(e: DbErr) -> Self {
-        match DbFault::of(&e) {
-            DbFault::UniqueViolation => Self::UsernameTaken,
-            DbFault::Unavailable | DbFault::Other => Self::Db(e),
+        if USERNAME_CONSTRAINTS.iter().any(|c| c.is_violated_by(&e)) {
+            Self::UsernameTaken
+        } else {
+            Self::Db(e)
         }
     }
 }
@@ -70,7 +95,9 @@ impl From<UsersError> for Status {
     fn from(e: UsersError) -> Self {
         let (code, reason) = match &e {
             UsersError::Invalid(violations) => return invalid(violations),
-            UsersError::Db(cause) => return DOMAIN.database("user database", cause),
+            UsersError::Db(cause) => {
+                return DOMAIN.database("user database", is_unavailable(cause), cause);
+            }
             UsersError::BadRequest { reason, .. } => (Code::InvalidArgument, *reason),
             UsersError::Unauthenticated(_) => (Code::Unauthenticated, "UNAUTHENTICATED"),
             UsersError::NotOwner => (Code::PermissionDenied, "NOT_OWNER"),

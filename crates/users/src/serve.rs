@@ -19,12 +19,9 @@ pub struct UsersDeps {
 /// Binds the host's address and wires the users service: ready while its
 /// table answers.
 pub async fn serve(deps: UsersDeps, host: &Host) -> anyhow::Result<BoundServer> {
-    let readiness = Readiness {
-        service: SERVICE_NAME,
-        table: "users",
-        gate: None,
-    };
-    let router = service_router(readiness, &deps.db, host)
+    let readiness =
+        Readiness::new(SERVICE_NAME, deps.db.table_probe("users")).recheck_on(deps.db.watch_up());
+    let router = service_router(readiness, host)
         .await?
         .add_service(UsersServiceServer::new(UsersApi::new(deps.db, deps.key)));
     BoundServer::bind(host, "users", router).await

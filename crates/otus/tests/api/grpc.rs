@@ -315,7 +315,7 @@ async fn calls_reach_every_instance_behind_one_name(app: TestApp) {
 
     // "users.test" resolves to both instances.
     let both = vec![app.grpc, b];
-    let channel = otus_telemetry::balance::Balanced::new(
+    let channel = otus_grpc::client::balance::Balanced::new(
         &format!("http://users.test:{}", app.grpc.port()),
         Duration::from_millis(50),
         Arc::new(move |_, _| {

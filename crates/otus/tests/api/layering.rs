@@ -95,6 +95,19 @@ fn every_crate_dependency_points_down_a_layer() {
         .map(|(name, _)| name)
         .collect();
     assert_eq!(edge_users, ["otus"], "only the binary depends on the edge");
+    // gRPC has one home on both ends: the edge calls the services through
+    // otus-grpc's client side; the gRPC crate runs no SQL (readiness is a
+    // probe the service hands it), so it needs no database crate.
+    assert!(
+        deps["otus-edge"].contains("otus-grpc"),
+        "the edge's channels and error decoding come from otus-grpc: {:?}",
+        deps["otus-edge"]
+    );
+    assert!(
+        !deps["otus-grpc"].contains("otus-db"),
+        "otus-grpc depends on otus-db: {:?}",
+        deps["otus-grpc"]
+    );
     for name in layers.keys() {
         assert!(
             deps.contains_key(name),
@@ -204,4 +217,26 @@ fn the_import_reader_sees_a_circle() {
     );
     let only_tests = imported_modules("fn f() {}\n#[cfg(test)]\nmod tests { use crate::z; }");
     assert!(only_tests.is_empty(), "{only_tests:?}");
+}
+
+/// otus-telemetry is about telemetry: no gRPC channel, no tonic. (The call
+/// metrics layer is a tower layer over any HTTP service.)
+#[test]
+fn telemetry_has_no_grpc_channel_code() {
+    let manifest = read("crates/telemetry/Cargo.toml");
+    assert!(
+        !manifest.lines().any(|l| l.starts_with("tonic")),
+        "otus-telemetry depends on tonic"
+    );
+    for entry in std::fs::read_dir(format!("{ROOT}/crates/telemetry/src")).expect("sources") {
+        let path = entry.expect("entry").path();
+        let source = std::fs::read_to_string(&path).expect("source");
+        for word in ["tonic::transport", "Channel", "Endpoint"] {
+            assert!(
+                !source.contains(word),
+                "{} names {word}: channels belong to otus_grpc::client",
+                path.display()
+            );
+        }
+    }
 }
