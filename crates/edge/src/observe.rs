@@ -162,11 +162,25 @@ fn request_id(req: &Request) -> HeaderValue {
     }
 }
 
+/// On a response that any cache may keep because it is the same for every
+/// caller (the public catalog): put there by the router that owns those
+/// routes ([`shareable`]), so which routes are public is decided beside the
+/// routes, not by a path here.
+#[derive(Clone, Copy, Debug)]
+pub struct Shareable;
+
+/// Marks a route's answers [`Shareable`]: `.route_layer(map_response(shareable))`.
+pub async fn shareable(mut resp: Response) -> Response {
+    resp.extensions_mut().insert(Shareable);
+    resp
+}
+
 /// Headers every answer carries: `X-Content-Type-Options: nosniff` (a JSON
 /// answer is never sniffed into HTML), and `Cache-Control: no-store` on
-/// everything but the public catalog, so no shared cache keeps a profile, a
+/// everything not [`Shareable`], so no shared cache keeps a profile, a
 /// token or a session answer.
-fn security_headers(resp: &mut Response, public: bool) {
+fn security_headers(resp: &mut Response) {
+    let public = resp.extensions().get::<Shareable>().is_some();
     let headers = resp.headers_mut();
     headers.insert(
         axum::http::header::X_CONTENT_TYPE_OPTIONS,
@@ -204,7 +218,6 @@ pub async fn request(State(p): State<Pipeline>, mut req: Request, next: Next) ->
     let method = METHODS[method_index];
     let route = req.extensions().get::<MatchedPath>().cloned();
     let route = route.as_ref().map_or(UNMATCHED_ROUTE, MatchedPath::as_str);
-    let public = req.uri().path().starts_with("/products");
     // For traces only (see `otus_telemetry::TRACE_ONLY`): without an OTLP
     // endpoint it is not created. The access line below says the same.
     let span = tracing::info_span!(
@@ -241,7 +254,7 @@ pub async fn request(State(p): State<Pipeline>, mut req: Request, next: Next) ->
         }
     };
     let mut resp = inner.instrument(span.clone()).await;
-    security_headers(&mut resp, public);
+    security_headers(&mut resp);
     gauge.dec();
     let elapsed = start.elapsed();
     let status = resp.status();
@@ -353,16 +366,14 @@ mod tests {
                 .finish(),
         );
         // Nothing listens on these ports: the catalog call fails.
+        let dead = "http://127.0.0.1:1".to_owned();
         let cfg = EdgeConfig {
-            users_url: "http://127.0.0.1:1".into(),
-            auth_url: "http://127.0.0.1:1".into(),
-            catalog_url: "http://127.0.0.1:1".into(),
-            cookie_secure: false,
-            trusted_proxies: Vec::new(),
+            users_url: dead.clone(),
+            auth_url: dead.clone(),
+            catalog_url: dead,
             grpc_deadline: Duration::from_secs(2),
             request_timeout: Duration::from_secs(5),
-            body_limit: 1024,
-            body_read_timeout: Duration::from_secs(5),
+            ..EdgeConfig::default()
         };
         let app = router(&cfg, &Metrics::new(), CancellationToken::new()).expect("router");
         let call = |uri: &str| {

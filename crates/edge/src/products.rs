@@ -19,13 +19,16 @@ use serde::Serialize;
 
 use otus_grpc::client::read_retried_once;
 
-use crate::{body::PathId, error::ApiError, state::AppState};
+use crate::{body::PathId, error::ApiError, observe, state::AppState};
 
 /// The routes of this module.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/products", get(search))
         .route("/products/{id}", get(product))
+        // The catalog is the same for every caller: its answers may be
+        // kept by shared caches (no `Cache-Control: no-store`).
+        .route_layer(axum::middleware::map_response(observe::shareable))
 }
 
 /// The REST `Product`.

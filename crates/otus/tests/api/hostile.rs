@@ -456,7 +456,10 @@ async fn ambiguous_bodies_are_refused_and_answers_are_not_cached_or_sniffed() {
     for (path, token, no_store) in [
         ("/me", Some(token.as_str()), true),
         ("/nope", None, true),
+        // Public is what the catalog's routes say, not a path prefix.
+        ("/productsearch", None, true),
         ("/products?q=xyz", None, false),
+        ("/products/1", None, false),
     ] {
         let resp = app.get(path, token).await;
         let h = resp.headers();
