@@ -58,6 +58,38 @@ pub struct SearchCache {
     coalesced: IntCounter,
 }
 
+/// The search cache's settings: what the binary's flags map onto.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// Cache search answers at all.
+    pub enabled: bool,
+    /// How long a cached answer is served: the consistency window.
+    pub ttl: Duration,
+    /// Most answers the in-process cache holds (Redis: its `maxmemory`).
+    pub max_entries: u64,
+}
+
+impl CacheSettings {
+    /// The defaults (`CACHE_ENABLED=true`, `CACHE_TTL_SECS=60`,
+    /// `CACHE_MAX_ENTRIES=10000`).
+    pub const DEFAULT: Self = Self {
+        enabled: true,
+        ttl: Duration::from_secs(60),
+        max_entries: 10_000,
+    };
+
+    /// Where answers are cached under these settings: nowhere when
+    /// disabled, in `redis` when given (shared by replicas), else in
+    /// process memory.
+    pub fn store(&self, redis: Option<&Redis>) -> Store {
+        match redis {
+            _ if !self.enabled => Store::Disabled,
+            Some(redis) => Store::Redis(redis.clone()),
+            None => SearchCache::local_store(self.ttl, self.max_entries),
+        }
+    }
+}
+
 impl SearchCache {
     /// A cache over `store`; counters go to `registry`.
     pub fn new(store: Store, ttl: Duration, registry: &Registry) -> prometheus::Result<Self> {

@@ -28,7 +28,7 @@ pub mod serve;
 pub mod service;
 pub mod words;
 
-pub use cache::SearchCache;
+pub use cache::{CacheSettings, SearchCache};
 pub use error::CatalogError;
 pub use serve::serve;
 pub use service::CatalogApi;

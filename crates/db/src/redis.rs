@@ -5,6 +5,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use fred::prelude::{Builder, Client, ClientLike as _, Config, ReconnectPolicy};
 
+/// The prefix of every key unless `REDIS_KEY_PREFIX` says otherwise.
+pub const DEFAULT_KEY_PREFIX: &str = "otus:";
+
 /// A Redis client and the prefix every key of this deployment starts with
 /// (`REDIS_KEY_PREFIX`, so several systems, or test runs, can share one
 /// Redis). Each service builds its own keys under it, in its `keys` module.

@@ -55,6 +55,9 @@ pub use error::ApiError;
 use otus_telemetry::{CancellationToken, Metrics};
 pub use state::{AppState, EdgeConfig};
 
+/// The port the edge answers HTTP on unless told otherwise.
+pub const HTTP_PORT: u16 = 8000;
+
 /// The complete edge router.
 pub fn router(
     cfg: &EdgeConfig,

@@ -40,6 +40,27 @@ pub struct EdgeConfig {
     pub body_read_timeout: Duration,
 }
 
+impl Default for EdgeConfig {
+    /// The documented defaults (`../shared/CONTRACT.md`'s configuration),
+    /// with every backend on loopback at its own default port: what
+    /// `otus edge` runs with when nothing is set, and what tests change a
+    /// field of.
+    fn default() -> Self {
+        let local = |port: u16| format!("http://127.0.0.1:{port}");
+        Self {
+            users_url: local(otus_proto::users::GRPC_PORT),
+            auth_url: local(otus_proto::auth::GRPC_PORT),
+            catalog_url: local(otus_proto::catalog::GRPC_PORT),
+            cookie_secure: false,
+            trusted_proxies: Vec::new(),
+            grpc_deadline: otus_grpc::DEFAULT_DEADLINE,
+            request_timeout: Duration::from_secs(10),
+            body_limit: 64 * 1024,
+            body_read_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
 /// What every handler can reach. Cheap to clone: axum clones the state for
 /// every request (even `/health/`), and cloning six gRPC clients (channel
 /// handles with their queues) per request cost the edge more than half of
@@ -134,16 +155,14 @@ mod tests {
 
     #[tokio::test]
     async fn grpc_calls_carry_the_deadline_and_the_request_id() {
+        // Nothing listens on port 1: the calls are never sent anyway.
+        let dead = "http://127.0.0.1:1".to_owned();
         let cfg = EdgeConfig {
-            users_url: "http://127.0.0.1:1".into(),
-            auth_url: "http://127.0.0.1:2".into(),
-            catalog_url: "http://127.0.0.1:3".into(),
-            cookie_secure: false,
-            trusted_proxies: Vec::new(),
+            users_url: dead.clone(),
+            auth_url: dead.clone(),
+            catalog_url: dead,
             grpc_deadline: Duration::from_millis(1500),
-            request_timeout: Duration::from_secs(10),
-            body_limit: 1024,
-            body_read_timeout: Duration::from_secs(5),
+            ..EdgeConfig::default()
         };
         let state = AppState::new(&cfg, &Metrics::new(), CancellationToken::new()).unwrap();
         let mut headers = HeaderMap::new();

@@ -4,11 +4,46 @@
 use std::{net::SocketAddr, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
+use otus_catalog::search::SearchMode;
 use otus_db::{DEFAULT_DATABASE_URL, PoolSettings};
 use otus_telemetry::LogFormat;
 
 /// The auth service's defaults, which its variables' defaults are.
 const AUTH: otus_auth::AuthSettings = otus_auth::AuthSettings::DEFAULT;
+/// The search cache's defaults.
+const CACHE: otus_catalog::CacheSettings = otus_catalog::CacheSettings::DEFAULT;
+
+/// The edge's defaults (backends on loopback at their default ports).
+fn edge() -> otus_edge::EdgeConfig {
+    otus_edge::EdgeConfig::default()
+}
+
+/// The ports each process listens on unless told otherwise; the gRPC ones
+/// are the services' own (`otus_proto::<service>::GRPC_PORT`), which every
+/// caller's default URL uses too.
+mod ports {
+    use otus_proto::{auth, catalog, users};
+    pub const HTTP: u16 = otus_edge::HTTP_PORT;
+    pub const USERS: u16 = users::GRPC_PORT;
+    pub const AUTH: u16 = auth::GRPC_PORT;
+    pub const CATALOG: u16 = catalog::GRPC_PORT;
+    /// `/metrics` of the edge (and of all-in-one), users, auth, catalog.
+    pub const ADMIN_EDGE: u16 = 9000;
+    pub const ADMIN_USERS: u16 = 9001;
+    pub const ADMIN_AUTH: u16 = 9002;
+    pub const ADMIN_CATALOG: u16 = 9003;
+}
+
+/// `port` on every interface (what a pod listens on).
+fn any(port: u16) -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], port))
+}
+
+/// `port` on loopback only (all-in-one's gRPC ports: for grpcurl, not the
+/// network).
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
 
 /// A default duration as the whole milliseconds a `*_MS` variable holds.
 const fn millis(d: Duration) -> u64 {
@@ -145,7 +180,7 @@ pub struct RedisArgs {
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// Prefix of every Redis key this process writes.
-    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "otus:")]
+    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = otus_db::redis::DEFAULT_KEY_PREFIX)]
     pub redis_key_prefix: String,
 }
 
@@ -166,27 +201,41 @@ pub struct SessionRedisArgs {
 #[derive(Debug, Clone, Args)]
 pub struct CacheArgs {
     /// Cache search answers: 1/true/on or 0/false/off.
-    #[arg(long, env = "CACHE_ENABLED", default_value = "true", action = clap::ArgAction::Set,
+    #[arg(long, env = "CACHE_ENABLED", default_value_t = CACHE.enabled, action = clap::ArgAction::Set,
           value_parser = clap::builder::BoolishValueParser::new())]
     pub cache_enabled: bool,
     /// How long a cached answer is served, in seconds (the consistency window).
-    #[arg(long, env = "CACHE_TTL_SECS", default_value_t = 60)]
+    #[arg(long, env = "CACHE_TTL_SECS", default_value_t = CACHE.ttl.as_secs())]
     pub cache_ttl_secs: u64,
     /// Most answers the in-process cache holds (Redis: see its maxmemory).
-    #[arg(long, env = "CACHE_MAX_ENTRIES", default_value_t = 10_000)]
+    #[arg(long, env = "CACHE_MAX_ENTRIES", default_value_t = CACHE.max_entries)]
     pub cache_max_entries: u64,
     /// Benchmarks only: search with the unindexed `name ILIKE '%word%'` of the
     /// original solution (PostgreSQL), to measure the index against it.
-    #[arg(long, env = "CATALOG_SEARCH_BASELINE", default_value = "false", action = clap::ArgAction::Set,
+    #[arg(long, env = "CATALOG_SEARCH_BASELINE",
+          default_value_t = SearchMode::default() == SearchMode::UnindexedBaseline,
+          action = clap::ArgAction::Set,
           value_parser = clap::builder::BoolishValueParser::new())]
     pub catalog_search_baseline: bool,
     /// Answer searches from the in-memory tantivy index (stemming, typos,
     /// prefix, relevance, facets), kept in step with the products table
     /// (false: the database's trigram index answers every search with the old
     /// substring rules; a benchmark baseline).
-    #[arg(long, env = "CATALOG_SEARCH_INDEX", default_value = "true", action = clap::ArgAction::Set,
+    #[arg(long, env = "CATALOG_SEARCH_INDEX", default_value_t = SearchMode::default().in_memory_index(),
+          action = clap::ArgAction::Set,
           value_parser = clap::builder::BoolishValueParser::new())]
     pub catalog_search_index: bool,
+}
+
+impl CacheArgs {
+    /// The search cache's settings (a TTL of at least a second).
+    pub fn settings(&self) -> otus_catalog::CacheSettings {
+        otus_catalog::CacheSettings {
+            enabled: self.cache_enabled,
+            ttl: Duration::from_secs(self.cache_ttl_secs.max(1)),
+            max_entries: self.cache_max_entries,
+        }
+    }
 }
 
 /// The auth service's policy: session lifetime, login limits, the bound on
@@ -237,17 +286,17 @@ impl AuthPolicyArgs {
 #[derive(Debug, Clone, Args)]
 pub struct EdgeHttpArgs {
     /// Deadline of every outgoing gRPC call, in milliseconds.
-    #[arg(long, env = "GRPC_DEADLINE_MS", default_value_t = millis(otus_grpc::DEFAULT_DEADLINE))]
+    #[arg(long, env = "GRPC_DEADLINE_MS", default_value_t = millis(edge().grpc_deadline))]
     pub grpc_deadline_ms: u64,
     /// Upper bound on a whole HTTP request, in milliseconds (504 beyond).
-    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
+    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = millis(edge().request_timeout))]
     pub request_timeout_ms: u64,
     /// Largest accepted request body, in bytes (413 beyond, at once when
     /// Content-Length declares it).
-    #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = 64 * 1024)]
+    #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = edge().body_limit)]
     pub body_limit_bytes: usize,
     /// Milliseconds a client has to send a request body (408 beyond).
-    #[arg(long, env = "BODY_READ_TIMEOUT_MS", default_value_t = 5000)]
+    #[arg(long, env = "BODY_READ_TIMEOUT_MS", default_value_t = millis(edge().body_read_timeout))]
     pub body_read_timeout_ms: u64,
     /// Milliseconds a client has to send a request's headers, from the
     /// connection's start or the request's first byte (ingress-nginx sends
@@ -273,7 +322,7 @@ pub struct EdgeHttpArgs {
           default_value_t = otus_edge::ListenerLimits::DEFAULT.max_connections)]
     pub http_max_connections: usize,
     /// Mark the session cookie `Secure` (serve over HTTPS).
-    #[arg(long, env = "COOKIE_SECURE", default_value_t = false)]
+    #[arg(long, env = "COOKIE_SECURE", default_value_t = edge().cookie_secure)]
     pub cookie_secure: bool,
     /// Comma-separated addresses or networks (`10.244.0.0/16`) of the proxies
     /// in front of the edge (the ingress controller): from them, and only
@@ -328,19 +377,19 @@ impl EdgeHttpArgs {
 #[derive(Debug, Clone, Args)]
 pub struct AllInOneArgs {
     /// Public HTTP (REST) address.
-    #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:8000")]
+    #[arg(long, env = "HTTP_ADDR", default_value_t = any(ports::HTTP))]
     pub http_addr: SocketAddr,
     /// Admin address serving /metrics (never routed by the ingress).
-    #[arg(long, env = "ADMIN_ADDR", default_value = "0.0.0.0:9000")]
+    #[arg(long, env = "ADMIN_ADDR", default_value_t = any(ports::ADMIN_EDGE))]
     pub admin_addr: SocketAddr,
     /// Users gRPC address (loopback by default: for grpcurl / buf curl).
-    #[arg(long, env = "USERS_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    #[arg(long, env = "USERS_GRPC_ADDR", default_value_t = loopback(ports::USERS))]
     pub users_grpc_addr: SocketAddr,
     /// Auth gRPC address (loopback by default).
-    #[arg(long, env = "AUTH_GRPC_ADDR", default_value = "127.0.0.1:50052")]
+    #[arg(long, env = "AUTH_GRPC_ADDR", default_value_t = loopback(ports::AUTH))]
     pub auth_grpc_addr: SocketAddr,
     /// Catalog gRPC address (loopback by default).
-    #[arg(long, env = "CATALOG_GRPC_ADDR", default_value = "127.0.0.1:50053")]
+    #[arg(long, env = "CATALOG_GRPC_ADDR", default_value_t = loopback(ports::CATALOG))]
     pub catalog_grpc_addr: SocketAddr,
     #[command(flatten)]
     pub db: DbArgs,
@@ -362,25 +411,21 @@ pub struct AllInOneArgs {
 #[derive(Debug, Clone, Args)]
 pub struct EdgeArgs {
     /// Public HTTP (REST) address.
-    #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:8000")]
+    #[arg(long, env = "HTTP_ADDR", default_value_t = any(ports::HTTP))]
     pub http_addr: SocketAddr,
     /// Admin address serving /metrics.
-    #[arg(long, env = "ADMIN_ADDR", default_value = "0.0.0.0:9000")]
+    #[arg(long, env = "ADMIN_ADDR", default_value_t = any(ports::ADMIN_EDGE))]
     pub admin_addr: SocketAddr,
     /// Where the users service answers gRPC. A host name is resolved every 5 s and calls go
     /// round robin over its addresses (with a headless Service: every ready pod).
-    #[arg(long, env = "USERS_GRPC_URL", default_value = "http://127.0.0.1:50051")]
+    #[arg(long, env = "USERS_GRPC_URL", default_value_t = edge().users_url)]
     pub users_grpc_url: String,
     /// Where the auth service answers gRPC. A host name is resolved every 5 s and calls go
     /// round robin over its addresses (with a headless Service: every ready pod).
-    #[arg(long, env = "AUTH_GRPC_URL", default_value = "http://127.0.0.1:50052")]
+    #[arg(long, env = "AUTH_GRPC_URL", default_value_t = edge().auth_url)]
     pub auth_grpc_url: String,
     /// Where the catalog service answers gRPC.
-    #[arg(
-        long,
-        env = "CATALOG_GRPC_URL",
-        default_value = "http://127.0.0.1:50053"
-    )]
+    #[arg(long, env = "CATALOG_GRPC_URL", default_value_t = edge().catalog_url)]
     pub catalog_grpc_url: String,
     #[command(flatten)]
     pub http: EdgeHttpArgs,
@@ -390,10 +435,10 @@ pub struct EdgeArgs {
 #[derive(Debug, Clone, Args)]
 pub struct UsersArgs {
     /// gRPC listen address.
-    #[arg(long, env = "GRPC_ADDR", default_value = "0.0.0.0:50051")]
+    #[arg(long, env = "GRPC_ADDR", default_value_t = any(ports::USERS))]
     pub grpc_addr: SocketAddr,
     /// Admin address serving /metrics.
-    #[arg(long, env = "ADMIN_ADDR", default_value = "0.0.0.0:9001")]
+    #[arg(long, env = "ADMIN_ADDR", default_value_t = any(ports::ADMIN_USERS))]
     pub admin_addr: SocketAddr,
     /// Apply pending migrations before serving (off in Kubernetes, where a
     /// Job runs `otus migrate` once per release).
@@ -409,17 +454,17 @@ pub struct UsersArgs {
 #[derive(Debug, Clone, Args)]
 pub struct AuthArgs {
     /// gRPC listen address.
-    #[arg(long, env = "GRPC_ADDR", default_value = "0.0.0.0:50052")]
+    #[arg(long, env = "GRPC_ADDR", default_value_t = any(ports::AUTH))]
     pub grpc_addr: SocketAddr,
     /// Admin address serving /metrics.
-    #[arg(long, env = "ADMIN_ADDR", default_value = "0.0.0.0:9002")]
+    #[arg(long, env = "ADMIN_ADDR", default_value_t = any(ports::ADMIN_AUTH))]
     pub admin_addr: SocketAddr,
     /// Where the users service answers gRPC. A host name is resolved every 5 s and calls go
     /// round robin over its addresses (with a headless Service: every ready pod).
-    #[arg(long, env = "USERS_GRPC_URL", default_value = "http://127.0.0.1:50051")]
+    #[arg(long, env = "USERS_GRPC_URL", default_value_t = edge().users_url)]
     pub users_grpc_url: String,
     /// Deadline of every outgoing gRPC call, in milliseconds.
-    #[arg(long, env = "GRPC_DEADLINE_MS", default_value_t = millis(otus_grpc::DEFAULT_DEADLINE))]
+    #[arg(long, env = "GRPC_DEADLINE_MS", default_value_t = millis(AUTH.users_deadline))]
     pub grpc_deadline_ms: u64,
     #[command(flatten)]
     pub db: DbArgs,
@@ -437,10 +482,10 @@ pub struct AuthArgs {
 #[derive(Debug, Clone, Args)]
 pub struct CatalogArgs {
     /// gRPC listen address.
-    #[arg(long, env = "GRPC_ADDR", default_value = "0.0.0.0:50053")]
+    #[arg(long, env = "GRPC_ADDR", default_value_t = any(ports::CATALOG))]
     pub grpc_addr: SocketAddr,
     /// Admin address serving /metrics.
-    #[arg(long, env = "ADMIN_ADDR", default_value = "0.0.0.0:9003")]
+    #[arg(long, env = "ADMIN_ADDR", default_value_t = any(ports::ADMIN_CATALOG))]
     pub admin_addr: SocketAddr,
     #[command(flatten)]
     pub db: DbArgs,
@@ -494,4 +539,59 @@ pub struct SeedArgs {
     pub batch_size: usize,
     #[command(flatten)]
     pub db: DbArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With nothing set, every process runs on the defaults its crates own:
+    /// the flags only map onto them.
+    #[test]
+    fn the_defaults_are_the_crates_own() {
+        let args = AllInOneArgs::parse_ignoring_env::<_, &str>([]).expect("defaults parse");
+        assert_eq!(args.cache.settings(), otus_catalog::CacheSettings::DEFAULT);
+        assert_eq!(
+            SearchMode::from_settings(
+                args.cache.catalog_search_index,
+                args.cache.catalog_search_baseline
+            ),
+            SearchMode::default()
+        );
+        let want = otus_edge::EdgeConfig::default();
+        let got = args
+            .edge
+            .edge_config(
+                want.users_url.clone(),
+                want.auth_url.clone(),
+                want.catalog_url.clone(),
+            )
+            .expect("edge config");
+        assert_eq!(format!("{got:?}"), format!("{want:?}"));
+        let auth = args.auth.settings(AUTH.users_deadline);
+        assert_eq!(format!("{auth:?}"), format!("{AUTH:?}"));
+        assert_eq!(
+            args.redis.redis_key_prefix,
+            otus_db::redis::DEFAULT_KEY_PREFIX
+        );
+        assert_eq!(
+            args.users_grpc_addr.port(),
+            otus_proto::users::GRPC_PORT,
+            "all-in-one's users port"
+        );
+
+        // A separate edge's default backends are the services' own ports.
+        let cli = Cli::try_parse_from(["otus", "edge"]).expect("edge parses");
+        let Some(Command::Edge(edge)) = cli.command else {
+            panic!("not the edge: {cli:?}")
+        };
+        assert_eq!(
+            [
+                edge.users_grpc_url,
+                edge.auth_grpc_url,
+                edge.catalog_grpc_url
+            ],
+            [want.users_url, want.auth_url, want.catalog_url]
+        );
+    }
 }

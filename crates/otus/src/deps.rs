@@ -116,30 +116,14 @@ pub(crate) fn catalog_deps(
     cache: &CacheArgs,
     redis: Option<&db::Redis>,
 ) -> otus_catalog::serve::CatalogDeps {
+    let settings = cache.settings();
     otus_catalog::serve::CatalogDeps {
         db,
-        store: cache_store(cache, redis),
-        ttl: cache_ttl(cache),
+        store: settings.store(redis),
+        ttl: settings.ttl,
         mode: otus_catalog::search::SearchMode::from_settings(
             cache.catalog_search_index,
             cache.catalog_search_baseline,
         ),
     }
-}
-
-/// The search cache store for these settings.
-fn cache_store(cache: &CacheArgs, redis: Option<&db::Redis>) -> otus_catalog::cache::Store {
-    use otus_catalog::cache::Store;
-    if !cache.cache_enabled {
-        return Store::Disabled;
-    }
-    match redis {
-        Some(redis) => Store::Redis(redis.clone()),
-        None => otus_catalog::SearchCache::local_store(cache_ttl(cache), cache.cache_max_entries),
-    }
-}
-
-/// How long a cached answer is served (at least a second).
-fn cache_ttl(cache: &CacheArgs) -> std::time::Duration {
-    std::time::Duration::from_secs(cache.cache_ttl_secs.max(1))
 }

@@ -5,6 +5,10 @@
 
 /// `otus.users.v1`: the users service (profiles).
 pub mod users {
+    /// The port the users service answers gRPC on unless told otherwise
+    /// (its listen address and every caller's default URL).
+    pub const GRPC_PORT: u16 = 50051;
+
     /// Version 1 of the users API.
     pub mod v1 {
         // Generated code: lints that fire depend on the proto, so `expect` would
@@ -16,6 +20,9 @@ pub mod users {
 
 /// `otus.auth.v1`: the auth service (credentials, sessions, identity).
 pub mod auth {
+    /// The port the auth service answers gRPC on unless told otherwise.
+    pub const GRPC_PORT: u16 = 50052;
+
     /// Version 1 of the auth API.
     pub mod v1 {
         // Generated code: see `users::v1`.
@@ -26,6 +33,9 @@ pub mod auth {
 
 /// `otus.catalog.v1`: the catalog service (product search).
 pub mod catalog {
+    /// The port the catalog service answers gRPC on unless told otherwise.
+    pub const GRPC_PORT: u16 = 50053;
+
     /// Response metadata (and, at the edge, the HTTP header) saying where a
     /// search answer came from: `HIT` (the cache) or `MISS` (computed).
     pub const CACHE_HEADER: &str = "x-cache";

@@ -38,6 +38,27 @@ async fn ready_is_ok_when_the_users_service_and_database_answer() {
     );
 }
 
+/// An edge on its own (no services in its process) with `cfg`, serving
+/// until `shutdown`; its base URL.
+async fn edge_alone(
+    cfg: &otus_edge::EdgeConfig,
+    shutdown: &otus_telemetry::CancellationToken,
+) -> String {
+    let metrics = otus_telemetry::Metrics::new();
+    let router = otus_edge::router(cfg, &metrics, shutdown.clone()).expect("router");
+    let (addr, serve) = otus_edge::serve(
+        "127.0.0.1:0".parse().expect("addr"),
+        router,
+        otus_edge::ListenerLimits::DEFAULT,
+        &metrics,
+        shutdown.clone(),
+    )
+    .await
+    .expect("serve");
+    tokio::spawn(serve);
+    format!("http://{addr}")
+}
+
 /// An edge whose backends are not running: liveness stays OK, readiness
 /// says 503, and API calls fail fast with a 503 JSON error, not a hang or 500.
 #[tokio::test]
@@ -51,29 +72,9 @@ async fn with_the_users_service_down_the_edge_answers_503_quickly() {
         users_url: format!("http://{dead_addr}"),
         auth_url: format!("http://{dead_addr}"),
         catalog_url: format!("http://{dead_addr}"),
-        cookie_secure: false,
-        trusted_proxies: Vec::new(),
-        grpc_deadline: Duration::from_secs(5),
-        request_timeout: Duration::from_secs(10),
-        body_limit: 1024,
-        body_read_timeout: Duration::from_secs(5),
+        ..otus_edge::EdgeConfig::default()
     };
-    let metrics = otus_telemetry::Metrics::new();
-    let router = otus_edge::router(&cfg, &metrics, shutdown.clone()).expect("router");
-    let (addr, serve) = otus_edge::serve(
-        "127.0.0.1:0".parse().expect("addr"),
-        router,
-        otus_edge::ListenerLimits {
-            max_connections: 64,
-            ..otus_edge::ListenerLimits::DEFAULT
-        },
-        &metrics,
-        shutdown.clone(),
-    )
-    .await
-    .expect("serve");
-    tokio::spawn(serve);
-    let base = format!("http://{addr}");
+    let base = edge_alone(&cfg, &shutdown).await;
     let client = reqwest::Client::new();
 
     let live = client
@@ -147,29 +148,9 @@ async fn with_auth_down_an_edge_keeps_serving_the_other_routes(app: TestApp) {
         // Port 1 is privileged and unused: connections are refused.
         auth_url: "http://127.0.0.1:1".into(),
         catalog_url: format!("http://{}", app.catalog_grpc),
-        cookie_secure: false,
-        trusted_proxies: Vec::new(),
-        grpc_deadline: Duration::from_secs(5),
-        request_timeout: Duration::from_secs(10),
-        body_limit: 1024,
-        body_read_timeout: Duration::from_secs(5),
+        ..otus_edge::EdgeConfig::default()
     };
-    let metrics = otus_telemetry::Metrics::new();
-    let router = otus_edge::router(&cfg, &metrics, shutdown.clone()).expect("router");
-    let (addr, serve) = otus_edge::serve(
-        "127.0.0.1:0".parse().expect("addr"),
-        router,
-        otus_edge::ListenerLimits {
-            max_connections: 64,
-            ..otus_edge::ListenerLimits::DEFAULT
-        },
-        &metrics,
-        shutdown.clone(),
-    )
-    .await
-    .expect("serve");
-    tokio::spawn(serve);
-    let base = format!("http://{addr}");
+    let base = edge_alone(&cfg, &shutdown).await;
     let client = reqwest::Client::new();
 
     // What the chart's readiness probe asks: the process serves.

@@ -9,12 +9,8 @@ use reqwest::{Client, Response};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-/// Which database a test runs on.
-#[derive(Clone, Copy, Debug)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
+pub use otus_test_db::Backend;
+use otus_test_db::TestDb;
 
 /// Request body limit the test apps run with (small, to test 413 cheaply).
 pub const BODY_LIMIT: usize = 16 * 1024;
@@ -53,175 +49,9 @@ impl Default for Options {
 /// Time the test apps give a client to send a body (short, to test 408).
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_millis(1000);
 
-/// A fresh database that is removed when dropped.
-enum TestDb {
-    Sqlite(std::path::PathBuf),
-    Postgres { admin_url: String, name: String },
-}
-
-impl TestDb {
-    async fn create(backend: Backend) -> Option<(Self, String)> {
-        match backend {
-            Backend::Sqlite => {
-                let path =
-                    std::env::temp_dir().join(format!("otus-test-{}.sqlite", Uuid::new_v4()));
-                let url = format!("sqlite://{}?mode=rwc", path.display());
-                Some((Self::Sqlite(path), url))
-            }
-            Backend::Postgres => {
-                // The build script marks these tests ignored when the variable
-                // was unset at build time; reaching here without it means they
-                // were forced with --ignored.
-                let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
-                    panic!(
-                        "TEST_DATABASE_URL is not set; set it (e.g. \
-                         postgres://postgres@127.0.0.1:5432/postgres) to run on PostgreSQL"
-                    );
-                };
-                let name = format!("otus_test_{}", Uuid::new_v4().simple());
-                let template = migrated_template(&admin_url).await;
-                let admin = sea_orm::Database::connect(&admin_url)
-                    .await
-                    .expect("TEST_DATABASE_URL must point at a reachable PostgreSQL");
-                use sea_orm::ConnectionTrait as _;
-                admin
-                    .execute_unprepared(&format!(
-                        "CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""
-                    ))
-                    .await
-                    .expect("create test database");
-                let url = with_database(&admin_url, &name);
-                Some((Self::Postgres { admin_url, name }, url))
-            }
-        }
-    }
-}
-
-/// A migrated PostgreSQL database that every test database is cloned from
-/// (`CREATE DATABASE … TEMPLATE`, a file copy), so a test does not run the
-/// migrations itself (crates.io's `TestDatabase` does the same). Named by a
-/// hash of the migrations' sources, so a changed migration gets a template
-/// of its own; made once per schema under an advisory lock (test binaries
-/// run in parallel), and built under a temporary name, so a run cut short
-/// never leaves a half-migrated template behind.
-async fn migrated_template(admin_url: &str) -> String {
-    static TEMPLATE: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
-    TEMPLATE
-        .get_or_init(|| async {
-            use sea_orm::ConnectionTrait as _;
-            let name = format!("otus_tmpl_{:016x}", migrations_hash());
-            let mut options = sea_orm::ConnectOptions::new(admin_url);
-            // Advisory locks belong to a session: one connection.
-            options.max_connections(1).sqlx_logging(false);
-            let admin = sea_orm::Database::connect(options)
-                .await
-                .expect("TEST_DATABASE_URL must point at a reachable PostgreSQL");
-            // Any fixed key; the same in every test binary.
-            const LOCK: i64 = 0x6f74_7573_746d_706c;
-            admin
-                .execute_unprepared(&format!("SELECT pg_advisory_lock({LOCK})"))
-                .await
-                .expect("template lock");
-            let exists = admin
-                .query_one_raw(sea_orm::Statement::from_string(
-                    sea_orm::DatabaseBackend::Postgres,
-                    format!("SELECT 1 FROM pg_database WHERE datname = '{name}'"),
-                ))
-                .await
-                .expect("look for the template")
-                .is_some();
-            if !exists {
-                let building = format!("{name}_building");
-                for sql in [
-                    format!("DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"),
-                    format!("CREATE DATABASE \"{building}\""),
-                ] {
-                    admin.execute_unprepared(&sql).await.expect(&sql);
-                }
-                let conn = sea_orm::Database::connect(with_database(admin_url, &building))
-                    .await
-                    .expect("connect to the template");
-                otus::migrate(&conn).await.expect("migrate the template");
-                conn.close().await.expect("close the template");
-                let rename = format!("ALTER DATABASE \"{building}\" RENAME TO \"{name}\"");
-                admin.execute_unprepared(&rename).await.expect(&rename);
-            }
-            admin
-                .execute_unprepared(&format!("SELECT pg_advisory_unlock({LOCK})"))
-                .await
-                .expect("template unlock");
-            name
-        })
-        .await
-        .clone()
-}
-
-/// A hash of every migration's source: what the template's schema is made of.
-fn migrations_hash() -> u64 {
-    use std::hash::{Hash as _, Hasher as _};
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../migration/src");
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .expect("migration sources")
-        .map(|e| e.expect("directory entry").path())
-        .collect();
-    files.sort();
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    for f in files {
-        std::fs::read(&f)
-            .expect("migration source")
-            .hash(&mut hasher);
-    }
-    hasher.finish()
-}
-
-/// `postgres://u@h:5432/postgres?x=y` with its database replaced by `name`.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (url, String::new()),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let host_part = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    format!("{host_part}/{name}{query}")
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        match self {
-            Self::Sqlite(path) => {
-                for suffix in ["", "-wal", "-shm"] {
-                    let mut p = path.clone().into_os_string();
-                    p.push(suffix);
-                    let _ = std::fs::remove_file(p);
-                }
-            }
-            Self::Postgres { admin_url, name } => {
-                // Drop runs inside the test's runtime; use a thread with its
-                // own runtime for the async cleanup.
-                let (admin_url, name) = (admin_url.clone(), name.clone());
-                let _ = std::thread::spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .expect("runtime");
-                    rt.block_on(async {
-                        use sea_orm::ConnectionTrait as _;
-                        if let Ok(admin) = sea_orm::Database::connect(&admin_url).await {
-                            let _ = admin
-                                .execute_unprepared(&format!(
-                                    "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                                ))
-                                .await;
-                        }
-                    });
-                })
-                .join();
-            }
-        }
-    }
+/// `d` in the whole milliseconds a `*_MS` setting holds.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).expect("a test duration fits in u64 milliseconds")
 }
 
 fn init_test_logging() {
@@ -277,7 +107,11 @@ impl TestApp {
     /// (under a key prefix of their own).
     pub async fn spawn_with(backend: Backend, opts: Options) -> Option<Self> {
         init_test_logging();
-        let (db, database_url) = TestDb::create(backend).await?;
+        let db = TestDb::create(backend, "otus", |conn| async move {
+            otus::migrate(&conn).await.expect("migrate the template");
+        })
+        .await;
+        let database_url = db.url().to_owned();
         let redis_url = match backend {
             _ if opts.redis_url.is_some() => opts.redis_url.clone(),
             Backend::Postgres => std::env::var("TEST_REDIS_URL")
@@ -286,39 +120,35 @@ impl TestApp {
             Backend::Sqlite => None,
         };
         let secret = Uuid::new_v4().simple().to_string();
-        // Settings as the binary makes them: parsed, with the defaults for
-        // everything a test does not need to change.
-        let mut argv = vec![
-            "--http-addr=127.0.0.1:0".to_owned(),
-            "--admin-addr=127.0.0.1:0".to_owned(),
-            "--users-grpc-addr=127.0.0.1:0".to_owned(),
-            "--auth-grpc-addr=127.0.0.1:0".to_owned(),
-            "--catalog-grpc-addr=127.0.0.1:0".to_owned(),
-            format!("--database-url={database_url}"),
-            format!("--body-limit-bytes={BODY_LIMIT}"),
-            format!("--body-read-timeout-ms={}", BODY_READ_TIMEOUT.as_millis()),
-            format!(
-                "--http-header-read-timeout-ms={}",
-                opts.header_read_timeout_ms
-            ),
-            // The login tests give each client its own X-Real-IP: the test
-            // client is the trusted proxy.
-            "--trusted-proxies=127.0.0.1,::1".to_owned(),
-            format!("--redis-key-prefix=otus-test-{}:", Uuid::new_v4().simple()),
-            format!("--cache-enabled={}", opts.cache_enabled),
-            format!("--catalog-search-index={}", opts.search_index),
-            format!("--session-ttl-secs={}", opts.session_ttl_secs),
-            format!("--login-max-failures-per-username={MAX_FAILURES}"),
-            format!("--login-max-attempts-per-address={MAX_ATTEMPTS_PER_ADDRESS}"),
-            // Tests race many registrations on a busy machine: wait long
-            // rather than answer 503 (the bound itself has its own test).
-            "--argon2-max-wait-ms=60000".to_owned(),
-            format!("--identity-token-secret={secret}"),
-        ];
-        if let Some(url) = &redis_url {
-            argv.push(format!("--redis-url={url}"));
-        }
-        let args = AllInOneArgs::parse_ignoring_env(argv).expect("test settings parse");
+        // The binary's settings with its defaults (the environment ignored),
+        // then typed changes: a renamed setting fails to compile here.
+        let mut args = AllInOneArgs::parse_ignoring_env::<_, &str>([]).expect("the defaults parse");
+        let any_port = |addr: &mut SocketAddr| addr.set_port(0);
+        args.http_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        args.admin_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        any_port(&mut args.users_grpc_addr);
+        any_port(&mut args.auth_grpc_addr);
+        any_port(&mut args.catalog_grpc_addr);
+        args.db.database_url = database_url.clone();
+        args.edge.body_limit_bytes = BODY_LIMIT;
+        args.edge.body_read_timeout_ms = millis(BODY_READ_TIMEOUT);
+        args.edge.http_header_read_timeout_ms = opts.header_read_timeout_ms;
+        // The login tests give each client its own X-Real-IP: the test
+        // client is the trusted proxy.
+        args.edge.trusted_proxies = ["127.0.0.1", "::1"]
+            .map(|p| otus_edge::parse_trusted_proxy(p).expect("a loopback address"))
+            .to_vec();
+        args.redis.redis_key_prefix = format!("otus-test-{}:", Uuid::new_v4().simple());
+        args.redis.redis_url = redis_url.clone();
+        args.cache.cache_enabled = opts.cache_enabled;
+        args.cache.catalog_search_index = opts.search_index;
+        args.auth.session_ttl_secs = opts.session_ttl_secs;
+        args.auth.login_max_failures_per_username = MAX_FAILURES;
+        args.auth.login_max_attempts_per_address = MAX_ATTEMPTS_PER_ADDRESS;
+        // Tests race many registrations on a busy machine: wait long rather
+        // than answer 503 (the bound itself has its own test).
+        args.auth.argon2_max_wait_ms = 60_000;
+        args.identity.identity_token_secret = Some(secret.clone());
         let shutdown = CancellationToken::new();
         let app = otus::AllInOne::start(&args, shutdown.clone())
             .await
@@ -574,19 +404,3 @@ macro_rules! on_both_backends {
     };
 }
 pub(crate) use on_both_backends;
-
-#[test]
-fn database_names_are_swapped_in_urls() {
-    assert_eq!(
-        with_database("postgres://postgres@127.0.0.1:5432/postgres", "t1"),
-        "postgres://postgres@127.0.0.1:5432/t1"
-    );
-    assert_eq!(
-        with_database("postgres://u:p@h/db?sslmode=disable", "t2"),
-        "postgres://u:p@h/t2?sslmode=disable"
-    );
-    assert_eq!(
-        with_database("postgres://h:5432", "t3"),
-        "postgres://h:5432/t3"
-    );
-}
