@@ -55,6 +55,9 @@ stop_server() {
 trap stop_server EXIT
 
 metric() { curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+index_built() { [ -n "$(metric 'catalog_index_builds_total{outcome="ok"}')" ]; }
+# shellcheck source=wait.sh
+source "$ROOT/loadtest/wait.sh"
 
 start_server() { # db_url cache baseline index
   HTTP_ADDR=127.0.0.1:$PORT ADMIN_ADDR=127.0.0.1:$ADMIN_PORT USERS_GRPC_ADDR=127.0.0.1:0 \
@@ -64,22 +67,12 @@ start_server() { # db_url cache baseline index
   GRPC_DEADLINE_MS=120000 REQUEST_TIMEOUT_MS=120000 DATABASE_ACQUIRE_TIMEOUT_MS=120000 \
     "$OTUS_BIN" all-in-one >/tmp/otus-bench-server.log 2>&1 &
   SERVER=$!
-  local deadline=$(( $(date +%s) + 60 ))
-  until curl -fsS "http://127.0.0.1:$PORT/ready" >/dev/null 2>&1; do
-    if [ "$(date +%s)" -ge "$deadline" ]; then
-      cat /tmp/otus-bench-server.log >&2
-      echo "the server did not become ready within 60 s" >&2
-      exit 1
-    fi
-    sleep 0.2
-  done
+  # shellcheck disable=SC2034 # read by wait_until (wait.sh)
+  WAIT_LOGS=/tmp/otus-bench-server.log
+  wait_until 60 "the server ready" curl -fsS "http://127.0.0.1:$PORT/ready"
   if [ "$4" = true ]; then
     # Measure the index, not the database that answers while it builds.
-    deadline=$(( $(date +%s) + 900 ))
-    until [ -n "$(metric 'catalog_index_builds_total{outcome="ok"}')" ]; do
-      [ "$(date +%s)" -lt "$deadline" ] || { echo "search index not built within 900 s" >&2; exit 1; }
-      sleep 0.2
-    done
+    wait_until 900 "the search index built" index_built
     echo "   index: $(metric catalog_index_products) products in $(metric catalog_index_build_seconds) s" >&2
   fi
 }

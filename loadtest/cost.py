@@ -57,6 +57,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from waiting import wait_until
+
 ROOT = Path(__file__).resolve().parent.parent
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -91,22 +93,6 @@ def children_cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
 
-
-def wait_until(what: str, check, deadline_s: float, proc: subprocess.Popen | None = None, logfile=None):
-    deadline = time.monotonic() + deadline_s
-    while True:
-        try:
-            if check():
-                return
-        except Exception:
-            pass
-        if proc is not None and proc.poll() is not None:
-            tail = Path(logfile).read_text()[-3000:] if logfile else ""
-            sys.exit(f"{what}: the process exited ({proc.returncode})\n{tail}")
-        if time.monotonic() > deadline:
-            tail = Path(logfile).read_text()[-3000:] if logfile else ""
-            sys.exit(f"{what}: not within {deadline_s:.0f} s\n{tail}")
-        time.sleep(0.2)
 
 
 def http_get(url: str, timeout: float = 5) -> tuple[int, bytes]:
@@ -212,19 +198,19 @@ def start_otus(label: str, binary: str, db: str, port: int, cache: bool, redis: 
     if not cache:
         env.pop("REDIS_URL")
     s = Server(label, [binary, "all-in-one"], env, work)
-    wait_until(f"{label}: /ready", lambda: http_get(f"http://127.0.0.1:{port}/ready")[0] == 200, 120, s.proc, s.log)
+    wait_until(120, f"{label}: /ready", lambda: http_get(f"http://127.0.0.1:{port}/ready")[0] == 200, s.proc, s.log)
 
     def built() -> bool:
         _, body = http_get(f"http://127.0.0.1:{port + 1}/metrics")
         return any(line.startswith('catalog_index_builds_total{outcome="ok"}') for line in body.decode().splitlines())
 
-    wait_until(f"{label}: search index built", built, 900, s.proc, s.log)
+    wait_until(900, f"{label}: search index built", built, s.proc, s.log)
     return s
 
 
 def start_bare(binary: str, port: int, work: Path) -> Server:
     s = Server("bare", [binary, f"127.0.0.1:{port}"], dict(os.environ), work)
-    wait_until("bare axum", lambda: http_get(f"http://127.0.0.1:{port}/health/")[0] == 200, 60, s.proc, s.log)
+    wait_until(60, "bare axum", lambda: http_get(f"http://127.0.0.1:{port}/health/")[0] == 200, s.proc, s.log)
     return s
 
 
@@ -392,7 +378,6 @@ def main() -> None:
                         row(what, label, measure(args, f, rate, {"otus": [s.pid]}, work))
                 s.stop()
         if args.closed:
-            curls = url_file(work, "closed.txt", args.port, qs[: args.closed_searches])
             print(f"\n# Closed loop: oha -c {args.connections}, {args.duration} s, {args.closed_searches} distinct "
                   f"searches, cache off\n", flush=True)
             print("| round | build | req/s | p50 ms | p99 ms | errors | otus µs/request | PostgreSQL µs/request | "

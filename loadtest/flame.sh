@@ -20,11 +20,9 @@ trap cleanup EXIT
 HTTP_ADDR=127.0.0.1:$PORT ADMIN_ADDR=127.0.0.1:$((PORT + 1)) USERS_GRPC_ADDR=127.0.0.1:0 AUTH_GRPC_ADDR=127.0.0.1:0 \
 CATALOG_GRPC_ADDR=127.0.0.1:0 CACHE_ENABLED=${CACHE_ENABLED:-false} LOG_FORMAT=json "$BIN" all-in-one >"$WORK/log" 2>&1 &
 SERVER=$!
-deadline=$(( $(date +%s) + 300 ))
-until curl -fsS "http://127.0.0.1:$PORT/products?q=%D1%87%D0%B0%D0%B9" >/dev/null 2>&1; do
-  [ "$(date +%s)" -lt "$deadline" ] || { tail "$WORK/log" >&2; echo "no search answer within 300 s" >&2; exit 1; }
-  sleep 0.5
-done
+# shellcheck source=wait.sh
+source "$(dirname "${BASH_SOURCE[0]}")/wait.sh"
+WAIT_LOGS="$WORK/log" wait_until 300 "a search answer" curl -fsS "http://127.0.0.1:$PORT/products?q=%D1%87%D0%B0%D0%B9"
 oha --urls-from-file "$URLS" -q "$RATE" -z 5s --no-tui >/dev/null 2>&1
 # perf starts with the load (the server is warm from the run above).
 oha --urls-from-file "$URLS" -q "$RATE" -z "$((SECS + 2))s" --no-tui >/dev/null 2>&1 &

@@ -42,12 +42,12 @@ CATALOG_GRPC_ADDR=127.0.0.1:0 DATABASE_URL="sqlite://$WORK/hop.db?mode=rwc" LOG_
 PIDS+=($!)
 "$BARE_BIN" "127.0.0.1:$BARE_PORT" >"$WORK/bare.log" 2>&1 &
 PIDS+=($!)
+# shellcheck source=wait.sh
+source "$ROOT/loadtest/wait.sh"
+# shellcheck disable=SC2034 # read by wait_until (wait.sh)
+WAIT_LOGS="$WORK/otus.log $WORK/bare.log"
 for url in "http://127.0.0.1:$PORT/health/" "http://127.0.0.1:$BARE_PORT/health/"; do
-  deadline=$(( $(date +%s) + 60 ))
-  until curl -fsS "$url" >/dev/null 2>&1; do
-    [ "$(date +%s)" -lt "$deadline" ] || { cat "$WORK"/*.log >&2; echo "$url not up within 60 s" >&2; exit 1; }
-    sleep 0.2
-  done
+  wait_until 60 "$url up" curl -fsS "$url"
 done
 
 rps() { wrk -t2 -c"$CONNECTIONS" -d"$DURATION" "$1" | awk '/Requests\/sec/ {printf "%d", $2}'; }

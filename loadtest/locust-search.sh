@@ -47,15 +47,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# wait_for SECONDS WHAT COMMAND...: polls until COMMAND succeeds.
-wait_for() {
-  local deadline=$(( $(date +%s) + $1 )) what=$2
-  shift 2
-  until "$@" >/dev/null 2>&1; do
-    [ "$(date +%s)" -lt "$deadline" ] || { cat "$WORK"/*.log >&2 2>/dev/null; echo "$what: not within the deadline" >&2; exit 1; }
-    sleep 0.2
-  done
-}
+# shellcheck source=wait.sh
+source "$ROOT/loadtest/wait.sh"
+# shellcheck disable=SC2034 # read by wait_until (wait.sh)
+WAIT_LOGS="$WORK/otus.log"
 metric() { curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 index_built() { [ -n "$(metric 'catalog_index_builds_total{outcome="ok"}')" ]; }
 # CPU seconds (user + system) a process has used so far.
@@ -70,8 +65,8 @@ HTTP_ADDR=127.0.0.1:$PORT ADMIN_ADDR=127.0.0.1:$ADMIN_PORT USERS_GRPC_ADDR=127.0
 AUTH_GRPC_ADDR=127.0.0.1:0 CATALOG_GRPC_ADDR=127.0.0.1:0 CACHE_ENABLED=0 RUST_LOG=warn \
   "$OTUS_BIN" all-in-one >"$WORK/otus.log" 2>&1 &
 SERVER=$!
-wait_for 60 "otus ready" curl -fsS "http://127.0.0.1:$PORT/ready"
-wait_for 900 "search index built" index_built
+wait_until 60 "otus ready" curl -fsS "http://127.0.0.1:$PORT/ready"
+wait_until 900 "search index built" index_built
 echo "index: $(metric catalog_index_products) products, built in $(metric catalog_index_build_seconds) s" >&2
 
 # The ceiling's page: the service's own answer (a full default page) to the
@@ -107,7 +102,7 @@ EOF
 # nginx's workers run as an unprivileged user: let them read the page.
 chmod 755 "$WORK" "$WORK/nginx" && chmod 644 "$WORK/nginx/page.json"
 nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf"
-wait_for 10 "nginx up" curl -fsS "http://127.0.0.1:$NGINX_PORT/products"
+wait_until 10 "nginx up" curl -fsS "http://127.0.0.1:$NGINX_PORT/products"
 NGINX_PID=$(cat "$WORK/nginx/nginx.pid")
 NGINX_WORKER=$(pgrep -P "$NGINX_PID" | head -n1)
 

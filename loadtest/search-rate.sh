@@ -58,22 +58,19 @@ CATALOG_SEARCH_INDEX=$SEARCH_INDEX \
   "$OTUS_BIN" all-in-one >"$WORK/server.log" 2>&1 &
 SERVER=$!
 # Ready once the search index is built (10M products: about a minute and a half).
-deadline=$(( $(date +%s) + 900 ))
-until curl -fsS "http://127.0.0.1:$PORT/ready" >/dev/null 2>&1; do
-  [ "$(date +%s)" -lt "$deadline" ] || { tail -20 "$WORK/server.log" >&2; echo "server not ready within 900 s" >&2; exit 1; }
-  sleep 0.2
-done
+# shellcheck source=wait.sh
+source "$ROOT/loadtest/wait.sh"
+# shellcheck disable=SC2034 # read by wait_until (wait.sh)
+WAIT_LOGS="$WORK/server.log"
+wait_until 900 "the server ready" curl -fsS "http://127.0.0.1:$PORT/ready"
 metric() { curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+index_built() { [ -n "$(metric 'catalog_index_builds_total{outcome="ok"}')" ]; }
 rss_mib() { awk '/VmRSS/ {printf "%d", $2 / 1024}' "/proc/$SERVER/status"; }
 design="database (trigram index)"
 if [ "$SEARCH_INDEX" = true ]; then
   design="in-memory tantivy index"
   # Measure the index, not the database fallback that answers while it builds.
-  deadline=$(( $(date +%s) + 900 ))
-  until [ -n "$(metric 'catalog_index_builds_total{outcome="ok"}')" ]; do
-    [ "$(date +%s)" -lt "$deadline" ] || { cat "$WORK/server.log" >&2; echo "search index not built within 900 s" >&2; exit 1; }
-    sleep 0.2
-  done
+  wait_until 900 "the search index built" index_built
   echo "index: $(metric catalog_index_products) products built in $(metric catalog_index_build_seconds) s;" \
     "start to searchable $(python3 -c "import time; print(f'{time.time() - $started:.1f}')") s; server RSS $(rss_mib) MiB"
 fi

@@ -60,15 +60,10 @@ prometheus --config.file="$DIR/prometheus.yml" --storage.tsdb.path="$DIR/data" \
 pids+=($!)
 printf '%s\n' "${pids[@]}" >"$DIR/pids"
 # Poll for readiness (bounded), never a fixed sleep.
-deadline=$(( $(date +%s) + ${READY_TIMEOUT:-60} ))
-until curl -fsS "http://127.0.0.1:$PROM_PORT/-/ready" >/dev/null 2>&1; do
-  if [ "$(date +%s)" -ge "$deadline" ]; then
-    cat "$DIR/prometheus.log" >&2
-    echo "Prometheus did not become ready within ${READY_TIMEOUT:-60}s" >&2
-    exit 1
-  fi
-  sleep 0.2
-done
+# shellcheck source=../loadtest/wait.sh
+source "$HERE/../loadtest/wait.sh"
+WAIT_LOGS="$DIR/prometheus.log" wait_until "${READY_TIMEOUT:-60}" "Prometheus ready" \
+  curl -fsS "http://127.0.0.1:$PROM_PORT/-/ready"
 echo "Prometheus: http://127.0.0.1:$PROM_PORT  (scraping: $TARGETS; config and logs in $DIR)"
 echo "Try: http://127.0.0.1:$PROM_PORT/graph?g0.expr=histogram_quantile(0.99%2C%20sum%20by%20(route%2C%20le)%20(rate(http_server_request_duration_seconds_bucket%5B1m%5D)))"
 if [ "${DETACH:-0}" = 1 ]; then
