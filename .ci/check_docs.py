@@ -10,6 +10,7 @@
 
     python3 .ci/check_docs.py          # exits 1 and names file:line for each problem
 """
+import glob
 import os
 import re
 import subprocess
@@ -77,6 +78,23 @@ def check_tables(md, text, problems):
                 problems.append(f"{md}:{n}: a blank line splits a table (this row would render as text)")
 
 
+def script_source(path):
+    """A script's text, and for a Python script that of the modules and
+    packages beside it that it imports (loadtest/campaign.py's options live
+    in its package, otus_campaign/)."""
+    text = open(path, encoding="utf-8", errors="replace").read()
+    if not path.endswith(".py"):
+        return text
+    here = os.path.dirname(path)
+    parts = [text]
+    for module in sorted(set(re.findall(r"^\s*(?:from|import)\s+(\w+)", text, re.M))):
+        package = os.path.join(here, module)
+        files = (sorted(glob.glob(os.path.join(package, "*.py"))) if os.path.isdir(package)
+                 else [package + ".py"] if os.path.isfile(package + ".py") else [])
+        parts += [open(f, encoding="utf-8", errors="replace").read() for f in files]
+    return "\n".join(parts)
+
+
 def check_script_options(md, text, problems):
     for n, line, fenced in lines_outside_fences(text):
         candidates = [line] if fenced else CODE_SPAN.findall(line)
@@ -87,7 +105,7 @@ def check_script_options(md, text, problems):
                 if not os.path.isfile(path):
                     problems.append(f"{md}:{n}: {script} does not exist")
                     continue
-                source = open(path, encoding="utf-8", errors="replace").read()
+                source = script_source(path)
                 # Options after the script's name (up to a pipe, a ; or a comment), and
                 # variables set before it on the same command.
                 tail = re.split(r"\s[|;#]|&&", snippet[m.end():], maxsplit=1)[0]

@@ -24,7 +24,7 @@ use crate::listener::bind;
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A readiness check: `Ok` when the service can serve, otherwise why not
-/// (logged when the status changes).
+/// (logged at WARN each time it is asked and fails).
 pub type Probe =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
