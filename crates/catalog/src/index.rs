@@ -288,6 +288,7 @@ impl SearchIndex {
             searcher,
             columns,
             ways: Arc::default(),
+            token_sets: Arc::default(),
             fields: self.fields,
         })
     }
@@ -301,6 +302,8 @@ pub struct Snapshot {
     columns: Arc<[Arc<columns::Columns>]>,
     /// The ways of the tokens searched in this view (see [`Self::ways`]).
     ways: Arc<Mutex<RememberedWays>>,
+    /// The bit sets of the tokens searched in this view ([`words::TokenSets`]).
+    token_sets: Arc<Mutex<words::TokenSets>>,
     fields: Fields,
 }
 
@@ -570,7 +573,13 @@ impl Snapshot {
             .iter()
             .map(|t| self.ways(t))
             .collect::<Result<Vec<_>, _>>()?;
-        let found = words::run(&self.searcher, &self.columns, &ways, search)?;
+        let found = words::run(
+            &self.searcher,
+            &self.columns,
+            &self.token_sets,
+            &ways,
+            search,
+        )?;
         let page = found
             .page
             .into_iter()
@@ -1088,6 +1097,57 @@ mod tests {
         let again = index.search(&search("рюкзак", |_| {})).expect("search");
         assert_eq!(first, again);
         assert!(!first.page.is_empty());
+    }
+
+    /// A view remembers the bit sets of the tokens it searched, within its
+    /// byte budget, and a search answered from them answers as one that
+    /// reads the postings afresh.
+    #[test]
+    fn a_view_remembers_token_sets_within_its_budget() {
+        let (index, _) = catalog(2_000, Shape::Catalog);
+        let s = search("рюкзак синий", |_| {});
+        let first = index.search(&s).expect("search");
+        assert!(!first.page.is_empty());
+        let held = index.token_sets.lock().expect("lock").bytes();
+        assert!(held > 0, "nothing remembered");
+        let again = index.search(&s).expect("search");
+        assert_eq!(first, again);
+        assert_eq!(
+            index.token_sets.lock().expect("lock").bytes(),
+            held,
+            "read twice"
+        );
+        assert_eq!(fresh_answer(&index, &s), first);
+        // A budget of about three sets: past it the view starts over, and
+        // the answers stay the same.
+        let set = held / 2;
+        let small = Snapshot {
+            token_sets: Arc::new(Mutex::new(words::TokenSets::with_budget(3 * set))),
+            ..index.clone()
+        };
+        for word in [
+            "рюкзак",
+            "синий",
+            "палатка",
+            "куртка",
+            "рюкзак синий",
+            "палатки",
+        ] {
+            let s = search(word, |_| {});
+            assert_eq!(small.search(&s).expect("search"), fresh_answer(&index, &s));
+            let bytes = small.token_sets.lock().expect("lock").bytes();
+            assert!(bytes <= 3 * set, "{bytes} bytes held, budget {}", 3 * set);
+        }
+    }
+
+    /// `s` answered by a view that remembers nothing.
+    fn fresh_answer(index: &Snapshot, s: &Search) -> Answer {
+        let fresh = Snapshot {
+            token_sets: Arc::default(),
+            ways: Arc::default(),
+            ..index.clone()
+        };
+        fresh.search(s).expect("search")
     }
 
     /// The bit-set executor of searches with words answers exactly what

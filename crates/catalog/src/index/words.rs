@@ -19,7 +19,7 @@
 use std::{
     cmp::Reverse,
     collections::{BinaryHeap, HashMap},
-    sync::Arc,
+    sync::{Arc, Mutex, PoisonError},
 };
 
 use tantivy::{DocAddress, DocId, Searcher, SegmentReader, Term, schema::IndexRecordOption};
@@ -86,6 +86,96 @@ fn read(segment: &SegmentReader, terms: &[Term], bits: &mut Bits) -> Result<(), 
     Ok(())
 }
 
+/// A token's documents in one segment: all of them, and by way.
+pub(super) struct TokenDocs {
+    union: Bits,
+    ways: TokenWays,
+}
+
+impl TokenDocs {
+    /// The bytes its bit sets hold.
+    fn bytes(&self) -> usize {
+        let sets = 1 + self.ways.better.len();
+        sets * self.union.words() * std::mem::size_of::<u64>()
+    }
+}
+
+/// A token's ways (kept alive: their address is the key) and its sets.
+type Remembered = (Arc<[Way]>, Arc<TokenDocs>);
+
+/// Most bytes of token sets one view keeps ([`TokenSets`]): 32 MiB, at 1M
+/// products about 64 tokens read in every way (125 KiB per set), more for
+/// the usual token whose ways hold few documents.
+pub const TOKEN_SETS_BYTES: usize = 32 << 20;
+
+/// The token sets a view has read, by (the token's ways, segment): a
+/// frequent word's postings are read into bit sets once per view, not once
+/// per search (the reads were a quarter of an uncached search's time,
+/// docs/performance.md). Within [`TOKEN_SETS_BYTES`]; past it the view
+/// starts over. Every commit makes a new view, so a set never outlives the
+/// segment it was read from.
+pub(super) struct TokenSets {
+    /// Keyed by the address of the token's ways, which the entry keeps
+    /// alive (so the address cannot be reused for other ways meanwhile).
+    entries: HashMap<(usize, u32), Remembered>,
+    bytes: usize,
+    budget: usize,
+}
+
+impl Default for TokenSets {
+    fn default() -> Self {
+        Self::with_budget(TOKEN_SETS_BYTES)
+    }
+}
+
+impl TokenSets {
+    /// Sets of at most `budget` bytes.
+    pub(super) fn with_budget(budget: usize) -> Self {
+        Self {
+            entries: HashMap::new(),
+            bytes: 0,
+            budget,
+        }
+    }
+
+    /// The bytes of the sets it holds.
+    #[cfg(test)]
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// `ways`' documents in `segment` (its ordinal `segment_ord` in the
+    /// view), read once and then remembered.
+    fn get(
+        sets: &Mutex<Self>,
+        segment_ord: u32,
+        segment: &SegmentReader,
+        ways: &Arc<[Way]>,
+    ) -> Result<Arc<TokenDocs>, IndexError> {
+        let key = (Arc::as_ptr(ways).cast::<Way>() as usize, segment_ord);
+        // A poisoned lock only means another search panicked between whole
+        // inserts: the map is still sound.
+        let lock = || sets.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, docs)) = lock().entries.get(&key) {
+            return Ok(Arc::clone(docs));
+        }
+        let (union, token) = token_docs(segment, ways)?;
+        let docs = Arc::new(TokenDocs { union, ways: token });
+        let size = docs.bytes();
+        let mut sets = lock();
+        if sets.bytes.saturating_add(size) > sets.budget {
+            sets.entries.clear();
+            sets.bytes = 0;
+        }
+        if size <= sets.budget {
+            sets.bytes += size;
+            sets.entries
+                .insert(key, (Arc::clone(ways), Arc::clone(&docs)));
+        }
+        Ok(docs)
+    }
+}
+
 /// A token's documents in one segment (every way), and how each matched.
 fn token_docs(segment: &SegmentReader, ways: &[Way]) -> Result<(Bits, TokenWays), IndexError> {
     let max_doc = segment.max_doc();
@@ -124,6 +214,7 @@ type Ranked = (i64, Reverse<i64>, u32, DocId);
 pub(super) fn run(
     searcher: &Searcher,
     columns: &[Arc<Columns>],
+    sets: &Mutex<TokenSets>,
     tokens: &[Arc<[Way]>],
     search: &Search,
 ) -> Result<Found, IndexError> {
@@ -148,7 +239,7 @@ pub(super) fn run(
                 None => continue,
             },
         };
-        let Some(mut matches) = matches(segment, tokens)? else {
+        let Some(mut matches) = matches(segment_ord, segment, sets, tokens)? else {
             continue;
         };
         // The filters, a word of 64 documents at a time where they can be:
@@ -267,31 +358,37 @@ pub(super) fn run(
 /// A segment's documents that match every token, and how to score them.
 struct Matches {
     docs: Bits,
-    tokens: Vec<TokenWays>,
+    tokens: Vec<Arc<TokenDocs>>,
 }
 
 impl Matches {
     fn score(&self, doc: DocId) -> u32 {
-        self.tokens.iter().map(|t| t.score(doc)).sum()
+        self.tokens.iter().map(|t| t.ways.score(doc)).sum()
     }
 
     /// The score of a match every token found its best way.
     fn top_score(&self) -> u32 {
-        self.tokens.iter().map(TokenWays::top_score).sum()
+        self.tokens.iter().map(|t| t.ways.top_score()).sum()
     }
 }
 
 /// None when no document of `segment` matches every token (the tokens
 /// after the one that empties the intersection are not read).
-fn matches(segment: &SegmentReader, tokens: &[Arc<[Way]>]) -> Result<Option<Matches>, IndexError> {
+fn matches(
+    segment_ord: u32,
+    segment: &SegmentReader,
+    sets: &Mutex<TokenSets>,
+    tokens: &[Arc<[Way]>],
+) -> Result<Option<Matches>, IndexError> {
     let mut docs: Option<Bits> = None;
     let mut scoring = Vec::with_capacity(tokens.len());
     for ways in tokens {
-        let (union, token) = token_docs(segment, ways)?;
+        let token = TokenSets::get(sets, segment_ord, segment, ways)?;
         match &mut docs {
-            None => docs = Some(union),
+            // The remembered set stays as it is: the search filters a copy.
+            None => docs = Some(token.union.clone()),
             Some(d) => {
-                if !d.and(&union) {
+                if !d.and(&token.union) {
                     return Ok(None);
                 }
             }
@@ -313,8 +410,11 @@ pub(super) fn scores(
     tokens: &[Arc<[Way]>],
 ) -> Result<Vec<(i64, u32)>, IndexError> {
     let mut out = Vec::new();
-    for (segment, columns) in searcher.segment_readers().iter().zip(columns) {
-        let Some(matches) = matches(segment, tokens)? else {
+    // Sets of their own: what the search's cache holds plays no part here.
+    let sets = Mutex::default();
+    for ((ord, segment), columns) in searcher.segment_readers().iter().enumerate().zip(columns) {
+        let ord = u32::try_from(ord).expect("fewer than 2^32 segments");
+        let Some(matches) = matches(ord, segment, &sets, tokens)? else {
             continue;
         };
         let alive = segment.alive_bitset();
