@@ -1,42 +1,12 @@
 //! What kind of failure a database error is: the one place that reads
-//! sea-orm's and sqlx's error types, so the services (and the gRPC error
-//! kit, which knows nothing of databases) decide on a kind, not on a type.
+//! sea-orm's and sqlx's error types. [`is_unavailable`]: out of reach (→
+//! UNAVAILABLE, retryable); [`Unique::is_violated_by`]: a unique constraint,
+//! by name, refused the write (the only constraint a client can trip; a
+//! service answers it with its own reason); anything else is a fault of the
+//! service (→ an opaque INTERNAL). The services decide on these, not on
+//! types, and the gRPC error kit knows nothing of databases.
 
 use sea_orm::{DbErr, RuntimeErr, SqlErr};
-
-/// What kind of database failure an error is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DbFault {
-    /// A unique constraint refused the write: the only constraint a client
-    /// can trip. Which one: [`Unique::is_violated_by`]. A service answers
-    /// ALREADY_EXISTS with its own reason for the constraints it knows.
-    UniqueViolation,
-    /// The database could not be reached or dropped the connection
-    /// ([`is_unavailable`]) → UNAVAILABLE; a retry can succeed.
-    Unavailable,
-    /// Anything else: a bug, a missing table, an unexpected answer → an
-    /// opaque INTERNAL with the cause logged.
-    Other,
-}
-
-impl DbFault {
-    /// Sorts `e`.
-    pub fn of(e: &DbErr) -> Self {
-        if let Some(SqlErr::UniqueConstraintViolation(_)) = e.sql_err() {
-            Self::UniqueViolation
-        } else if is_unavailable(e) {
-            Self::Unavailable
-        } else {
-            Self::Other
-        }
-    }
-
-    /// Whether this is [`DbFault::Unavailable`]: what the gRPC error kit
-    /// needs to choose between UNAVAILABLE and INTERNAL.
-    pub fn is_unavailable(self) -> bool {
-        self == Self::Unavailable
-    }
-}
 
 /// One unique constraint, named as each backend names it in its error: the
 /// constraint's (or unique index's) name on PostgreSQL, `table.column` in
@@ -123,11 +93,9 @@ mod tests {
     #[test]
     fn out_of_reach_is_unavailable_and_a_refused_query_is_not() {
         let gone = DbErr::Conn(RuntimeErr::Internal("connection refused".into()));
-        assert_eq!(DbFault::of(&gone), DbFault::Unavailable);
-        assert!(DbFault::of(&gone).is_unavailable());
+        assert!(is_unavailable(&gone));
         let bug = DbErr::Custom("no such table: credentials".into());
-        assert_eq!(DbFault::of(&bug), DbFault::Other);
-        assert!(!DbFault::of(&bug).is_unavailable());
+        assert!(!is_unavailable(&bug));
     }
 
     /// Two unique columns on a real database: each violation matches its
@@ -165,7 +133,7 @@ mod tests {
             .execute_unprepared(&insert(2, "ann", "b@x"))
             .await
             .expect_err("name taken");
-        assert_eq!(DbFault::of(&same_name), DbFault::UniqueViolation);
+        assert!(!is_unavailable(&same_name), "{same_name}");
         assert!(name.is_violated_by(&same_name), "{same_name}");
         assert!(!email.is_violated_by(&same_name), "{same_name}");
         let same_email = db
@@ -179,7 +147,7 @@ mod tests {
             .execute_unprepared("INSERT INTO nobody VALUES (1)")
             .await
             .expect_err("no table");
-        assert_eq!(DbFault::of(&missing), DbFault::Other);
+        assert!(!is_unavailable(&missing), "{missing}");
         assert!(!name.is_violated_by(&missing));
     }
 

@@ -6,10 +6,9 @@
 //! - [`Db`]: the pool behind a circuit breaker, which services query; while
 //!   the database is known to be down, queries fail at once instead of
 //!   waiting for the pool's acquire timeout.
-//! - [`DbFault`] ([`fault`]): what kind of failure a database error is (a
-//!   unique violation, the database out of reach, or a bug), and
-//!   [`Unique`]: which unique constraint a violation tripped, by name, on
-//!   either backend.
+//! - [`fault`]: what kind of failure a database error is:
+//!   [`is_unavailable`] (out of reach), [`Unique`] (which unique constraint
+//!   a violation tripped, by name, on either backend), or a bug.
 //! - [`Db::table_probe`]: readiness as "the service's own table answers".
 //! - [`Redis`]: the Redis client with bounded timeouts, and the key prefix.
 
@@ -22,4 +21,4 @@ pub use redis::Redis;
 
 pub use breaker::{Db, ProbeSettings};
 pub use connect::{DEFAULT_DATABASE_URL, PoolSettings, connect, redact_url};
-pub use fault::{DbFault, Unique, is_unavailable};
+pub use fault::{Unique, is_unavailable};

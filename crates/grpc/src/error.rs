@@ -84,7 +84,7 @@ impl ErrorDomain {
 
     /// The answer to a store's failure that was not a client's doing: out
     /// of reach (`out_of_reach`, as the store's own crate sorts it, e.g.
-    /// `otus_db::DbFault::is_unavailable`) → UNAVAILABLE with `reason`
+    /// `otus_db::is_unavailable`) → UNAVAILABLE with `reason`
     /// ("the `store` is unavailable"); anything else → an opaque INTERNAL.
     pub fn store_failure(
         self,
