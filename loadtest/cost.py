@@ -214,6 +214,14 @@ def start_bare(binary: str, port: int, work: Path) -> Server:
     return s
 
 
+def resident_mib(pid: int) -> float:
+    """The process's resident memory now (VmRSS), MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def pg_backends(db: str) -> list[int]:
     name = db.rpartition("/")[2].split("?")[0]
     rows = psql(db, f"SELECT pid FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()")
@@ -335,6 +343,8 @@ def main() -> None:
               "machine busy | answered | errors | p50 ms | p99 ms |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
     print(header, flush=True)
     servers: list[Server] = []
+    # Each build's resident memory after its fixed-rate run.
+    resident: list[str] = []
 
     def row(path: str, build: str, m: dict) -> None:
         us = m["us"]
@@ -344,6 +354,8 @@ def main() -> None:
               f"{us['oha']:.0f} | {100 * m['busy']:.0f}% | {m['ok']} | {m['errors']} | {m['p50_ms']:.2f} | "
               f"{m['p99_ms']:.2f} |", flush=True)
         results["runs"].append({"path": path, "build": build, **m, "total_us": total})
+        if "rss_mib" in m:
+            resident.append(f"{path}, {build}: {m['rss_mib']:.0f} MiB")
 
     try:
         bare = start_bare(args.bare, args.port + 9, work)
@@ -365,6 +377,7 @@ def main() -> None:
                 if cache and rpid:
                     pids["redis"] = [rpid]
                 m = measure(args, urls, rate, pids, work, db)
+                m["rss_mib"] = resident_mib(s.pid)
                 row("cache on (Redis)" if cache else "cache off", label, m)
                 if args.floors and not cache:
                     # The path without the work: the edge alone, then the
@@ -377,6 +390,7 @@ def main() -> None:
                         oha(args, f, warm, work / "warm.json")
                         row(what, label, measure(args, f, rate, {"otus": [s.pid]}, work))
                 s.stop()
+        print("\n# Resident memory (VmRSS) of otus after each fixed-rate run: " + "; ".join(resident), flush=True)
         if args.closed:
             print(f"\n# Closed loop: oha -c {args.connections}, {args.duration} s, {args.closed_searches} distinct "
                   f"searches, cache off\n", flush=True)

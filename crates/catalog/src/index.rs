@@ -1186,12 +1186,15 @@ mod tests {
             snapshot.columns.iter().all(|c| c.category_sets.is_some()),
             "a few categories: a set each"
         );
+        // Sets of its own: the counts a token remembers are counted the
+        // way its view's columns allow.
         let without_sets = Snapshot {
             columns: snapshot
                 .columns
                 .iter()
                 .map(|c| Arc::new(c.without_category_sets()))
                 .collect(),
+            token_sets: Arc::default(),
             ..snapshot.clone()
         };
         let mut state = 42u64;

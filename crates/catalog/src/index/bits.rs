@@ -30,6 +30,16 @@ impl Bits {
         }
     }
 
+    /// What both sets hold, as a new set (one pass; neither is changed).
+    pub fn common(&self, other: &Self) -> Self {
+        Self(self.0.iter().zip(&other.0).map(|(a, b)| a & b).collect())
+    }
+
+    /// Whether the set holds no document.
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|&w| w == 0)
+    }
+
     /// Keeps what `other` holds too; whether anything is left.
     pub fn and(&mut self, other: &Self) -> bool {
         let mut any = 0;

@@ -17,9 +17,10 @@
 //! `u32` per match that passes the filters.
 
 use std::{
+    borrow::Cow,
     cmp::Reverse,
     collections::{BinaryHeap, HashMap},
-    sync::{Arc, Mutex, PoisonError},
+    sync::{Arc, Mutex, OnceLock, PoisonError},
 };
 
 use tantivy::{DocAddress, DocId, Searcher, SegmentReader, Term, schema::IndexRecordOption};
@@ -90,6 +91,11 @@ fn read(segment: &SegmentReader, terms: &[Term], bits: &mut Bits) -> Result<(), 
 pub(super) struct TokenDocs {
     union: Bits,
     ways: TokenWays,
+    /// How many documents `union` holds, in all and per category of the
+    /// segment: counted on first need, then read by every search of the
+    /// token alone (a one-word search of a segment without deletions
+    /// counts nothing again).
+    counted: OnceLock<(u64, Vec<u64>)>,
 }
 
 impl TokenDocs {
@@ -160,7 +166,11 @@ impl TokenSets {
             return Ok(Arc::clone(docs));
         }
         let (union, token) = token_docs(segment, ways)?;
-        let docs = Arc::new(TokenDocs { union, ways: token });
+        let docs = Arc::new(TokenDocs {
+            union,
+            ways: token,
+            counted: OnceLock::new(),
+        });
         let size = docs.bytes();
         let mut sets = lock();
         if sets.bytes.saturating_add(size) > sets.budget {
@@ -239,16 +249,20 @@ pub(super) fn run(
                 None => continue,
             },
         };
-        let Some(mut matches) = matches(segment_ord, segment, sets, tokens)? else {
+        let Some((read, common)) = intersect(segment_ord, segment, sets, tokens)? else {
+            continue;
+        };
+        let Some(mut kept) = matching(&read, common) else {
             continue;
         };
         // The filters, a word of 64 documents at a time where they can be:
-        // what is left is the segment's part of the answer.
+        // what is left is the segment's part of the answer. A token alone
+        // that nothing filters is read where it is remembered.
         if let Some(alive) = segment.alive_bitset() {
-            matches.docs.remove_where(|doc| alive.is_deleted(doc));
+            kept.to_mut().remove_where(|doc| alive.is_deleted(doc));
         }
         if priced {
-            matches.docs.remove_where(|doc| {
+            kept.to_mut().remove_where(|doc| {
                 let price = columns.price(doc);
                 low.is_some_and(|lo| price < lo) || high.is_some_and(|hi| price > hi)
             });
@@ -259,50 +273,45 @@ pub(super) fn run(
                 .as_ref()
                 .and_then(|s| s.get(w as usize))
             {
-                Some(set) => {
-                    matches.docs.and(set);
-                }
-                None => matches.docs.remove_where(|doc| columns.category(doc) != w),
+                Some(set) => keep_common(&mut kept, set),
+                None => kept.to_mut().remove_where(|doc| columns.category(doc) != w),
             }
         }
-        let kept = &matches.docs;
-        let found = kept.len();
-        count += found;
-        let mut per_category = vec![0u64; columns.category_names.len()];
-        // A word-at-a-time count costs a pass over the whole segment per
-        // category; reading each match's category costs a cache miss per
-        // match: the cheaper of the two.
-        let sets = columns.category_sets.as_ref().filter(|sets| {
-            found.saturating_mul(MISS_IN_WORDS)
-                > (kept.words() as u64).saturating_mul(sets.len() as u64)
-        });
-        match (wanted, sets) {
-            (Some(w), _) => {
+        let per_category = match (&kept, wanted) {
+            (kept, Some(w)) => {
+                let found = kept.len();
+                count += found;
+                let mut per_category = vec![0u64; columns.category_names.len()];
                 if let Some(n) = per_category.get_mut(w as usize) {
                     *n = found;
                 }
+                Cow::Owned(per_category)
             }
-            (None, Some(sets)) => {
-                for (n, set) in per_category.iter_mut().zip(sets) {
-                    *n = kept.count_common(set);
-                }
-            }
-            // Few matches, or too many categories for a set each: a match's
-            // category is a cache miss (the matches are scattered over the segment), in a
-            // loop that does nothing but read and count, so the processor
-            // overlaps the misses.
-            (None, None) => {
-                for doc in kept.iter() {
-                    if let Some(n) = per_category.get_mut(columns.category(doc) as usize) {
-                        *n += 1;
+            // The token alone, unfiltered: its own counts.
+            (Cow::Borrowed(set), None) => {
+                let counted = read
+                    .first()
+                    .map(|token| token.counted.get_or_init(|| counts(&token.union, columns)));
+                let (found, per_category) = match counted {
+                    Some((found, per_category)) => (*found, Cow::Borrowed(per_category)),
+                    None => {
+                        let (found, per_category) = counts(set, columns);
+                        (found, Cow::Owned(per_category))
                     }
-                }
+                };
+                count += found;
+                per_category
             }
-        }
+            (Cow::Owned(kept), None) => {
+                let (found, per_category) = counts(kept, columns);
+                count += found;
+                Cow::Owned(per_category)
+            }
+        };
         // By relevance, no match scores more than every token's best way:
         // once the page's worst has that score and came from this same
         // ascending segment, no later match of the segment can enter.
-        let top_score = i64::from(matches.top_score());
+        let top_score = i64::from(top_score(&read));
         let ascending_here = |worst: &Ranked| worst.2 == segment_ord && columns.ids_ascending;
         for doc in kept.iter() {
             let full = best.len() == window;
@@ -315,7 +324,7 @@ pub(super) fn run(
                 break;
             }
             let key = match search.sort {
-                Sort::Relevance => i64::from(matches.score(doc)),
+                Sort::Relevance => i64::from(score(&read, doc)),
                 Sort::PriceDesc => columns.price(doc),
                 Sort::PriceAsc => columns.price(doc).saturating_neg(),
             };
@@ -336,7 +345,7 @@ pub(super) fn run(
                 best.push(Reverse(ranked));
             }
         }
-        for (name, n) in columns.category_names.iter().zip(per_category) {
+        for (name, &n) in columns.category_names.iter().zip(per_category.iter()) {
             if n > 0 {
                 *facets.entry(name.clone()).or_default() += n;
             }
@@ -355,50 +364,106 @@ pub(super) fn run(
     })
 }
 
-/// A segment's documents that match every token, and how to score them.
-struct Matches {
-    docs: Bits,
-    tokens: Vec<Arc<TokenDocs>>,
+/// A match's score: per token, that of its best way holding the document.
+fn score(tokens: &[Arc<TokenDocs>], doc: DocId) -> u32 {
+    tokens.iter().map(|t| t.ways.score(doc)).sum()
 }
 
-impl Matches {
-    fn score(&self, doc: DocId) -> u32 {
-        self.tokens.iter().map(|t| t.ways.score(doc)).sum()
-    }
+/// The score of a match every token found its best way.
+fn top_score(tokens: &[Arc<TokenDocs>]) -> u32 {
+    tokens.iter().map(|t| t.ways.top_score()).sum()
+}
 
-    /// The score of a match every token found its best way.
-    fn top_score(&self) -> u32 {
-        self.tokens.iter().map(|t| t.ways.top_score()).sum()
+/// How many documents `kept` holds, in all and per category of the
+/// segment. A word-at-a-time count costs a pass over the whole segment per
+/// category; reading each match's category costs a cache miss per match:
+/// the cheaper of the two.
+fn counts(kept: &Bits, columns: &Columns) -> (u64, Vec<u64>) {
+    let found = kept.len();
+    let mut per_category = vec![0u64; columns.category_names.len()];
+    let sets = columns.category_sets.as_ref().filter(|sets| {
+        found.saturating_mul(MISS_IN_WORDS)
+            > (kept.words() as u64).saturating_mul(sets.len() as u64)
+    });
+    match sets {
+        Some(sets) => {
+            for (n, set) in per_category.iter_mut().zip(sets) {
+                *n = kept.count_common(set);
+            }
+        }
+        // Few matches, or too many categories for a set each: a match's
+        // category is a cache miss (the matches are scattered over the
+        // segment), in a loop that does nothing but read and count, so the
+        // processor overlaps the misses.
+        None => {
+            for doc in kept.iter() {
+                if let Some(n) = per_category.get_mut(columns.category(doc) as usize) {
+                    *n += 1;
+                }
+            }
+        }
+    }
+    (found, per_category)
+}
+
+/// Keeps in `docs` only what `other` holds too: one pass that writes a new
+/// set when `docs` is borrowed (no copy first).
+fn keep_common(docs: &mut Cow<'_, Bits>, other: &Bits) {
+    match docs {
+        Cow::Borrowed(b) => *docs = Cow::Owned(b.common(other)),
+        Cow::Owned(b) => {
+            b.and(other);
+        }
     }
 }
 
-/// None when no document of `segment` matches every token (the tokens
-/// after the one that empties the intersection are not read).
-fn matches(
+/// Each token's sets in a segment, in the order of the tokens, and their
+/// intersection when there are several.
+type Intersection = (Vec<Arc<TokenDocs>>, Option<Bits>);
+
+/// The sets of `tokens` in `segment` (read once per view: [`TokenSets`]),
+/// and their intersection when there are several; None when no document
+/// matches every token (the tokens after the one that empties the
+/// intersection are not read).
+fn intersect(
     segment_ord: u32,
     segment: &SegmentReader,
     sets: &Mutex<TokenSets>,
     tokens: &[Arc<[Way]>],
-) -> Result<Option<Matches>, IndexError> {
-    let mut docs: Option<Bits> = None;
-    let mut scoring = Vec::with_capacity(tokens.len());
+) -> Result<Option<Intersection>, IndexError> {
+    let mut read: Vec<Arc<TokenDocs>> = Vec::with_capacity(tokens.len());
+    let mut common: Option<Bits> = None;
     for ways in tokens {
         let token = TokenSets::get(sets, segment_ord, segment, ways)?;
-        match &mut docs {
-            // The remembered set stays as it is: the search filters a copy.
-            None => docs = Some(token.union.clone()),
-            Some(d) => {
-                if !d.and(&token.union) {
-                    return Ok(None);
-                }
+        let empty = match (&mut common, read.first()) {
+            // The first token: its set as it is remembered.
+            (None, None) => false,
+            // The second token: one pass writes the intersection (the
+            // remembered sets stay as they are).
+            (None, Some(first)) => {
+                let both = first.union.common(&token.union);
+                let empty = both.is_empty();
+                common = Some(both);
+                empty
             }
+            (Some(c), _) => !c.and(&token.union),
+        };
+        if empty {
+            return Ok(None);
         }
-        scoring.push(token);
+        read.push(token);
     }
-    Ok(docs.map(|docs| Matches {
-        docs,
-        tokens: scoring,
-    }))
+    Ok((!read.is_empty()).then_some((read, common)))
+}
+
+/// The documents that match every token of what [`intersect`] found: the
+/// first token's remembered set when it is the only one, the intersection
+/// otherwise.
+fn matching(tokens: &[Arc<TokenDocs>], common: Option<Bits>) -> Option<Cow<'_, Bits>> {
+    match common {
+        Some(c) => Some(Cow::Owned(c)),
+        None => tokens.first().map(|t| Cow::Borrowed(&t.union)),
+    }
 }
 
 /// Every live match of `tokens` in the view, as (product id, score), by id:
@@ -414,13 +479,16 @@ pub(super) fn scores(
     let sets = Mutex::default();
     for ((ord, segment), columns) in searcher.segment_readers().iter().enumerate().zip(columns) {
         let ord = u32::try_from(ord).expect("fewer than 2^32 segments");
-        let Some(matches) = matches(ord, segment, &sets, tokens)? else {
+        let Some((read, common)) = intersect(ord, segment, &sets, tokens)? else {
+            continue;
+        };
+        let Some(docs) = matching(&read, common) else {
             continue;
         };
         let alive = segment.alive_bitset();
-        for doc in matches.docs.iter() {
+        for doc in docs.iter() {
             if !alive.is_some_and(|a| a.is_deleted(doc)) {
-                out.push((columns.id(doc), matches.score(doc)));
+                out.push((columns.id(doc), score(&read, doc)));
             }
         }
     }
