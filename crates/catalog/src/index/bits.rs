@@ -30,14 +30,21 @@ impl Bits {
         }
     }
 
-    /// What both sets hold, as a new set (one pass; neither is changed).
-    pub fn common(&self, other: &Self) -> Self {
-        Self(self.0.iter().zip(&other.0).map(|(a, b)| a & b).collect())
-    }
-
-    /// Whether the set holds no document.
-    pub fn is_empty(&self) -> bool {
-        self.0.iter().all(|&w| w == 0)
+    /// What both sets hold, as a new set; None when they hold nothing in
+    /// common (one pass; neither is changed).
+    pub fn common(&self, other: &Self) -> Option<Self> {
+        let mut any = 0;
+        let words = self
+            .0
+            .iter()
+            .zip(&other.0)
+            .map(|(a, b)| {
+                let w = a & b;
+                any |= w;
+                w
+            })
+            .collect();
+        (any != 0).then_some(Self(words))
     }
 
     /// Keeps what `other` holds too; whether anything is left.
@@ -119,6 +126,9 @@ mod tests {
         let b = set(200, &[1, 64, 128, 150, 199]);
         assert_eq!(a.len(), 8);
         assert_eq!(a.count_common(&b), 4);
+        let both = a.common(&b).map(|c| c.iter().collect::<Vec<_>>());
+        assert_eq!(both, Some(vec![1, 64, 128, 199]));
+        assert!(a.common(&set(200, &[2, 66, 198])).is_none());
         let mut c = set(200, &[0, 1, 63, 64, 65, 127, 128, 199]);
         c.remove_where(|d| d % 2 == 1);
         assert_eq!(c.iter().collect::<Vec<_>>(), vec![0, 64, 128]);

@@ -249,12 +249,10 @@ pub(super) fn run(
                 None => continue,
             },
         };
-        let Some((read, common)) = intersect(segment_ord, segment, sets, tokens)? else {
+        let Some((matched, common)) = intersect(segment_ord, segment, sets, tokens)? else {
             continue;
         };
-        let Some(mut kept) = matching(&read, common) else {
-            continue;
-        };
+        let mut kept = matched.docs(common);
         // The filters, a word of 64 documents at a time where they can be:
         // what is left is the segment's part of the answer. A token alone
         // that nothing filters is read where it is remembered.
@@ -273,7 +271,11 @@ pub(super) fn run(
                 .as_ref()
                 .and_then(|s| s.get(w as usize))
             {
-                Some(set) => keep_common(&mut kept, set),
+                Some(set) => {
+                    if !keep_common(&mut kept, set) {
+                        continue;
+                    }
+                }
                 None => kept.to_mut().remove_where(|doc| columns.category(doc) != w),
             }
         }
@@ -289,18 +291,10 @@ pub(super) fn run(
             }
             // The token alone, unfiltered: its own counts.
             (Cow::Borrowed(set), None) => {
-                let counted = read
-                    .first()
-                    .map(|token| token.counted.get_or_init(|| counts(&token.union, columns)));
-                let (found, per_category) = match counted {
-                    Some((found, per_category)) => (*found, Cow::Borrowed(per_category)),
-                    None => {
-                        let (found, per_category) = counts(set, columns);
-                        (found, Cow::Owned(per_category))
-                    }
-                };
+                let (found, per_category) =
+                    matched.first.counted.get_or_init(|| counts(set, columns));
                 count += found;
-                per_category
+                Cow::Borrowed(per_category)
             }
             (Cow::Owned(kept), None) => {
                 let (found, per_category) = counts(kept, columns);
@@ -311,7 +305,7 @@ pub(super) fn run(
         // By relevance, no match scores more than every token's best way:
         // once the page's worst has that score and came from this same
         // ascending segment, no later match of the segment can enter.
-        let top_score = i64::from(top_score(&read));
+        let top_score = i64::from(matched.top_score());
         let ascending_here = |worst: &Ranked| worst.2 == segment_ord && columns.ids_ascending;
         for doc in kept.iter() {
             let full = best.len() == window;
@@ -324,7 +318,7 @@ pub(super) fn run(
                 break;
             }
             let key = match search.sort {
-                Sort::Relevance => i64::from(score(&read, doc)),
+                Sort::Relevance => i64::from(matched.score(doc)),
                 Sort::PriceDesc => columns.price(doc),
                 Sort::PriceAsc => columns.price(doc).saturating_neg(),
             };
@@ -364,14 +358,38 @@ pub(super) fn run(
     })
 }
 
-/// A match's score: per token, that of its best way holding the document.
-fn score(tokens: &[Arc<TokenDocs>], doc: DocId) -> u32 {
-    tokens.iter().map(|t| t.ways.score(doc)).sum()
+/// Each token's sets in one segment ([`intersect`]), in the order of the
+/// tokens.
+struct Matched {
+    /// The first token's: its union is the matches when it is the only
+    /// token.
+    first: Arc<TokenDocs>,
+    rest: Vec<Arc<TokenDocs>>,
 }
 
-/// The score of a match every token found its best way.
-fn top_score(tokens: &[Arc<TokenDocs>]) -> u32 {
-    tokens.iter().map(|t| t.ways.top_score()).sum()
+impl Matched {
+    /// The matches: `common`, the intersection [`intersect`] wrote when
+    /// there are several tokens, or else the first token's remembered set.
+    fn docs(&self, common: Option<Bits>) -> Cow<'_, Bits> {
+        match common {
+            Some(c) => Cow::Owned(c),
+            None => Cow::Borrowed(&self.first.union),
+        }
+    }
+
+    fn tokens(&self) -> impl Iterator<Item = &TokenDocs> {
+        std::iter::once(&*self.first).chain(self.rest.iter().map(|t| &**t))
+    }
+
+    /// A match's score: per token, that of its best way holding the document.
+    fn score(&self, doc: DocId) -> u32 {
+        self.tokens().map(|t| t.ways.score(doc)).sum()
+    }
+
+    /// The score of a match every token found its best way.
+    fn top_score(&self) -> u32 {
+        self.tokens().map(|t| t.ways.top_score()).sum()
+    }
 }
 
 /// How many documents `kept` holds, in all and per category of the
@@ -407,63 +425,54 @@ fn counts(kept: &Bits, columns: &Columns) -> (u64, Vec<u64>) {
 }
 
 /// Keeps in `docs` only what `other` holds too: one pass that writes a new
-/// set when `docs` is borrowed (no copy first).
-fn keep_common(docs: &mut Cow<'_, Bits>, other: &Bits) {
+/// set when `docs` is borrowed (no copy first). Whether anything is left.
+fn keep_common(docs: &mut Cow<'_, Bits>, other: &Bits) -> bool {
     match docs {
-        Cow::Borrowed(b) => *docs = Cow::Owned(b.common(other)),
-        Cow::Owned(b) => {
-            b.and(other);
-        }
+        Cow::Borrowed(b) => match b.common(other) {
+            Some(both) => {
+                *docs = Cow::Owned(both);
+                true
+            }
+            None => false,
+        },
+        Cow::Owned(b) => b.and(other),
     }
 }
 
-/// Each token's sets in a segment, in the order of the tokens, and their
-/// intersection when there are several.
-type Intersection = (Vec<Arc<TokenDocs>>, Option<Bits>);
-
 /// The sets of `tokens` in `segment` (read once per view: [`TokenSets`]),
-/// and their intersection when there are several; None when no document
-/// matches every token (the tokens after the one that empties the
-/// intersection are not read).
+/// and their intersection when there are several (never empty); None when
+/// there are no tokens or no document matches every token (the tokens after
+/// the one that empties the intersection are not read).
 fn intersect(
     segment_ord: u32,
     segment: &SegmentReader,
     sets: &Mutex<TokenSets>,
     tokens: &[Arc<[Way]>],
-) -> Result<Option<Intersection>, IndexError> {
-    let mut read: Vec<Arc<TokenDocs>> = Vec::with_capacity(tokens.len());
+) -> Result<Option<(Matched, Option<Bits>)>, IndexError> {
+    let Some((head, tail)) = tokens.split_first() else {
+        return Ok(None);
+    };
+    // The first token: its set as it is remembered.
+    let first = TokenSets::get(sets, segment_ord, segment, head)?;
+    let mut rest = Vec::with_capacity(tail.len());
     let mut common: Option<Bits> = None;
-    for ways in tokens {
+    for ways in tail {
         let token = TokenSets::get(sets, segment_ord, segment, ways)?;
-        let empty = match (&mut common, read.first()) {
-            // The first token: its set as it is remembered.
-            (None, None) => false,
+        let left = match &mut common {
             // The second token: one pass writes the intersection (the
             // remembered sets stay as they are).
-            (None, Some(first)) => {
-                let both = first.union.common(&token.union);
-                let empty = both.is_empty();
-                common = Some(both);
-                empty
+            None => {
+                common = first.union.common(&token.union);
+                common.is_some()
             }
-            (Some(c), _) => !c.and(&token.union),
+            Some(c) => c.and(&token.union),
         };
-        if empty {
+        if !left {
             return Ok(None);
         }
-        read.push(token);
+        rest.push(token);
     }
-    Ok((!read.is_empty()).then_some((read, common)))
-}
-
-/// The documents that match every token of what [`intersect`] found: the
-/// first token's remembered set when it is the only one, the intersection
-/// otherwise.
-fn matching(tokens: &[Arc<TokenDocs>], common: Option<Bits>) -> Option<Cow<'_, Bits>> {
-    match common {
-        Some(c) => Some(Cow::Owned(c)),
-        None => tokens.first().map(|t| Cow::Borrowed(&t.union)),
-    }
+    Ok(Some((Matched { first, rest }, common)))
 }
 
 /// Every live match of `tokens` in the view, as (product id, score), by id:
@@ -479,16 +488,14 @@ pub(super) fn scores(
     let sets = Mutex::default();
     for ((ord, segment), columns) in searcher.segment_readers().iter().enumerate().zip(columns) {
         let ord = u32::try_from(ord).expect("fewer than 2^32 segments");
-        let Some((read, common)) = intersect(ord, segment, &sets, tokens)? else {
+        let Some((matched, common)) = intersect(ord, segment, &sets, tokens)? else {
             continue;
         };
-        let Some(docs) = matching(&read, common) else {
-            continue;
-        };
+        let docs = matched.docs(common);
         let alive = segment.alive_bitset();
         for doc in docs.iter() {
             if !alive.is_some_and(|a| a.is_deleted(doc)) {
-                out.push((columns.id(doc), score(&read, doc)));
+                out.push((columns.id(doc), matched.score(doc)));
             }
         }
     }
