@@ -100,8 +100,9 @@ for d in docs:
 # the data (0.39 GB per million, indexes included) and the WAL a load writes
 # before a checkpoint recycles it (up to max_wal_size, 1 GB); each catalog
 # replica holds two indexes during a full build (~300 Mi per million each:
-# the index stores what a search page shows, docs/performance.md)
-# and the process (40 Mi).
+# the index stores what a search page shows, docs/performance.md),
+# the process (40 Mi) and the near copy of cached answers (32 Mi,
+# NEAR_BYTES in crates/catalog/src/cache.rs).
 UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
 
 
@@ -188,7 +189,7 @@ if "--default" in sys.argv:
                                 f"({need / 2**30:.1f} GiB with the WAL)")
         if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-catalog"):
             limit = d["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"]
-            need = (40 + 2 * 300 * million) * 2**20
+            need = (40 + 32 + 2 * 300 * million) * 2**20
             if size_bytes(limit) < need:
                 failures.append(f"catalog memory limit {limit} cannot hold two indexes of {million}M products "
                                 f"({need / 2**20:.0f} Mi)")

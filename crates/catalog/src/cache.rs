@@ -6,6 +6,11 @@
 //! `REDIS_URL` is set (shared by replicas). A slow or dead Redis costs a search
 //! at most [`REDIS_TIMEOUT`] and never its answer: errors count as misses and
 //! the database answers.
+//!
+//! With Redis, each process also keeps a near copy of the answers that can
+//! never change ([`Lasting::Forever`]: those of the in-memory index, whose key
+//! names the index version that computed them), so a repeated search does not
+//! go to Redis at all; at most [`NEAR_BYTES`] of them, each for the TTL.
 
 use std::time::Duration;
 
@@ -18,6 +23,11 @@ use tracing::Instrument as _;
 /// Bound on one Redis cache operation.
 pub const REDIS_TIMEOUT: Duration = Duration::from_millis(200);
 
+/// Most bytes (keys and answers) of the near copy a process keeps of a
+/// Redis cache's lasting answers: 32 MiB, some 8 000 answers of 20
+/// products, 500 of the largest page (`limit=100`, ~57 KB).
+pub const NEAR_BYTES: u64 = 32 << 20;
+
 /// Where cached answers live.
 #[derive(Clone)]
 pub enum Store {
@@ -25,8 +35,21 @@ pub enum Store {
     Disabled,
     /// This process's memory.
     Local(moka::future::Cache<String, Vec<u8>>),
-    /// Redis, under the deployment's prefix ([`search_key`]).
-    Redis(Redis),
+    /// Redis, under the deployment's prefix ([`search_key`]), and this
+    /// process's near copy of the lasting answers read or written there.
+    Redis(Redis, moka::future::Cache<String, Vec<u8>>),
+}
+
+/// Whether the answer under a key can change while the key is in use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lasting {
+    /// Never: the key names the index version that computed the answer, and
+    /// every change to the products moves that version. A copy anywhere is
+    /// as good as the original.
+    Forever,
+    /// For the TTL only (an answer of the database): only the shared store
+    /// holds it, so it is served for at most the TTL after it was computed.
+    Ttl,
 }
 
 /// The Redis key (under the deployment's prefix) of a cached answer to the
@@ -56,6 +79,9 @@ pub struct SearchCache {
     /// `catalog_search_coalesced_total`: misses answered by a concurrent
     /// identical search's computation.
     coalesced: IntCounter,
+    /// `catalog_search_cache_near_hits_total`: hits answered by the near
+    /// copy of a Redis cache (counted as hits in `requests` too).
+    near_hits: IntCounter,
 }
 
 /// The search cache's settings: what the binary's flags map onto.
@@ -84,7 +110,7 @@ impl CacheSettings {
     pub fn store(&self, redis: Option<&Redis>) -> Store {
         match redis {
             _ if !self.enabled => Store::Disabled,
-            Some(redis) => Store::Redis(redis.clone()),
+            Some(redis) => Store::Redis(redis.clone(), SearchCache::near_store(self.ttl)),
             None => SearchCache::local_store(self.ttl, self.max_entries),
         }
     }
@@ -124,12 +150,20 @@ impl SearchCache {
                 "Searches answered by a concurrent identical search's database query instead of their own.",
             )?,
         )?;
+        let near_hits = registered(
+            registry,
+            IntCounter::new(
+                "catalog_search_cache_near_hits_total",
+                "Search cache hits answered by this process's near copy of a Redis cache, without asking Redis (also counted as hits).",
+            )?,
+        )?;
         Ok(Self {
             store,
             ttl,
             requests,
             durations,
             coalesced,
+            near_hits,
         })
     }
 
@@ -141,6 +175,18 @@ impl SearchCache {
                 .time_to_live(ttl)
                 .build(),
         )
+    }
+
+    /// The near copy of a Redis cache: at most [`NEAR_BYTES`], each answer
+    /// for `ttl` (an older version's answers are not asked for again).
+    pub fn near_store(ttl: Duration) -> moka::future::Cache<String, Vec<u8>> {
+        moka::future::Cache::builder()
+            .max_capacity(NEAR_BYTES)
+            .weigher(|k: &String, v: &Vec<u8>| {
+                u32::try_from(k.len().saturating_add(v.len())).unwrap_or(u32::MAX)
+            })
+            .time_to_live(ttl)
+            .build()
     }
 
     /// Whether caching is on.
@@ -164,16 +210,27 @@ impl SearchCache {
     }
 
     /// Looks `key` up.
-    pub async fn get(&self, key: &str) -> Lookup {
+    pub async fn get(&self, key: &str, lasting: Lasting) -> Lookup {
         let started = std::time::Instant::now();
         let found = match &self.store {
             Store::Disabled => return Lookup::Miss,
             Store::Local(c) => Ok(c.get(key).await),
-            Store::Redis(redis) => {
+            Store::Redis(redis, near) => {
+                if lasting == Lasting::Forever
+                    && let Some(v) = near.get(key).await
+                {
+                    self.near_hits.inc();
+                    self.count("hit");
+                    return Lookup::Hit(v);
+                }
                 let k = redis.key(search_key(key));
                 match tokio::time::timeout(REDIS_TIMEOUT, redis.client.get::<Option<Vec<u8>>, _>(k))
                     .await
                 {
+                    Ok(Ok(Some(v))) if lasting == Lasting::Forever => {
+                        near.insert(key.to_owned(), v.clone()).await;
+                        Ok(Some(v))
+                    }
                     Ok(Ok(v)) => Ok(v),
                     Ok(Err(e)) => Err(e.to_string()),
                     Err(_) => Err("timed out".to_owned()),
@@ -199,7 +256,7 @@ impl SearchCache {
     }
 
     /// Stores an answer (best effort; failures are logged, not returned).
-    pub async fn put(&self, key: String, value: Vec<u8>) {
+    pub async fn put(&self, key: String, value: Vec<u8>, lasting: Lasting) {
         let started = std::time::Instant::now();
         match &self.store {
             Store::Disabled => {}
@@ -207,8 +264,11 @@ impl SearchCache {
                 c.insert(key, value).await;
                 self.timed("set", true, started);
             }
-            Store::Redis(redis) => {
+            Store::Redis(redis, near) => {
                 let k = redis.key(search_key(&key));
+                if lasting == Lasting::Forever {
+                    near.insert(key, value.clone()).await;
+                }
                 let secs = i64::try_from(self.ttl.as_secs()).unwrap_or(60).max(1);
                 let set = redis
                     .client
@@ -223,5 +283,118 @@ impl SearchCache {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Answers of the index (lasting forever) are kept near once written or
+    /// read, so they are served after Redis lost them; answers of the
+    /// database (lasting the TTL) are only ever in Redis.
+    #[tokio::test]
+    #[cfg_attr(
+        not(otus_redis_tests),
+        ignore = "TEST_REDIS_URL is not set: cannot test the near copy of a Redis cache"
+    )]
+    async fn lasting_answers_are_served_near_and_others_only_from_redis() {
+        let url = std::env::var("TEST_REDIS_URL").expect("TEST_REDIS_URL");
+        let prefix = format!("otus-cache-test-{}:", uuid::Uuid::new_v4().simple());
+        let redis = Redis::connect(&url, prefix)
+            .await
+            .expect("connect to Redis");
+        let registry = Registry::new();
+        let settings = CacheSettings::DEFAULT;
+        let cache = SearchCache::new(settings.store(Some(&redis)), settings.ttl, &registry)
+            .expect("metrics");
+        let in_redis = |key: &str| redis.key(search_key(key));
+        let forget = async |key: &str| {
+            let _: i64 = redis.client.del(in_redis(key)).await.expect("DEL");
+        };
+        let hit = |l: Lookup| match l {
+            Lookup::Hit(v) => Some(v),
+            Lookup::Miss => None,
+            Lookup::Error => panic!("the cache could not answer"),
+        };
+
+        // Written by this process, then lost from Redis.
+        cache
+            .put(
+                "a|index=1".into(),
+                b"index answer".to_vec(),
+                Lasting::Forever,
+            )
+            .await;
+        cache
+            .put("a|db".into(), b"db answer".to_vec(), Lasting::Ttl)
+            .await;
+        forget("a|index=1").await;
+        forget("a|db").await;
+        assert_eq!(
+            hit(cache.get("a|index=1", Lasting::Forever).await).as_deref(),
+            Some(&b"index answer"[..])
+        );
+        assert_eq!(hit(cache.get("a|db", Lasting::Ttl).await), None);
+
+        // Written by another replica: read from Redis once, then near.
+        let _: () = redis
+            .client
+            .set(
+                in_redis("b|index=1"),
+                b"other's answer".to_vec(),
+                Some(Expiration::EX(60)),
+                None,
+                false,
+            )
+            .await
+            .expect("SET");
+        let _: () = redis
+            .client
+            .set(
+                in_redis("b|db"),
+                b"other's db answer".to_vec(),
+                Some(Expiration::EX(60)),
+                None,
+                false,
+            )
+            .await
+            .expect("SET");
+        for key in ["b|index=1", "b|db"] {
+            let lasting = if key.ends_with("|db") {
+                Lasting::Ttl
+            } else {
+                Lasting::Forever
+            };
+            assert!(
+                hit(cache.get(key, lasting).await).is_some(),
+                "{key} from Redis"
+            );
+        }
+        forget("b|index=1").await;
+        forget("b|db").await;
+        assert_eq!(
+            hit(cache.get("b|index=1", Lasting::Forever).await).as_deref(),
+            Some(&b"other's answer"[..])
+        );
+        assert_eq!(hit(cache.get("b|db", Lasting::Ttl).await), None);
+
+        // Four hits: two from Redis, two from near (counted apart too).
+        assert_eq!(cache.near_hits.get(), 2);
+        assert_eq!(cache.requests.with_label_values(&["hit"]).get(), 4);
+    }
+
+    /// The near copy holds at most NEAR_BYTES, whatever it is offered.
+    #[tokio::test]
+    async fn the_near_copy_stays_within_its_bytes() {
+        let near = SearchCache::near_store(Duration::from_secs(60));
+        let answer = vec![0u8; 64 << 10];
+        for i in 0..2 * NEAR_BYTES / (64 << 10) {
+            near.insert(format!("k{i}|index=1"), answer.clone()).await;
+        }
+        near.run_pending_tasks().await;
+        let kept: u64 = near.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
+        assert!(kept <= NEAR_BYTES, "{kept} bytes kept");
+        assert!(kept > NEAR_BYTES / 2, "only {kept} bytes kept");
     }
 }

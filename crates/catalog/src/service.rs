@@ -12,7 +12,7 @@ use sea_orm::EntityTrait as _;
 use tonic::{Request, Response, Status, metadata::MetadataValue};
 
 use crate::{
-    cache::{Lookup, SearchCache},
+    cache::{Lasting, Lookup, SearchCache},
     coalesce::{Coalescer, Source},
     entity,
     error::CatalogError,
@@ -115,10 +115,13 @@ impl CatalogApi {
 /// the empty answers of a search made while products were being loaded).
 /// Answers of the database (no index loaded, or the index turned off) are
 /// current when computed and live for the TTL, the documented window.
-fn answer_key(search: &Search, loaded: Option<&Loaded>) -> String {
+fn answer_key(search: &Search, loaded: Option<&Loaded>) -> (String, Lasting) {
     match loaded {
-        Some(l) => format!("{}|index={}", search.cache_key(), l.version),
-        None => format!("{}|db", search.cache_key()),
+        Some(l) => (
+            format!("{}|index={}", search.cache_key(), l.version),
+            Lasting::Forever,
+        ),
+        None => (format!("{}|db", search.cache_key()), Lasting::Ttl),
     }
 }
 
@@ -155,9 +158,9 @@ impl CatalogService for CatalogApi {
         // One index for the whole search: the key names the version that
         // computes the answer it holds.
         let loaded = self.index.as_ref().and_then(LiveIndex::current);
-        let key = answer_key(&search, loaded.as_deref());
+        let (key, lasting) = answer_key(&search, loaded.as_deref());
         let caching = self.cache.enabled();
-        if caching && let Lookup::Hit(bytes) = self.cache.get(&key).await {
+        if caching && let Lookup::Hit(bytes) = self.cache.get(&key, lasting).await {
             match SearchProductsResponse::decode(bytes.as_slice()) {
                 Ok(resp) => return Ok(tagged(resp, Some("HIT"))),
                 // A value written by an incompatible version: recompute.
@@ -179,7 +182,7 @@ impl CatalogService for CatalogApi {
                     let cache = self.cache.clone();
                     let bytes = resp.encode_to_vec();
                     let key = key.clone();
-                    tokio::spawn(async move { cache.put(key, bytes).await });
+                    tokio::spawn(async move { cache.put(key, bytes, lasting).await });
                 }
                 Ok(resp)
             })
