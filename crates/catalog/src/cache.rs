@@ -28,6 +28,17 @@ pub const REDIS_TIMEOUT: Duration = Duration::from_millis(200);
 /// products, 500 of the largest page (`limit=100`, ~57 KB).
 pub const NEAR_BYTES: u64 = 32 << 20;
 
+/// Most bytes (keys and answers) the in-process cache holds (no Redis),
+/// whatever `CACHE_MAX_ENTRIES` allows: 64 MiB. 10 000 answers of the
+/// largest page (`limit=100`, ~57 KB) would otherwise hold 570 MB, and
+/// anonymous searches can fill the cache within its TTL.
+pub const LOCAL_BYTES: u64 = 64 << 20;
+
+/// What a cached answer holds in memory: its key and its bytes.
+fn bytes(key: &str, value: &[u8]) -> u64 {
+    (key.len() as u64).saturating_add(value.len() as u64)
+}
+
 /// Where cached answers live.
 #[derive(Clone)]
 pub enum Store {
@@ -91,7 +102,8 @@ pub struct CacheSettings {
     pub enabled: bool,
     /// How long a cached answer is served: the consistency window.
     pub ttl: Duration,
-    /// Most answers the in-process cache holds (Redis: its `maxmemory`).
+    /// Most answers the in-process cache holds, within [`LOCAL_BYTES`] in
+    /// all (Redis: its `maxmemory`).
     pub max_entries: u64,
 }
 
@@ -167,11 +179,18 @@ impl SearchCache {
         })
     }
 
-    /// An in-process cache holding at most `max_entries` answers for `ttl`.
+    /// An in-process cache holding, each for `ttl`, at most `max_entries`
+    /// answers and at most [`LOCAL_BYTES`] of them: each answer weighs its
+    /// bytes but at least an equal share of the bytes.
     pub fn local_store(ttl: Duration, max_entries: u64) -> Store {
+        let share = LOCAL_BYTES.checked_div(max_entries).unwrap_or(0).max(1);
+        let capacity = if max_entries == 0 { 0 } else { LOCAL_BYTES };
         Store::Local(
             moka::future::Cache::builder()
-                .max_capacity(max_entries)
+                .max_capacity(capacity)
+                .weigher(move |k: &String, v: &Vec<u8>| {
+                    u32::try_from(bytes(k, v).max(share)).unwrap_or(u32::MAX)
+                })
                 .time_to_live(ttl)
                 .build(),
         )
@@ -182,9 +201,7 @@ impl SearchCache {
     pub fn near_store(ttl: Duration) -> moka::future::Cache<String, Vec<u8>> {
         moka::future::Cache::builder()
             .max_capacity(NEAR_BYTES)
-            .weigher(|k: &String, v: &Vec<u8>| {
-                u32::try_from(k.len().saturating_add(v.len())).unwrap_or(u32::MAX)
-            })
+            .weigher(|k: &String, v: &Vec<u8>| u32::try_from(bytes(k, v)).unwrap_or(u32::MAX))
             .time_to_live(ttl)
             .build()
     }
@@ -384,6 +401,42 @@ mod tests {
         assert_eq!(cache.requests.with_label_values(&["hit"]).get(), 4);
     }
 
+    /// The in-process cache holds at most its entries of small answers and
+    /// at most LOCAL_BYTES of large ones.
+    #[tokio::test]
+    async fn the_in_process_cache_holds_at_most_its_entries_and_its_bytes() {
+        let local =
+            |max_entries| match SearchCache::local_store(Duration::from_secs(60), max_entries) {
+                Store::Local(c) => c,
+                _ => unreachable!("local_store makes a local store"),
+            };
+        let small = local(100);
+        for i in 0..300 {
+            small.insert(format!("k{i}|db"), vec![0u8; 100]).await;
+        }
+        small.run_pending_tasks().await;
+        let n = small.entry_count();
+        assert!(
+            (50..=100).contains(&n),
+            "{n} small answers kept, at most 100"
+        );
+
+        let large = local(CacheSettings::DEFAULT.max_entries);
+        let answer = vec![0u8; 64 << 10];
+        for i in 0..2 * LOCAL_BYTES / (64 << 10) {
+            large.insert(format!("k{i}|db"), answer.clone()).await;
+        }
+        large.run_pending_tasks().await;
+        let kept: u64 = large.iter().map(|(k, v)| bytes(&k, &v)).sum();
+        assert!(kept <= LOCAL_BYTES, "{kept} bytes kept");
+        assert!(kept > LOCAL_BYTES / 2, "only {kept} bytes kept");
+
+        let none = local(0);
+        none.insert("k|db".to_owned(), vec![1]).await;
+        none.run_pending_tasks().await;
+        assert_eq!(none.entry_count(), 0, "CACHE_MAX_ENTRIES=0 keeps nothing");
+    }
+
     /// The near copy holds at most NEAR_BYTES, whatever it is offered.
     #[tokio::test]
     async fn the_near_copy_stays_within_its_bytes() {
@@ -393,7 +446,7 @@ mod tests {
             near.insert(format!("k{i}|index=1"), answer.clone()).await;
         }
         near.run_pending_tasks().await;
-        let kept: u64 = near.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
+        let kept: u64 = near.iter().map(|(k, v)| bytes(&k, &v)).sum();
         assert!(kept <= NEAR_BYTES, "{kept} bytes kept");
         assert!(kept > NEAR_BYTES / 2, "only {kept} bytes kept");
     }

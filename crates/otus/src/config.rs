@@ -207,7 +207,8 @@ pub struct CacheArgs {
     /// How long a cached answer is served, in seconds (the consistency window).
     #[arg(long, env = "CACHE_TTL_SECS", default_value_t = CACHE.ttl.as_secs())]
     pub cache_ttl_secs: u64,
-    /// Most answers the in-process cache holds (Redis: see its maxmemory).
+    /// Most answers the in-process cache holds, within 64 MiB in all (Redis:
+    /// see its maxmemory).
     #[arg(long, env = "CACHE_MAX_ENTRIES", default_value_t = CACHE.max_entries)]
     pub cache_max_entries: u64,
     /// Benchmarks only: search with the unindexed `name ILIKE '%word%'` of the
