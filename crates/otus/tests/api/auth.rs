@@ -142,7 +142,7 @@ async fn a_token_stops_working_at_logout(app: TestApp) {
     let (_, token) = app.user_with_token().await;
     assert_eq!(app.get("/me", Some(&token)).await.status(), 200);
     // The session lives where configured: Redis, or the SQL table.
-    let db = sea_orm::Database::connect(&app.database_url)
+    let db = otus_db::connect_plain(&app.database_url)
         .await
         .expect("connect");
     let rows = db
@@ -322,7 +322,7 @@ async fn login_attempts_are_limited_per_client_address(app: TestApp) {
 
 async fn passwords_are_stored_only_as_argon2id_hashes(app: TestApp) {
     let user = app.register(json!({})).await;
-    let db = sea_orm::Database::connect(&app.database_url)
+    let db = otus_db::connect_plain(&app.database_url)
         .await
         .expect("connect");
     let row = db
@@ -352,7 +352,7 @@ async fn passwords_are_stored_only_as_argon2id_hashes(app: TestApp) {
 
 async fn a_failed_registration_leaves_no_orphan_profile(app: TestApp) {
     // Break the credential store for real: its table disappears.
-    let db = sea_orm::Database::connect(&app.database_url)
+    let db = otus_db::connect_plain(&app.database_url)
         .await
         .expect("connect");
     db.execute_unprepared("DROP TABLE credentials")

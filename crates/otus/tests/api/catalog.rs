@@ -17,7 +17,7 @@ use crate::helpers::{Backend, Options, TestApp, assert_error, on_both_backends};
 const COUNT: u64 = 3000;
 
 async fn seeded(app: &TestApp) {
-    let db = sea_orm::Database::connect(&app.database_url)
+    let db = otus_db::connect_plain(&app.database_url)
         .await
         .expect("connect");
     let report = seed::load(
@@ -52,7 +52,7 @@ async fn reference(
     min: Option<i64>,
     max: Option<i64>,
 ) -> Vec<Row> {
-    let db = sea_orm::Database::connect(&app.database_url)
+    let db = otus_db::connect_plain(&app.database_url)
         .await
         .expect("connect");
     let rows = db
@@ -225,7 +225,7 @@ on_both_backends!(
 /// 10 000 with `"gte"`; pages reach down to offset + limit = 10 000.
 async fn totals_are_exact_up_to_the_bound_then_a_lower_bound(app: TestApp) {
     const MANY: u64 = 10_050;
-    let db = sea_orm::Database::connect(&app.database_url)
+    let db = otus_db::connect_plain(&app.database_url)
         .await
         .expect("connect");
     seed::load(
@@ -616,7 +616,7 @@ on_both_backends!(
 /// (`docs/search.md`: the poll interval plus one build).
 async fn a_product_changed_in_the_database_is_searchable_soon(app: TestApp) {
     seeded(&app).await;
-    let db = sea_orm::Database::connect(&app.database_url)
+    let db = otus_db::connect_plain(&app.database_url)
         .await
         .expect("connect");
     let ids = reference(&app, &["космос"], None, None, None).await;
@@ -747,7 +747,7 @@ async fn a_search_made_while_products_load_is_not_served_stale_once_the_index_ca
 ) {
     const QUERY: &str = "/products?q=космос&limit=5";
     let total_of = |page: &Value| page["total"].as_u64().expect("total");
-    let db = sea_orm::Database::connect(&app.database_url)
+    let db = otus_db::connect_plain(&app.database_url)
         .await
         .expect("connect");
     for (round, generator_seed) in [7u64, 8, 9].into_iter().enumerate() {

@@ -127,7 +127,7 @@ on_both_backends!(with_auth_down_an_edge_keeps_serving_the_other_routes);
 /// ingress's HTML 503 for everything.
 async fn with_auth_down_an_edge_keeps_serving_the_other_routes(app: TestApp) {
     let (user, token) = app.user_with_token().await;
-    let db = sea_orm::Database::connect(&app.database_url)
+    let db = otus_db::connect_plain(&app.database_url)
         .await
         .expect("connect");
     otus_catalog::seed::load(

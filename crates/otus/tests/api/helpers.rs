@@ -300,7 +300,7 @@ impl TestApp {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let db = sea_orm::Database::connect(&self.database_url)
+        let db = otus_db::connect_plain(&self.database_url)
             .await
             .expect("connect");
         let want = otus_catalog::live::read_version(&db)

@@ -382,7 +382,7 @@ async fn look_alike_usernames_are_taken_or_invalid(app: TestApp) {
 /// accounts, and neither name can be registered again.
 async fn existing_look_alikes_are_keyed_apart(app: TestApp) {
     use sea_orm::ConnectionTrait as _;
-    let db = sea_orm::Database::connect(&app.database_url)
+    let db = otus_db::connect_plain(&app.database_url)
         .await
         .expect("connect");
     let tag = &uuid::Uuid::new_v4().simple().to_string()[..6];
