@@ -321,7 +321,7 @@ impl LoginLimiter {
 mod tests {
     use std::time::Instant;
 
-    use sea_orm::{ConnectionTrait as _, Database, DatabaseConnection};
+    use sea_orm::{ConnectionTrait as _, DatabaseConnection};
 
     use super::*;
 
@@ -381,18 +381,22 @@ mod tests {
         uuid::Uuid::new_v4().simple().to_string()
     }
 
-    async fn migrated(url: &str) -> DatabaseConnection {
-        let db = Database::connect(url).await.expect("connect");
+    async fn migrate(db: DatabaseConnection) {
         use otus_migration::MigratorTrait as _;
         otus_migration::Migrator::up(&db, None)
             .await
             .expect("migrate");
+    }
+
+    async fn migrated_in_memory() -> DatabaseConnection {
+        let db = otus_test_db::connect("sqlite::memory:", "in-memory SQLite").await;
+        migrate(db.clone()).await;
         db
     }
 
     #[tokio::test]
     async fn sql_sessions_on_sqlite_expire_to_the_millisecond() {
-        let db = migrated("sqlite::memory:").await;
+        let db = migrated_in_memory().await;
         sessions_live_exactly_their_ttl(&SessionStore::Sql(otus_db::Db::always_up(db))).await;
     }
 
@@ -402,27 +406,12 @@ mod tests {
         ignore = "TEST_DATABASE_URL is not set: the SQL store runs on SQLite only"
     )]
     async fn sql_sessions_on_postgres_expire_to_the_millisecond() {
-        let admin_url = std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL");
-        let name = format!("otus_store_test_{}", std::process::id());
-        let admin = Database::connect(&admin_url).await.expect("connect");
-        let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-        admin.execute_unprepared(&drop).await.expect("drop");
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-            .await
-            .expect("create database");
-        let (base, query) = admin_url.split_once('?').unwrap_or((&admin_url, ""));
-        let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
-        let query = if query.is_empty() {
-            String::new()
-        } else {
-            format!("?{query}")
-        };
-        let db = migrated(&format!("{base}/{name}{query}")).await;
+        let test_db =
+            otus_test_db::TestDb::create(otus_test_db::Backend::Postgres, "otus", migrate).await;
+        let db = otus_test_db::connect(test_db.url(), "the test database").await;
         sessions_live_exactly_their_ttl(&SessionStore::Sql(otus_db::Db::always_up(db.clone())))
             .await;
         db.close().await.expect("close");
-        admin.execute_unprepared(&drop).await.expect("drop");
     }
 
     #[tokio::test]
@@ -431,11 +420,7 @@ mod tests {
         ignore = "TEST_REDIS_URL is not set: cannot test the Redis session store"
     )]
     async fn redis_sessions_expire_to_the_millisecond() {
-        let url = std::env::var("TEST_REDIS_URL").expect("TEST_REDIS_URL");
-        let prefix = format!("otus-store-test-{}:", uuid_like());
-        let redis = Redis::connect(&url, prefix)
-            .await
-            .expect("connect to Redis");
+        let redis = otus_test_db::redis("store-test").await;
         sessions_live_exactly_their_ttl(&SessionStore::Redis(redis.clone())).await;
         let _: i64 = redis
             .client
@@ -448,7 +433,7 @@ mod tests {
     /// a rolling update.
     #[tokio::test]
     async fn rows_without_milliseconds_expire_by_seconds() {
-        let db = migrated("sqlite::memory:").await;
+        let db = migrated_in_memory().await;
         let now = Utc::now().timestamp();
         for (hash, expires_at) in [("old-alive", now + 60), ("old-dead", now - 1)] {
             db.execute_unprepared(&format!(

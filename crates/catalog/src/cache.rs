@@ -316,11 +316,7 @@ mod tests {
         ignore = "TEST_REDIS_URL is not set: cannot test the near copy of a Redis cache"
     )]
     async fn lasting_answers_are_served_near_and_others_only_from_redis() {
-        let url = std::env::var("TEST_REDIS_URL").expect("TEST_REDIS_URL");
-        let prefix = format!("otus-cache-test-{}:", uuid::Uuid::new_v4().simple());
-        let redis = Redis::connect(&url, prefix)
-            .await
-            .expect("connect to Redis");
+        let redis = otus_test_db::redis("cache-test").await;
         let registry = Registry::new();
         let settings = CacheSettings::DEFAULT;
         let cache = SearchCache::new(settings.store(Some(&redis)), settings.ttl, &registry)
@@ -355,28 +351,22 @@ mod tests {
         assert_eq!(hit(cache.get("a|db", Lasting::Ttl).await), None);
 
         // Written by another replica: read from Redis once, then near.
-        let _: () = redis
-            .client
-            .set(
-                in_redis("b|index=1"),
-                b"other's answer".to_vec(),
-                Some(Expiration::EX(60)),
-                None,
-                false,
-            )
-            .await
-            .expect("SET");
-        let _: () = redis
-            .client
-            .set(
-                in_redis("b|db"),
-                b"other's db answer".to_vec(),
-                Some(Expiration::EX(60)),
-                None,
-                false,
-            )
-            .await
-            .expect("SET");
+        for (key, value) in [
+            ("b|index=1", "other's answer"),
+            ("b|db", "other's db answer"),
+        ] {
+            let _: () = redis
+                .client
+                .set(
+                    in_redis(key),
+                    value.as_bytes().to_vec(),
+                    Some(Expiration::EX(60)),
+                    None,
+                    false,
+                )
+                .await
+                .expect("SET");
+        }
         for key in ["b|index=1", "b|db"] {
             let lasting = if key.ends_with("|db") {
                 Lasting::Ttl

@@ -310,9 +310,11 @@ async fn a_database_outage_gives_prompt_503s_and_service_resumes() {
     use sea_orm::ConnectionTrait as _;
     let admin_url = std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL");
     let name = format!("otus_outage_{}", uuid::Uuid::new_v4().simple());
-    let admin = sea_orm::Database::connect(&admin_url)
-        .await
-        .expect("TEST_DATABASE_URL must point at a reachable PostgreSQL");
+    let admin = otus_test_db::connect(
+        &admin_url,
+        "TEST_DATABASE_URL must point at a reachable PostgreSQL",
+    )
+    .await;
     admin
         .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
         .await

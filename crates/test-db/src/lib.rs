@@ -27,6 +27,34 @@ use uuid::Uuid;
 /// The variable naming the PostgreSQL the tests may create databases on.
 pub const TEST_DATABASE_URL: &str = "TEST_DATABASE_URL";
 
+/// The variable naming the Redis the tests may write keys to.
+pub const TEST_REDIS_URL: &str = "TEST_REDIS_URL";
+
+/// Opens `url` as a test should: a pool without sqlx's maintenance task
+/// ([`otus_db::without_reaper`]; in sqlx 0.9.0 its loop can run ~2^64 times
+/// when it races the first query, and a test's runtime never shuts down).
+/// Panics, naming `what` it was for, when the database cannot be reached.
+pub async fn connect(url: &str, what: &str) -> DatabaseConnection {
+    otus_db::connect_plain(url)
+        .await
+        .unwrap_or_else(|e| panic!("{what}: cannot connect: {e}"))
+}
+
+/// A connection to `TEST_REDIS_URL` whose keys all start with a prefix of
+/// their own, `otus-<label>-<uuid>:`, so tests running side by side (and
+/// other users of that Redis) never see each other's keys.
+///
+/// Panics when the variable is unset or Redis cannot be reached: callers
+/// skip their Redis tests when it is unset.
+pub async fn redis(label: &str) -> otus_db::Redis {
+    let url =
+        std::env::var(TEST_REDIS_URL).unwrap_or_else(|_| panic!("{TEST_REDIS_URL} is not set"));
+    let prefix = format!("otus-{label}-{}:", Uuid::new_v4().simple());
+    otus_db::Redis::connect(&url, prefix)
+        .await
+        .unwrap_or_else(|e| panic!("{TEST_REDIS_URL} ({url}): cannot connect: {e:#}"))
+}
+
 /// Which database a test runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -85,9 +113,11 @@ impl TestDb {
                 };
                 let name = format!("otus_test_{}", Uuid::new_v4().simple());
                 let template = migrated_template(&admin_url, schema, migrate).await;
-                let admin = sea_orm::Database::connect(&admin_url)
-                    .await
-                    .expect("TEST_DATABASE_URL must point at a reachable PostgreSQL");
+                let admin = connect(
+                    &admin_url,
+                    "TEST_DATABASE_URL must point at a reachable PostgreSQL",
+                )
+                .await;
                 admin
                     .execute_unprepared(&format!(
                         "CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""
@@ -122,7 +152,9 @@ where
             let name = wanted.clone();
             let mut options = sea_orm::ConnectOptions::new(admin_url);
             // Advisory locks belong to a session: one connection.
-            options.max_connections(1).sqlx_logging(false);
+            otus_db::without_reaper(&mut options)
+                .max_connections(1)
+                .sqlx_logging(false);
             let admin = sea_orm::Database::connect(options)
                 .await
                 .expect("TEST_DATABASE_URL must point at a reachable PostgreSQL");
@@ -148,9 +180,7 @@ where
                 ] {
                     admin.execute_unprepared(&sql).await.expect(&sql);
                 }
-                let conn = sea_orm::Database::connect(with_database(admin_url, &building))
-                    .await
-                    .expect("connect to the template");
+                let conn = connect(&with_database(admin_url, &building), "the template").await;
                 migrate(conn.clone()).await;
                 conn.close().await.expect("close the template");
                 let rename = format!("ALTER DATABASE \"{building}\" RENAME TO \"{name}\"");
@@ -221,7 +251,7 @@ impl Drop for TestDb {
                         .build()
                         .expect("runtime");
                     rt.block_on(async {
-                        if let Ok(admin) = sea_orm::Database::connect(&admin_url).await {
+                        if let Ok(admin) = otus_db::connect_plain(&admin_url).await {
                             let _ = admin
                                 .execute_unprepared(&format!(
                                     "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
@@ -260,7 +290,7 @@ mod tests {
     #[tokio::test]
     async fn an_sqlite_database_is_removed_with_its_value() {
         let db = TestDb::create(Backend::Sqlite, "otus_selftest", |_| async {}).await;
-        let conn = sea_orm::Database::connect(db.url()).await.expect("connect");
+        let conn = connect(db.url(), "the test database").await;
         conn.execute_unprepared("CREATE TABLE t (x INTEGER)")
             .await
             .expect("write");
@@ -289,7 +319,7 @@ mod tests {
                 .expect("migrate");
         })
         .await;
-        let conn = sea_orm::Database::connect(db.url()).await.expect("connect");
+        let conn = connect(db.url(), "the test database").await;
         conn.execute_unprepared("SELECT x FROM made_by_migrate")
             .await
             .expect("the clone holds what the template's migration made");
@@ -299,7 +329,7 @@ mod tests {
         };
         let name = name.clone();
         drop(db);
-        let admin = sea_orm::Database::connect(&admin_url).await.expect("admin");
+        let admin = connect(&admin_url, "TEST_DATABASE_URL").await;
         let left = admin
             .query_one_raw(sea_orm::Statement::from_string(
                 sea_orm::DatabaseBackend::Postgres,
