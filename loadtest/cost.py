@@ -31,6 +31,12 @@ build refuses a schema that a newer one migrated. Make the copy a template
 copy of the seeded one (`CREATE DATABASE b TEMPLATE a`), so both hold the
 same catalog.
 
+--pods LABEL=BINARY[@URL] measures a build as Kubernetes runs it: each
+service its own process (users, auth, catalog, edge; gRPC over loopback TCP
+between them), each with one tokio worker (TOKIO_WORKER_THREADS=1: under the
+chart's 1-CPU limit tokio sizes its pool from the cgroup's quota). Its "otus"
+column is the CPU of all four processes together.
+
 --closed adds the closed-loop comparison: oha -c 50 for --duration over
 20 000 distinct searches, cache off, each build in turn, ROUNDS times.
 
@@ -180,12 +186,38 @@ class Server:
 
 def start_otus(label: str, binary: str, db: str, port: int, cache: bool, redis: str, work: Path) -> Server:
     env = dict(
-        os.environ,
+        otus_env(label, db, cache, redis),
         HTTP_ADDR=f"127.0.0.1:{port}",
         ADMIN_ADDR=f"127.0.0.1:{port + 1}",
         USERS_GRPC_ADDR="127.0.0.1:0",
         AUTH_GRPC_ADDR="127.0.0.1:0",
         CATALOG_GRPC_ADDR="127.0.0.1:0",
+    )
+    s = Server(label, [binary, "all-in-one"], env, work)
+    wait_until(120, f"{label}: /ready", lambda: http_get(f"http://127.0.0.1:{port}/ready")[0] == 200, s.proc, s.log)
+    wait_built(label, s, port + 1)
+    return s
+
+
+class Group:
+    """A build's processes: one `otus all-in-one`, or one process per service."""
+
+    def __init__(self, servers: list[Server]):
+        self.servers = servers
+
+    @property
+    def pids(self) -> list[int]:
+        return [s.pid for s in self.servers]
+
+    def stop(self) -> None:
+        # The edge first, then what it calls.
+        for s in reversed(self.servers):
+            s.stop()
+
+
+def otus_env(label: str, db: str, cache: bool, redis: str) -> dict:
+    env = dict(
+        os.environ,
         DATABASE_URL=db,
         CACHE_ENABLED="true" if cache else "false",
         REDIS_URL=redis,
@@ -197,15 +229,49 @@ def start_otus(label: str, binary: str, db: str, port: int, cache: bool, redis: 
     env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
     if not cache:
         env.pop("REDIS_URL")
-    s = Server(label, [binary, "all-in-one"], env, work)
-    wait_until(120, f"{label}: /ready", lambda: http_get(f"http://127.0.0.1:{port}/ready")[0] == 200, s.proc, s.log)
+    return env
 
+
+def wait_built(label: str, s: Server, admin_port: int) -> None:
     def built() -> bool:
-        _, body = http_get(f"http://127.0.0.1:{port + 1}/metrics")
+        _, body = http_get(f"http://127.0.0.1:{admin_port}/metrics")
         return any(line.startswith('catalog_index_builds_total{outcome="ok"}') for line in body.decode().splitlines())
 
     wait_until(900, f"{label}: search index built", built, s.proc, s.log)
-    return s
+
+
+def start_build(label: str, binary: str, db: str, port: int, cache: bool, redis: str, work: Path,
+                pods: bool) -> Group:
+    """One build, listening for REST on `port` (admin and gRPC ports above it)."""
+    if not pods:
+        return Group([start_otus(label, binary, db, port, cache, redis, work)])
+    common = otus_env(label, db, cache, redis)
+    common["TOKIO_WORKER_THREADS"] = "1"
+    common["IDENTITY_TOKEN_SECRET"] = os.urandom(32).hex()
+    grpc = {"users": port + 2, "auth": port + 4, "catalog": port + 6}
+    urls = {f"{k.upper()}_GRPC_URL": f"http://127.0.0.1:{v}" for k, v in grpc.items()}
+    started: list[Server] = []
+    group = Group(started)
+    try:
+        for name in ("users", "auth", "catalog"):
+            env = dict(common, GRPC_ADDR=f"127.0.0.1:{grpc[name]}", ADMIN_ADDR=f"127.0.0.1:{grpc[name] + 1}",
+                       USERS_GRPC_URL=urls["USERS_GRPC_URL"])
+            if name != "catalog":
+                # Only the catalog gets Redis (its search cache); sessions
+                # stay in the database, which a search never reads.
+                env.pop("REDIS_URL", None)
+            s = Server(f"{label}-{name}", [binary, name], env, work)
+            started.append(s)
+        wait_built(label, started[-1], grpc["catalog"] + 1)
+        edge = Server(f"{label}-edge", [binary, "edge"],
+                      dict(common, HTTP_ADDR=f"127.0.0.1:{port}", ADMIN_ADDR=f"127.0.0.1:{port + 1}", **urls), work)
+        started.append(edge)
+        wait_until(120, f"{label}: /ready", lambda: http_get(f"http://127.0.0.1:{port}/ready")[0] == 200,
+                   edge.proc, edge.log)
+    except BaseException:
+        group.stop()
+        raise
+    return group
 
 
 def start_bare(binary: str, port: int, work: Path) -> Server:
@@ -299,6 +365,9 @@ def main() -> None:
     ap.add_argument("--baseline-db", help="the baseline's own database (default --db)")
     ap.add_argument("--compare", action="append", default=[], metavar="LABEL=BINARY",
                     help="more `otus` builds measured side by side (repeatable)")
+    ap.add_argument("--pods", action="append", default=[], metavar="LABEL=BINARY[@URL]",
+                    help="a build measured as Kubernetes runs it: one process per service, one tokio worker "
+                         "each; its otus column sums the four processes (repeatable)")
     ap.add_argument("--bare", required=True, help="release bare_axum example binary")
     ap.add_argument("--oha", default=shutil.which("oha") or str(Path.home() / ".cache/otus-rs/tools/bin/oha"))
     ap.add_argument("--redis", default="redis://127.0.0.1:6379/0")
@@ -320,13 +389,14 @@ def main() -> None:
     if not Path(args.oha).exists():
         sys.exit(f"oha not found at {args.oha}: cargo install oha --root ~/.cache/otus-rs/tools")
 
-    builds = [("new", args.otus, args.db)]
+    # (label, binary, database, one process per service)
+    builds = [("new", args.otus, args.db, False)]
     if args.baseline:
-        builds.append(("base", args.baseline, args.baseline_db or args.db))
-    for c in args.compare:
+        builds.append(("base", args.baseline, args.baseline_db or args.db, False))
+    for c, pods in [(c, False) for c in args.compare] + [(c, True) for c in args.pods]:
         label, rest = c.split("=", 1)
         binary, _, db = rest.partition("@")
-        builds.append((label, binary, db or args.db))
+        builds.append((label, binary, db or args.db, pods))
     have = ensure_catalog(args.db, args.products, args.otus)
     qs = searches(args.db, max(args.searches, args.closed_searches if args.closed else 0))
     cpu_model = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
@@ -342,7 +412,7 @@ def main() -> None:
     header = ("| path | build | otus | PostgreSQL | Redis | total per request | oha (generator) | "
               "machine busy | answered | errors | p50 ms | p99 ms |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
     print(header, flush=True)
-    servers: list[Server] = []
+    servers: list[Server | Group] = []
     # Each build's resident memory after its fixed-rate run.
     resident: list[str] = []
 
@@ -369,15 +439,15 @@ def main() -> None:
         rpid = redis_pid(args.redis)
         for path in [p.strip() for p in args.paths.split(",")]:
             cache = path == "on"
-            for label, binary, db in builds:
-                s = start_otus(f"{label}-{path}", binary, db, args.port, cache, args.redis, work)
+            for label, binary, db, pods in builds:
+                s = start_build(f"{label}-{path}", binary, db, args.port, cache, args.redis, work, pods)
                 servers.append(s)
                 oha(args, urls, warm, work / "warm.json")
-                pids = {"otus": [s.pid], "postgres": []}
+                pids = {"otus": s.pids, "postgres": []}
                 if cache and rpid:
                     pids["redis"] = [rpid]
                 m = measure(args, urls, rate, pids, work, db)
-                m["rss_mib"] = resident_mib(s.pid)
+                m["rss_mib"] = sum(resident_mib(p) for p in s.pids)
                 row("cache on (Redis)" if cache else "cache off", label, m)
                 if args.floors and not cache:
                     # The path without the work: the edge alone, then the
@@ -388,7 +458,7 @@ def main() -> None:
                         f = work / "floor.txt"
                         f.write_text(f"http://127.0.0.1:{args.port}/{floor}\n")
                         oha(args, f, warm, work / "warm.json")
-                        row(what, label, measure(args, f, rate, {"otus": [s.pid]}, work))
+                        row(what, label, measure(args, f, rate, {"otus": s.pids}, work))
                 s.stop()
         print("\n# Resident memory (VmRSS) of otus after each fixed-rate run: " + "; ".join(resident), flush=True)
         if args.closed:
@@ -396,18 +466,20 @@ def main() -> None:
                   f"searches, cache off\n", flush=True)
             print("| round | build | req/s | p50 ms | p99 ms | errors | otus µs/request | PostgreSQL µs/request | "
                   "machine busy |\n|---|---|---|---|---|---|---|---|---|", flush=True)
-            started = {label: start_otus(f"{label}-closed", b, db, args.port + 20 * i, False, args.redis, work)
-                       for i, (label, b, db) in enumerate(builds)}
-            dbs = {label: db for label, _, db in builds}
-            servers.extend(started.values())
-            for i, (label, _, _) in enumerate(builds):
+            started = {}
+            for i, (label, b, db, pods) in enumerate(builds):
+                started[label] = start_build(f"{label}-closed", b, db, args.port + 20 * i, False, args.redis,
+                                             work, pods)
+                servers.append(started[label])
+            dbs = {label: db for label, _, db, _ in builds}
+            for i, (label, _, _, _) in enumerate(builds):
                 u = url_file(work, f"closed-{label}.txt", args.port + 20 * i, qs[: args.closed_searches])
                 oha(args, u, ["-c", str(args.connections), "-z", "5s"], work / "warm.json")
             for rnd in range(1, args.rounds + 1):
-                for label, _, _ in builds if rnd % 2 else list(reversed(builds)):
+                for label, _, _, _ in builds if rnd % 2 else list(reversed(builds)):
                     u = work / f"closed-{label}.txt"
                     m = measure(args, u, ["-c", str(args.connections), "-z", f"{args.duration}s"],
-                                {"otus": [started[label].pid], "postgres": []}, work, dbs[label])
+                                {"otus": started[label].pids, "postgres": []}, work, dbs[label])
                     print(f"| {rnd} | {label} | {m['rps']:.0f} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} | "
                           f"{m['errors']} | {m['us']['otus']:.0f} | {m['us'].get('postgres', 0):.0f} | "
                           f"{100 * m['busy']:.0f}% |", flush=True)
