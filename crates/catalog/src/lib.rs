@@ -42,9 +42,7 @@ pub use otus_proto::catalog::v1::catalog_service_server::SERVICE_NAME;
 pub(crate) async fn memory_db() -> otus_db::Db {
     use otus_migration::{Migrator, MigratorTrait as _};
     let mut options = sea_orm::ConnectOptions::new("sqlite::memory:");
-    otus_db::without_reaper(&mut options)
-        .max_connections(1)
-        .min_connections(1);
+    options.max_connections(1).min_connections(1);
     let conn = sea_orm::Database::connect(options).await.expect("sqlite");
     Migrator::up(&conn, None).await.expect("migrate");
     otus_db::Db::always_up(conn)

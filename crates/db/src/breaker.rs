@@ -301,7 +301,7 @@ mod tests {
     async fn the_table_probe_waits_for_the_table() {
         // One connection: each connection to `:memory:` is its own database.
         let mut options = sea_orm::ConnectOptions::new("sqlite::memory:");
-        crate::without_reaper(&mut options).max_connections(1);
+        options.max_connections(1);
         let db = Db::always_up(sea_orm::Database::connect(options).await.expect("sqlite"));
         let probe = db.table_probe("things");
         let not_yet = probe().await.expect_err("no table yet");
@@ -329,8 +329,7 @@ mod tests {
         // Port 1 on loopback: nothing listens there (refused at once).
         let url = "postgres://nobody@127.0.0.1:1/none";
         let mut opts = sea_orm::ConnectOptions::new(url);
-        crate::without_reaper(&mut opts)
-            .connect_lazy(true)
+        opts.connect_lazy(true)
             .acquire_timeout(Duration::from_secs(60));
         let conn = sea_orm::Database::connect(opts)
             .await

@@ -42,7 +42,6 @@ impl Default for PoolSettings {
 /// (sqlx logs every statement at INFO otherwise).
 pub async fn connect(url: &str, pool: &PoolSettings) -> Result<DatabaseConnection, DbErr> {
     let mut opts = ConnectOptions::new(url.to_owned());
-    without_reaper(&mut opts);
     opts.max_connections(pool.max_connections)
         .min_connections(0)
         .connect_timeout(pool.acquire_timeout)
@@ -71,26 +70,10 @@ pub async fn connect(url: &str, pool: &PoolSettings) -> Result<DatabaseConnectio
     Ok(db)
 }
 
-/// Turns off the pool's idle timeout and maximum lifetime, which sqlx gives
-/// every pool by default, so that sqlx does not start its maintenance task.
-///
-/// In sqlx 0.9.0 that task reads the pool's count of idle connections
-/// while another task may be halfway through returning a connection (pushed,
-/// not yet counted) and a third taking it (counted down first): the count
-/// wraps below zero and the task loops some 2^64 times, a tokio worker at
-/// 100% (seen in CI: a test's runtime never finished shutting down). Without
-/// the task, idle connections stay open, at most the pool's size, and each
-/// is checked before use (sqlx's `test_before_acquire`, on by default).
-pub fn without_reaper(opts: &mut ConnectOptions) -> &mut ConnectOptions {
-    opts.idle_timeout(None).max_lifetime(None)
-}
-
-/// A pool for `url` with sea-orm's defaults but no maintenance task
-/// ([`without_reaper`]): what tests open beside a running service.
+/// A pool for `url` with sea-orm's defaults: what tests open beside a
+/// running service.
 pub async fn connect_plain(url: &str) -> Result<DatabaseConnection, DbErr> {
-    let mut opts = ConnectOptions::new(url.to_owned());
-    without_reaper(&mut opts);
-    Database::connect(opts).await
+    Database::connect(url).await
 }
 
 /// The URL with any password replaced by `***`, for logs.

@@ -106,7 +106,7 @@ mod tests {
         let table = "people";
         let mut options = sea_orm::ConnectOptions::new(url);
         // One connection: `:memory:` and PostgreSQL's TEMP tables live in it.
-        crate::without_reaper(&mut options).max_connections(1);
+        options.max_connections(1);
         let db = Database::connect(options).await.expect("database");
         db.execute_unprepared(&format!(
             "CREATE TEMP TABLE {table} (id INTEGER PRIMARY KEY, name TEXT UNIQUE, email TEXT); \

@@ -20,7 +20,5 @@ pub mod redis;
 pub use redis::Redis;
 
 pub use breaker::{Db, ProbeSettings};
-pub use connect::{
-    DEFAULT_DATABASE_URL, PoolSettings, connect, connect_plain, redact_url, without_reaper,
-};
+pub use connect::{DEFAULT_DATABASE_URL, PoolSettings, connect, connect_plain, redact_url};
 pub use fault::{Unique, is_unavailable};

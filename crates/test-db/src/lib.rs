@@ -30,9 +30,7 @@ pub const TEST_DATABASE_URL: &str = "TEST_DATABASE_URL";
 /// The variable naming the Redis the tests may write keys to.
 pub const TEST_REDIS_URL: &str = "TEST_REDIS_URL";
 
-/// Opens `url` as a test should: a pool without sqlx's maintenance task
-/// ([`otus_db::without_reaper`]; in sqlx 0.9.0 its loop can run ~2^64 times
-/// when it races the first query, and a test's runtime never shuts down).
+/// Opens `url` with sea-orm's pool defaults ([`otus_db::connect_plain`]).
 /// Panics, naming `what` it was for, when the database cannot be reached.
 pub async fn connect(url: &str, what: &str) -> DatabaseConnection {
     otus_db::connect_plain(url)
@@ -152,9 +150,7 @@ where
             let name = wanted.clone();
             let mut options = sea_orm::ConnectOptions::new(admin_url);
             // Advisory locks belong to a session: one connection.
-            otus_db::without_reaper(&mut options)
-                .max_connections(1)
-                .sqlx_logging(false);
+            options.max_connections(1).sqlx_logging(false);
             let admin = sea_orm::Database::connect(options)
                 .await
                 .expect("TEST_DATABASE_URL must point at a reachable PostgreSQL");
