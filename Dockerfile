@@ -2,10 +2,15 @@
 # The `otus` binary, every subcommand: the processes edge, users, auth, catalog
 # (or all of them in one: all-in-one) and the jobs migrate and seed-products.
 # Official images only: rust to build, debian slim to run, as a non-root user.
-# protoc comes from the protoc-bin-vendored crate; TLS is rustls: the runtime
-# needs no build tools and no OpenSSL.
+# protoc comes from the protoc-bin-vendored crate; TLS is rustls; jemalloc is
+# linked in statically: the runtime needs no build tools and no OpenSSL.
 
 FROM rust:1.95-slim-bookworm AS build
+# make: jemalloc (the binary's allocator) is built from C by its crate; the
+# slim image has gcc but not make.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends make \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
