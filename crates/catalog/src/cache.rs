@@ -412,14 +412,7 @@ mod tests {
         );
 
         let large = local(CacheSettings::DEFAULT.max_entries);
-        let answer = vec![0u8; 64 << 10];
-        for i in 0..2 * LOCAL_BYTES / (64 << 10) {
-            large.insert(format!("k{i}|db"), answer.clone()).await;
-        }
-        large.run_pending_tasks().await;
-        let kept: u64 = large.iter().map(|(k, v)| bytes(&k, &v)).sum();
-        assert!(kept <= LOCAL_BYTES, "{kept} bytes kept");
-        assert!(kept > LOCAL_BYTES / 2, "only {kept} bytes kept");
+        offered_twice_its_bytes(&large, LOCAL_BYTES, "db").await;
 
         let none = local(0);
         none.insert("k|db".to_owned(), vec![1]).await;
@@ -431,13 +424,24 @@ mod tests {
     #[tokio::test]
     async fn the_near_copy_stays_within_its_bytes() {
         let near = SearchCache::near_store(Duration::from_secs(60));
+        offered_twice_its_bytes(&near, NEAR_BYTES, "index=1").await;
+    }
+
+    /// Offers `cache` answers of 64 KiB (keys ending `|{suffix}`) worth
+    /// twice `budget` bytes: it must keep at most `budget`, and more than
+    /// half of it.
+    async fn offered_twice_its_bytes(
+        cache: &moka::future::Cache<String, Vec<u8>>,
+        budget: u64,
+        suffix: &str,
+    ) {
         let answer = vec![0u8; 64 << 10];
-        for i in 0..2 * NEAR_BYTES / (64 << 10) {
-            near.insert(format!("k{i}|index=1"), answer.clone()).await;
+        for i in 0..2 * budget / (64 << 10) {
+            cache.insert(format!("k{i}|{suffix}"), answer.clone()).await;
         }
-        near.run_pending_tasks().await;
-        let kept: u64 = near.iter().map(|(k, v)| bytes(&k, &v)).sum();
-        assert!(kept <= NEAR_BYTES, "{kept} bytes kept");
-        assert!(kept > NEAR_BYTES / 2, "only {kept} bytes kept");
+        cache.run_pending_tasks().await;
+        let kept: u64 = cache.iter().map(|(k, v)| bytes(&k, &v)).sum();
+        assert!(kept <= budget, "{kept} bytes kept");
+        assert!(kept > budget / 2, "only {kept} bytes kept");
     }
 }
