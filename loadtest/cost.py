@@ -37,6 +37,13 @@ between them), each with one tokio worker (TOKIO_WORKER_THREADS=1: under the
 chart's 1-CPU limit tokio sizes its pool from the cgroup's quota). Its "otus"
 column is the CPU of all four processes together.
 
+--sweep RATES measures, instead of the fixed-rate table, CPU per request at
+each offered rate (e.g. 500,1000,2000,4000,max; max is a closed loop, oha -c
+--connections): bare axum, then for each build the edge's `/health/` and a
+search on each of --paths, with the context switches of otus's threads per
+request. At a low rate the runtime's workers sleep between requests, and
+waking them is part of every request's cost; under load it is not.
+
 --closed adds the closed-loop comparison: oha -c 50 for --duration over
 20 000 distinct searches, cache off, each build in turn, ROUNDS times.
 
@@ -86,6 +93,30 @@ def proc_cpu(pid: int) -> float:
         return 0.0
     fields = stat[stat.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def context_switches(pid: int) -> dict[int, int]:
+    """Voluntary and involuntary context switches of each live thread of a
+    process, by thread id."""
+    out: dict[int, int] = {}
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except FileNotFoundError:
+        return out
+    for t in tasks:
+        try:
+            out[int(t.name)] = sum(int(line.split(":")[1]) for line in (t / "status").read_text().splitlines()
+                                   if "ctxt_switches:" in line)
+        except (FileNotFoundError, ValueError):
+            continue
+    return out
+
+
+def switches_between(before: dict[int, int], after: dict[int, int]) -> int:
+    """Context switches between two snapshots: each thread's growth (a thread
+    started since counts from zero; one that ended since is lost, as tokio's
+    blocking-pool threads end after 10 s idle)."""
+    return sum(n - before.get(tid, 0) for tid, n in after.items())
 
 
 def machine_busy() -> tuple[float, float]:
@@ -328,9 +359,15 @@ def measure(args, urls: Path, extra: list[str], pids: dict[str, list[int] | call
 
     db = db or args.db
     pg_before = {p: proc_cpu(p) for p in pg_backends(db)} if "postgres" in pids else {}
-    before, busy0, child0 = snap(), machine_busy(), children_cpu()
+    def switches() -> dict[int, int]:
+        out: dict[int, int] = {}
+        for p in pids.get("otus", []):
+            out.update(context_switches(p))
+        return out
+
+    before, busy0, child0, cs0 = snap(), machine_busy(), children_cpu(), switches()
     r = oha(args, urls, extra, work / "oha.json")
-    after, busy1, child1 = snap(), machine_busy(), children_cpu()
+    after, busy1, child1, cs1 = snap(), machine_busy(), children_cpu(), switches()
     ok, errors = ok_count(r)
     cpu = {k: after[k] - before[k] for k in before}
     if "postgres" in pids:
@@ -347,6 +384,7 @@ def measure(args, urls: Path, extra: list[str], pids: dict[str, list[int] | call
         "p99_ms": (p.get("p99") or 0) * 1000,
         "us": {k: 1e6 * v / max(ok, 1) for k, v in cpu.items()},
         "busy": busy,
+        "switches": switches_between(cs0, cs1) / max(ok, 1),
     }
 
 
@@ -354,6 +392,68 @@ def url_file(work: Path, name: str, port: int, qs: list[str]) -> Path:
     f = work / name
     f.write_text("".join(f"http://127.0.0.1:{port}/products?{urllib.parse.urlencode({'q': q})}\n" for q in qs))
     return f
+
+
+def sweep_rates(text: str) -> list[str]:
+    """`--sweep`'s rates: positive integers (req/s) and `max` (closed loop)."""
+    rates = [r.strip() for r in text.split(",") if r.strip()]
+    bad = [r for r in rates if r != "max" and not (r.isdigit() and int(r) > 0)]
+    if not rates or bad:
+        sys.exit(f"--sweep takes rates in req/s and `max`, comma-separated (e.g. 500,1000,2000,4000,max); "
+                 f"not {', '.join(bad) or 'an empty list'}")
+    return rates
+
+
+def sweep(args, builds: list[tuple], qs: list[str], work: Path, servers: list, results: dict) -> None:
+    """CPU per request at each of `--sweep`'s offered rates: bare axum, then
+    for each build the edge's `/health/` and a search on each of `--paths`."""
+    rates = sweep_rates(args.sweep)
+    heading = lambda r: f"max (oha -c {args.connections})" if r == "max" else f"{r} req/s"
+    print("| request | build | " + " | ".join(heading(r) for r in rates) + " |\n|---|---|" + "---|" * len(rates),
+          flush=True)
+
+    def load(r: str, seconds: int) -> list[str]:
+        if r == "max":
+            return ["-c", str(args.connections), "-z", f"{seconds}s"]
+        return ["-q", r, "-z", f"{seconds}s", "--latency-correction", "-c", "64"]
+
+    def line(what: str, label: str, urls: Path, pids: dict, dbu: str | None = None) -> None:
+        cells = []
+        for r in rates:
+            oha(args, urls, load(r, args.warmup), work / "warm.json")
+            m = measure(args, urls, load(r, args.duration), pids, work, dbu)
+            total = sum(v for k, v in m["us"].items() if k != "oha")
+            cell = f"**{total:.0f}** µs · {m['switches']:.1f} cs"
+            if r == "max":
+                cell += f" · {m['rps']:.0f} req/s"
+            if m["errors"]:
+                cell += f" · {m['errors']} errors"
+            cells.append(cell)
+            results["runs"].append({"path": f"sweep: {what}", "build": label, "rate": r, **m, "total_us": total})
+        print(f"| {what} | {label} | " + " | ".join(cells) + " |", flush=True)
+
+    bare = start_bare(args.bare, args.port + 9, work)
+    servers.append(bare)
+    hurls = work / "health.txt"
+    hurls.write_text(f"http://127.0.0.1:{args.port + 9}/health/\n")
+    line("bare axum `GET /health/`", "–", hurls, {"otus": [bare.pid]})
+    bare.stop()
+    urls = url_file(work, "urls.txt", args.port, qs[: args.searches])
+    rpid = redis_pid(args.redis)
+    for label, binary, db, pods in builds:
+        for path in [p.strip() for p in args.paths.split(",")]:
+            cache = path == "on"
+            s = start_build(f"{label}-sweep-{path}", binary, db, args.port, cache, args.redis, work, pods)
+            servers.append(s)
+            if not cache and args.floors:
+                f = work / "floor.txt"
+                f.write_text(f"http://127.0.0.1:{args.port}/health/\n")
+                line("edge `GET /health/` (no gRPC call)", label, f, {"otus": s.pids})
+            pids = {"otus": s.pids, "postgres": []}
+            if cache and rpid:
+                pids["redis"] = [rpid]
+            line("search, cache on (Redis)" if cache else "search, cache off", label, urls, pids, db)
+            s.stop()
 
 
 def main() -> None:
@@ -383,9 +483,16 @@ def main() -> None:
     ap.add_argument("--closed-searches", type=int, default=20_000)
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--rounds", type=int, default=2, help="closed-loop rounds (builds alternate)")
+    ap.add_argument("--sweep", metavar="RATES",
+                    help="instead of the fixed-rate table: the first build's CPU per request at each of these "
+                         "rates, comma-separated req/s and `max` (closed loop), e.g. 500,1000,2000,4000,max")
     ap.add_argument("--port", type=int, default=18300)
     ap.add_argument("--json", help="write every figure to this file")
     args = ap.parse_args()
+    if args.sweep:
+        sweep_rates(args.sweep)
+        if args.closed:
+            sys.exit("--sweep includes the closed loop as its `max` rate; leave out --closed")
     if not Path(args.oha).exists():
         sys.exit(f"oha not found at {args.oha}: cargo install oha --root ~/.cache/otus-rs/tools")
 
@@ -401,12 +508,28 @@ def main() -> None:
     qs = searches(args.db, max(args.searches, args.closed_searches if args.closed else 0))
     cpu_model = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
                       if l.startswith("model name")), "?")
+    load = (f"oha at each rate of {args.sweep} (max: a closed loop, -c {args.connections})" if args.sweep
+            else f"oha fixed rate {args.rate} req/s")
     print(f"# CPU per request, {date()}; {os.cpu_count()} cores ({cpu_model}); {have} products "
-          f"(catalog shape, seed 1); oha fixed rate {args.rate} req/s, {args.duration} s after {args.warmup} s "
+          f"(catalog shape, seed 1); {load}, {args.duration} s after {args.warmup} s "
           f"of warm-up, {args.searches} distinct searches", flush=True)
-    print("# µs of CPU per answered request (200), each process's user+system time from /proc\n", flush=True)
+    print("# µs of CPU per answered request (200), each process's user+system time from /proc", flush=True)
     work = Path(tempfile.mkdtemp(prefix="otus-cost-"))
     results: dict = {"products": have, "rate": args.rate, "duration": args.duration, "runs": []}
+    if args.sweep:
+        print("# cs: context switches of otus's threads per request (each thread's growth, from "
+              "/proc/PID/task/*/status)\n", flush=True)
+        servers: list[Server | Group] = []
+        try:
+            sweep(args, builds, qs, work, servers, results)
+        finally:
+            for s in servers:
+                s.stop()
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2, ensure_ascii=False))
+        shutil.rmtree(work, ignore_errors=True)
+        return
+    print(flush=True)
     rate = ["-q", str(args.rate), "-z", f"{args.duration}s", "--latency-correction", "-c", "64"]
     warm = ["-q", str(args.rate), "-z", f"{args.warmup}s", "-c", "64"]
     header = ("| path | build | otus | PostgreSQL | Redis | total per request | oha (generator) | "
