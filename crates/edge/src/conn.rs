@@ -22,7 +22,7 @@ use std::{
         atomic::{AtomicU8, AtomicU64, Ordering},
     },
     task::{Context, Poll},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
@@ -124,16 +124,17 @@ pub struct Conn {
     changes: AtomicU64,
     /// Milliseconds since the registry's epoch when the phase last changed.
     since_ms: AtomicU64,
-    epoch: Instant,
+    epoch: tokio::time::Instant,
     /// Whether the last write to the socket could not complete: the HTTP
     /// library still holds part of a response (the body was handed over,
     /// not yet sent). Such a connection is not idle.
     write_stalled: std::sync::atomic::AtomicBool,
     /// Woken when a connection becomes idle (a newcomer may be waiting).
     idle_notify: Arc<tokio::sync::Notify>,
-    /// Whether the socket wrapper found nothing to read since the phase was
-    /// last set: the HTTP library is waiting for bytes, so it holds no
-    /// request it has read ahead (pipelined) either.
+    /// Whether the socket's last read found nothing (no bytes since): the
+    /// HTTP library is waiting for bytes, so it holds no request it has read
+    /// ahead (pipelined) either, and the read is parked with a deadline
+    /// ([`Guarded`]).
     awaiting_bytes: std::sync::atomic::AtomicBool,
     /// Set while a close is asked of the connection (it is idle and a
     /// newcomer needs its slot), so that it is asked once.
@@ -143,15 +144,15 @@ pub struct Conn {
     /// Why the listener closed it, if it did (`Closed as u8`; 0: it did not).
     closed_by: AtomicU8,
     /// The task last waiting to read from the socket: woken when the
-    /// connection turns idle, so that the idle deadline is armed even when
-    /// nothing more arrives (the HTTP library waits for the socket, which
-    /// would not wake it).
+    /// connection turns idle while its socket was not yet found empty, so
+    /// that it reads and arms the idle deadline (the HTTP library waits for
+    /// the socket, which would not wake it). Not needed, and not woken, when
+    /// the read is already parked: its deadline then re-arms itself.
     read_waker: futures::task::AtomicWaker,
 }
 
 impl Conn {
     fn set(&self, phase: Phase) {
-        self.awaiting_bytes.store(false, Ordering::Release);
         self.phase.store(phase as u8, Ordering::Release);
         self.changes.fetch_add(1, Ordering::AcqRel);
         let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -160,6 +161,12 @@ impl Conn {
 
     fn phase(&self) -> Phase {
         Phase::from_u8(self.phase.load(Ordering::Acquire))
+    }
+
+    /// When the current phase began.
+    fn phase_started(&self) -> tokio::time::Instant {
+        let ms = self.since_ms.load(Ordering::Acquire);
+        self.epoch + Duration::from_millis(ms)
     }
 
     /// Whether closing it loses nothing: nothing of a request has arrived
@@ -208,7 +215,19 @@ impl Drop for ResponseGuard {
     fn drop(&mut self) {
         if self.0.phase() == Phase::Busy {
             self.0.set(Phase::Idle);
-            self.0.read_waker.wake();
+            if self.0.awaiting_bytes.load(Ordering::Acquire) {
+                // The socket was found empty during the request, so the read
+                // is parked with a deadline that moves to the idle timeout
+                // when it fires (`Guarded::arm_read`), and the connection is
+                // closable now. Waking the task here (it is usually the one
+                // running: the HTTP library drops the body when it has
+                // written it) would make the runtime queue it again and wake
+                // a sleeping worker for it: about one thread wake-up per
+                // request.
+                self.0.idle_notify.notify_waiters();
+            } else {
+                self.0.read_waker.wake();
+            }
         }
     }
 }
@@ -252,7 +271,9 @@ impl<B: HttpBody + Unpin> HttpBody for TrackedBody<B> {
 /// The open connections of one listener.
 #[derive(Debug)]
 pub struct Registry {
-    epoch: Instant,
+    /// Tokio's clock (the same as the system's monotonic clock, but for
+    /// tests that pause time).
+    epoch: tokio::time::Instant,
     idle_notify: Arc<tokio::sync::Notify>,
     next: AtomicU64,
     conns: Mutex<HashMap<u64, Arc<Conn>>>,
@@ -261,7 +282,7 @@ pub struct Registry {
 impl Default for Registry {
     fn default() -> Self {
         Self {
-            epoch: Instant::now(),
+            epoch: tokio::time::Instant::now(),
             idle_notify: Arc::new(tokio::sync::Notify::new()),
             next: AtomicU64::new(0),
             conns: Mutex::new(HashMap::new()),
@@ -359,7 +380,10 @@ pub struct Guarded<S> {
     inner: S,
     conn: Arc<Conn>,
     timeouts: Timeouts,
-    /// The phase change the read deadline was set for, and the deadline.
+    /// The phase change the read deadline was set for, and the deadline:
+    /// the phase's start plus its limit; while a request is served, the
+    /// idle timeout as a checkpoint (not an error: when it fires the
+    /// deadline is set again from the phase then).
     armed_for: Option<u64>,
     read_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     write_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -379,7 +403,12 @@ impl<S> Guarded<S> {
     }
 
     /// Re-arms the read deadline when the phase changed since it was set:
-    /// the deadline runs from the start of the current phase.
+    /// the deadline runs from the start of the current phase. While a
+    /// request is served the read has no limit of its own (the body's
+    /// timeout in `read_body` and the request timeout bound it); its
+    /// deadline is then a checkpoint an idle timeout away, so that a read
+    /// left parked when the response ends (nothing wakes it: the socket is
+    /// silent) still gets its idle deadline without being woken for it.
     /// Returns the phase.
     fn arm_read(&mut self) -> Phase {
         // The count before the phase: a change in between re-arms next time.
@@ -390,13 +419,44 @@ impl<S> Guarded<S> {
         }
         self.armed_for = Some(changes);
         let limit = match phase {
-            Phase::New | Phase::Head => Some(self.timeouts.header),
-            Phase::Idle => Some(self.timeouts.idle),
-            // The body's own timeout (`read_body`) and the request timeout.
-            Phase::Busy => None,
+            Phase::New | Phase::Head => self.timeouts.header,
+            Phase::Idle | Phase::Busy => self.timeouts.idle,
         };
-        self.read_deadline = limit.map(|d| Box::pin(tokio::time::sleep(d)));
+        let deadline = self.conn.phase_started() + limit;
+        match &mut self.read_deadline {
+            Some(sleep) => sleep.as_mut().reset(deadline),
+            None => self.read_deadline = Some(Box::pin(tokio::time::sleep_until(deadline))),
+        }
         phase
+    }
+
+    /// Whether the read deadline passed for the phase it was set for (a
+    /// checkpoint while serving, or a deadline of an earlier phase, is set
+    /// again for the phase now and polled again).
+    fn read_expired(&mut self, cx: &mut Context<'_>) -> Option<Phase> {
+        loop {
+            let phase = self.arm_read();
+            let fired = self
+                .read_deadline
+                .as_mut()
+                .is_some_and(|d| d.as_mut().poll(cx).is_ready());
+            if !fired {
+                return None;
+            }
+            let changes = self.conn.changes.load(Ordering::Acquire);
+            if self.armed_for != Some(changes) {
+                // The phase moved since: its own deadline, from its start.
+                continue;
+            }
+            if phase != Phase::Busy {
+                return Some(phase);
+            }
+            // A checkpoint while a request is served: the next one.
+            let next = tokio::time::Instant::now() + self.timeouts.idle;
+            if let Some(d) = self.read_deadline.as_mut() {
+                d.as_mut().reset(next);
+            }
+        }
     }
 }
 
@@ -414,25 +474,20 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                if buf.filled().len() > before && this.conn.phase().closable() {
-                    // The first byte of a request: its headers are due.
-                    this.conn.set(Phase::Head);
+                if buf.filled().len() > before {
+                    this.conn.awaiting_bytes.store(false, Ordering::Release);
+                    if this.conn.phase().closable() {
+                        // The first byte of a request: its headers are due.
+                        this.conn.set(Phase::Head);
+                    }
                 }
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
                 this.conn.read_waker.register(cx.waker());
-                let phase = this.arm_read();
-                if phase.closable() && !this.conn.awaiting_bytes.swap(true, Ordering::AcqRel) {
-                    // Now closable: a newcomer waiting at the cap may take it.
-                    this.conn.idle_notify.notify_waiters();
-                }
-                let expired = this
-                    .read_deadline
-                    .as_mut()
-                    .is_some_and(|d| d.as_mut().poll(cx).is_ready());
-                if expired {
+                let found_empty = !this.conn.awaiting_bytes.swap(true, Ordering::AcqRel);
+                if let Some(phase) = this.read_expired(cx) {
                     let (why, what) = match phase {
                         Phase::Idle => {
                             (Closed::IdleTimeout, "idle keep-alive connection timed out")
@@ -443,10 +498,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
                         ),
                     };
                     this.conn.close_for(why);
-                    Poll::Ready(Err(timed_out(what)))
-                } else {
-                    Poll::Pending
+                    return Poll::Ready(Err(timed_out(what)));
                 }
+                if found_empty && this.conn.phase().closable() {
+                    // Now closable: a newcomer waiting at the cap may take it.
+                    this.conn.idle_notify.notify_waiters();
+                }
+                Poll::Pending
             }
         }
     }
@@ -559,6 +617,115 @@ mod tests {
         assert!(registry.evict_longest_idle() && asked(&newer));
         drop(older);
         assert_eq!(registry.lock().len(), 2);
+    }
+
+    /// Counts the wake-ups of the task it stands for.
+    struct Wakes(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// One connection's socket (an in-memory pipe; the client holds the
+    /// other end) read by a task whose wake-ups are counted, with the
+    /// listener's default timeouts.
+    struct Socket {
+        conn: Registered,
+        socket: Guarded<tokio::io::DuplexStream>,
+        client: tokio::io::DuplexStream,
+        wakes: Arc<Wakes>,
+    }
+
+    impl Socket {
+        fn new() -> Self {
+            let defaults = crate::listener::ListenerLimits::DEFAULT;
+            let timeouts = Timeouts {
+                header: defaults.header_read_timeout,
+                idle: defaults.idle_timeout,
+                write: defaults.write_timeout,
+            };
+            let conn = Arc::new(Registry::default()).register();
+            let (ours, client) = tokio::io::duplex(64);
+            Self {
+                socket: Guarded::new(ours, Arc::clone(&conn.conn), timeouts),
+                conn,
+                client,
+                wakes: Arc::new(Wakes(std::sync::atomic::AtomicUsize::new(0))),
+            }
+        }
+
+        /// One read, as the HTTP library makes it: `None` while pending.
+        fn read(&mut self) -> Option<Result<usize, io::ErrorKind>> {
+            use tokio::io::AsyncRead as _;
+            let waker = std::task::Waker::from(Arc::clone(&self.wakes));
+            let mut cx = Context::from_waker(&waker);
+            let mut storage = [0u8; 16];
+            let mut buf = ReadBuf::new(&mut storage);
+            match Pin::new(&mut self.socket).poll_read(&mut cx, &mut buf) {
+                Poll::Pending => None,
+                Poll::Ready(r) => Some(r.map(|()| buf.filled().len()).map_err(|e| e.kind())),
+            }
+        }
+
+        fn wakes(&self) -> usize {
+            self.wakes.0.load(Ordering::SeqCst)
+        }
+    }
+
+    /// A request's response ends with the read parked (the socket found
+    /// empty while serving, as the HTTP library leaves it): the connection
+    /// is closable at once and its task is not woken for that (a wake-up per
+    /// request costs a sleeping worker thread's wake-up), and a silent
+    /// connection still closes after the idle timeout (75 s), counted from
+    /// when the response ended.
+    #[tokio::test(start_paused = true)]
+    async fn a_parked_read_gets_the_idle_deadline_without_a_wake_up() {
+        let mut s = Socket::new();
+        let guard = s.conn.conn.request_started();
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert_eq!(s.read(), None, "nothing to read while serving");
+        tokio::time::advance(Duration::from_secs(5)).await;
+        drop(guard);
+        assert!(s.conn.conn.closable(), "idle with its socket found empty");
+        assert_eq!(s.wakes(), 0, "woken by the response's end");
+
+        // The checkpoint set while serving (75 s from the request's start)
+        // fires first: not a timeout, the deadline moves to 75 s from the
+        // response's end.
+        tokio::time::advance(Duration::from_secs(41)).await;
+        assert!(s.wakes() >= 1, "the checkpoint did not fire");
+        assert_eq!(s.read(), None, "closed before the idle timeout");
+        tokio::time::advance(Duration::from_secs(33)).await;
+        assert_eq!(s.read(), None, "closed 74 s after the response");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(
+            s.read(),
+            Some(Err(io::ErrorKind::TimedOut)),
+            "open 76 s after the response"
+        );
+        assert_eq!(s.conn.conn.closed_by(), Some(Closed::IdleTimeout));
+    }
+
+    /// Bytes read while a request is served (a pipelined request) keep the
+    /// connection from being closed when the response ends, and the task
+    /// is woken to serve them.
+    #[tokio::test(start_paused = true)]
+    async fn bytes_read_while_serving_keep_the_connection_and_wake_it() {
+        use tokio::io::AsyncWriteExt as _;
+        let mut s = Socket::new();
+        let guard = s.conn.conn.request_started();
+        assert_eq!(s.read(), None, "nothing to read while serving");
+        s.client.write_all(b"GET /").await.expect("duplex write");
+        assert_eq!(s.read(), Some(Ok(5)), "the next request's bytes");
+        let woken = s.wakes();
+        drop(guard);
+        assert!(
+            !s.conn.conn.closable(),
+            "closable with a request read ahead"
+        );
+        assert_eq!(s.wakes(), woken + 1, "not woken to serve it");
     }
 
     #[test]
