@@ -523,10 +523,7 @@ def main() -> None:
         try:
             sweep(args, builds, qs, work, servers, results)
         finally:
-            for s in servers:
-                s.stop()
-        if args.json:
-            Path(args.json).write_text(json.dumps(results, indent=2, ensure_ascii=False))
+            wind_up(args, servers, results)
         shutil.rmtree(work, ignore_errors=True)
         return
     print(flush=True)
@@ -608,11 +605,18 @@ def main() -> None:
                           f"{100 * m['busy']:.0f}% |", flush=True)
                     results["runs"].append({"path": "closed", "build": label, "round": rnd, **m})
     finally:
-        for s in servers:
-            s.stop()
+        wind_up(args, servers, results)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def wind_up(args, servers: list, results: dict) -> None:
+    """Stops every server started and writes --json (what was measured,
+    also after a failure; the work directory with the servers' logs is
+    then left for a look)."""
+    for s in servers:
+        s.stop()
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, ensure_ascii=False))
-    shutil.rmtree(work, ignore_errors=True)
 
 
 def date() -> str:
