@@ -388,6 +388,19 @@ def measure(args, urls: Path, extra: list[str], pids: dict[str, list[int] | call
     }
 
 
+def one_url(work: Path, name: str, port: int, path: str) -> Path:
+    """A URL file of one URL: `path` on the server at `port`."""
+    f = work / name
+    f.write_text(f"http://127.0.0.1:{port}/{path}\n")
+    return f
+
+
+def fixed_rate(rate: int | str, seconds: int) -> list[str]:
+    """oha's arguments for `rate` req/s during `seconds` (latency measured
+    from when each request was due, not when it was sent)."""
+    return ["-q", str(rate), "-z", f"{seconds}s", "--latency-correction", "-c", "64"]
+
+
 def url_file(work: Path, name: str, port: int, qs: list[str]) -> Path:
     f = work / name
     f.write_text("".join(f"http://127.0.0.1:{port}/products?{urllib.parse.urlencode({'q': q})}\n" for q in qs))
@@ -415,7 +428,7 @@ def sweep(args, builds: list[tuple], qs: list[str], work: Path, servers: list, r
     def load(r: str, seconds: int) -> list[str]:
         if r == "max":
             return ["-c", str(args.connections), "-z", f"{seconds}s"]
-        return ["-q", r, "-z", f"{seconds}s", "--latency-correction", "-c", "64"]
+        return fixed_rate(r, seconds)
 
     def line(what: str, label: str, urls: Path, pids: dict, dbu: str | None = None) -> None:
         cells = []
@@ -434,8 +447,7 @@ def sweep(args, builds: list[tuple], qs: list[str], work: Path, servers: list, r
 
     bare = start_bare(args.bare, args.port + 9, work)
     servers.append(bare)
-    hurls = work / "health.txt"
-    hurls.write_text(f"http://127.0.0.1:{args.port + 9}/health/\n")
+    hurls = one_url(work, "health.txt", args.port + 9, "health/")
     line("bare axum `GET /health/`", "–", hurls, {"otus": [bare.pid]})
     bare.stop()
     urls = url_file(work, "urls.txt", args.port, qs[: args.searches])
@@ -446,8 +458,7 @@ def sweep(args, builds: list[tuple], qs: list[str], work: Path, servers: list, r
             s = start_build(f"{label}-sweep-{path}", binary, db, args.port, cache, args.redis, work, pods)
             servers.append(s)
             if not cache and args.floors:
-                f = work / "floor.txt"
-                f.write_text(f"http://127.0.0.1:{args.port}/health/\n")
+                f = one_url(work, "floor.txt", args.port, "health/")
                 line("edge `GET /health/` (no gRPC call)", label, f, {"otus": s.pids})
             pids = {"otus": s.pids, "postgres": []}
             if cache and rpid:
@@ -484,7 +495,7 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--rounds", type=int, default=2, help="closed-loop rounds (builds alternate)")
     ap.add_argument("--sweep", metavar="RATES",
-                    help="instead of the fixed-rate table: the first build's CPU per request at each of these "
+                    help="instead of the fixed-rate table: every build's CPU per request at each of these "
                          "rates, comma-separated req/s and `max` (closed loop), e.g. 500,1000,2000,4000,max")
     ap.add_argument("--port", type=int, default=18300)
     ap.add_argument("--json", help="write every figure to this file")
@@ -527,8 +538,8 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
         return
     print(flush=True)
-    rate = ["-q", str(args.rate), "-z", f"{args.duration}s", "--latency-correction", "-c", "64"]
-    warm = ["-q", str(args.rate), "-z", f"{args.warmup}s", "-c", "64"]
+    rate = fixed_rate(args.rate, args.duration)
+    warm = fixed_rate(args.rate, args.warmup)
     header = ("| path | build | otus | PostgreSQL | Redis | total per request | oha (generator) | "
               "machine busy | answered | errors | p50 ms | p99 ms |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
     print(header, flush=True)
@@ -550,8 +561,7 @@ def main() -> None:
     try:
         bare = start_bare(args.bare, args.port + 9, work)
         servers.append(bare)
-        hurls = work / "health.txt"
-        hurls.write_text(f"http://127.0.0.1:{args.port + 9}/health/\n")
+        hurls = one_url(work, "health.txt", args.port + 9, "health/")
         oha(args, hurls, warm, work / "warm.json")
         row("bare axum `GET /health/`", "–", measure(args, hurls, rate, {"otus": [bare.pid]}, work))
         bare.stop()
@@ -575,8 +585,7 @@ def main() -> None:
                     # asks each backend's health service).
                     for floor, what in (("health/", "edge `GET /health/` (no gRPC call)"),
                                         ("ready", "edge `GET /ready` (3 gRPC health calls)")):
-                        f = work / "floor.txt"
-                        f.write_text(f"http://127.0.0.1:{args.port}/{floor}\n")
+                        f = one_url(work, "floor.txt", args.port, floor)
                         oha(args, f, warm, work / "warm.json")
                         row(what, label, measure(args, f, rate, {"otus": s.pids}, work))
                 s.stop()

@@ -121,8 +121,18 @@ for target in $TARGETS; do
     $([ "$PROCESSES" -gt 1 ] && echo "--processes $PROCESSES") >"$WORK/locust-$target.log" 2>&1 &
   locust_pid=$!
   locust_cpu=0
-  # Locust's CPU: read while it runs (its /proc entry goes with it).
+  # Locust ends by itself after -t; one that is still running two minutes
+  # later (its stop and report included) is stuck: stopped, and the run fails.
+  limit=$(python3 -c 'import re, sys; print(120 + sum(int(n) * {"h": 3600, "m": 60}.get(u, 1) for n, u in re.findall(r"(\d+)([hms]?)", sys.argv[1])))' "$DURATION")
+  deadline=$(($(date +%s) + limit))
+  # Locust's CPU: read each second while it runs (its /proc entry goes with it).
   while kill -0 "$locust_pid" 2>/dev/null; do
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      echo "$target: locust still running ${limit} s after a $DURATION run started; stopping it" >&2
+      kill "$locust_pid" 2>/dev/null || true
+      wait "$locust_pid" 2>/dev/null || true
+      exit 1
+    fi
     locust_cpu=$(cpu_s "$locust_pid" 2>/dev/null || echo "$locust_cpu")
     sleep 1
   done
