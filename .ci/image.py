@@ -1,0 +1,456 @@
+#!/usr/bin/env python3
+"""The image users build and the chart runs, checked on a machine with no
+Docker engine, no image registry and no Kubernetes API (this one):
+
+1. Stand-ins for the Dockerfile's two official base images, made once per
+   machine under the same names: `debian:bookworm-slim` from Debian's
+   packages (debootstrap, minbase), and `rust:1.95-slim-bookworm` as the
+   official one is made (that + ca-certificates gcc libc6-dev wget + a Rust
+   toolchain under /usr/local), with this machine's toolchain and the CAs of
+   its TLS-inspecting proxy. So the Dockerfile is built as it is.
+2. `buildah bud` of the Dockerfile (buildah builds Dockerfiles without a
+   daemon; `RUN --mount=type=cache` included).
+3. The image's config as the chart needs it: a numeric non-root USER (the
+   pods' runAsNonRoot), `otus` as the entrypoint, `sleep` for the preStop hook.
+4. The rendered chart's otus containers run from the image's root file
+   system as its pods run them: uid/gid 10001, the root file system
+   read-only, the chart's args and environment (ConfigMaps, the Secret), the
+   Jobs first, every Service's host name resolving to this machine. Only the
+   backing services are this machine's (a database of PostgreSQL, Redis under
+   a key prefix, no Jaeger). newman runs the Postman collections against the
+   edge; SIGTERM stops every process within the grace period, exit code 0.
+5. The README's `docker run`: all-in-one by the default command, /data
+   writable, answering the users and auth collections and a search.
+
+Needs root (mounts, chroot), buildah and debootstrap (.ci/run installs them).
+"""
+import argparse
+import base64
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "loadtest"))
+from waiting import wait_until  # noqa: E402
+
+STAND_IN = "otus-rs.ci.stand-in"
+DEBIAN = "docker.io/library/debian:bookworm-slim"
+RUST = "docker.io/library/rust:1.95-slim-bookworm"
+IMAGE = "localhost/otus-rs/otus:ci-check"
+PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# What each process of the image gets on top of the chart's variables: the
+# backing services' addresses on this machine.
+REDIS_DELETE_MATCHING = """local n, c = 0, '0'
+repeat
+  local r = redis.call('SCAN', c, 'MATCH', ARGV[1], 'COUNT', 1000)
+  c = r[1]
+  for _, k in ipairs(r[2]) do redis.call('DEL', k); n = n + 1 end
+until c == '0'
+return n"""
+
+
+def say(msg):
+    print(f"image: {msg}", flush=True)
+
+
+def buildah(*args, check=True, capture=True):
+    env = dict(os.environ, BUILDAH_ISOLATION="chroot")
+    r = subprocess.run(["buildah", "--storage-driver", "vfs", *args], env=env, text=True,
+                       stdout=subprocess.PIPE if capture else None,
+                       stderr=subprocess.STDOUT if capture else None)
+    if check and r.returncode != 0:
+        sys.exit(f"buildah {' '.join(args)} failed ({r.returncode}):\n{(r.stdout or '')[-3000:]}")
+    return r
+
+
+def image_config(name):
+    """The image's OCI config, or None when there is no such image."""
+    r = subprocess.run(["buildah", "--storage-driver", "vfs", "inspect", "--type", "image", name],
+                       text=True, capture_output=True)
+    if r.returncode != 0:
+        return None
+    return json.loads(r.stdout)["OCIv1"].get("config") or {}
+
+
+def image_labels(name):
+    """The image's labels, or None when there is no such image."""
+    cfg = image_config(name)
+    return None if cfg is None else cfg.get("Labels") or {}
+
+
+def bud(context: Path, tag: str, log: Path, containerfile: Path | None = None):
+    """Builds `context` into `tag`, printing each step as it starts; the whole
+    output goes to `log` (its end printed on failure)."""
+    args = ["bud", "--network", "host", "-t", tag]
+    if containerfile:
+        args += ["-f", str(containerfile)]
+    # TMPDIR holds buildah's cache mounts: a fresh one, so the build starts
+    # from an empty cargo registry and target as a user's first build does.
+    env = dict(os.environ, BUILDAH_ISOLATION="chroot", TMPDIR=str(log.parent))
+    started = time.monotonic()
+    with open(log, "w") as out:
+        p = subprocess.Popen(["buildah", "--storage-driver", "vfs", *args, str(context)], env=env,
+                             text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        compiled = 0
+        for line in p.stdout:
+            out.write(line)
+            shown = "STEP " in line or line.startswith(("    Finished", "error", "Error"))
+            if line.startswith("   Compiling "):
+                compiled += 1
+                shown = compiled % 100 == 0
+                line = f"    ... {compiled} crates compiled"
+            if shown:
+                print(f"  [{time.monotonic() - started:4.0f}s] {line.rstrip()[:160]}", flush=True)
+        rc = p.wait()
+    if rc != 0:
+        sys.exit(f"building {tag} failed ({rc}); the end of {log}:\n{log.read_text()[-4000:]}")
+
+
+def debian_stand_in(work: Path):
+    labels = image_labels(DEBIAN)
+    if labels is not None:
+        say(f"{DEBIAN}: present ({'stand-in' if STAND_IN in labels else 'as pulled'})")
+        return
+    say(f"{DEBIAN}: making a stand-in (debootstrap --variant=minbase bookworm, ~1 min)")
+    rootfs = work / "debian-rootfs"
+    r = subprocess.run(["debootstrap", "--variant=minbase", "bookworm", str(rootfs),
+                        "http://deb.debian.org/debian"], text=True, capture_output=True)
+    if r.returncode != 0:
+        sys.exit(f"debootstrap failed:\n{(r.stdout + r.stderr)[-3000:]}")
+    for deb in (rootfs / "var/cache/apt/archives").glob("*.deb"):
+        deb.unlink()
+    ctr = buildah("from", "scratch").stdout.strip().splitlines()[-1]
+    mnt = buildah("mount", ctr).stdout.strip()
+    subprocess.run(["cp", "-a", f"{rootfs}/.", mnt], check=True)
+    buildah("umount", ctr)
+    buildah("config", "--cmd", "bash", "--label", f"{STAND_IN}=debootstrap minbase bookworm", ctr)
+    buildah("commit", "-q", ctr, DEBIAN)
+    buildah("rm", ctr)
+    shutil.rmtree(rootfs)
+
+
+def rust_stand_in(work: Path):
+    version = subprocess.run(["rustc", "--version"], text=True, capture_output=True,
+                             check=True).stdout.strip()
+    labels = image_labels(RUST)
+    if labels is not None and (STAND_IN not in labels or labels[STAND_IN] == version):
+        say(f"{RUST}: present ({labels.get(STAND_IN, 'as pulled')})")
+        return
+    say(f"{RUST}: making a stand-in with this machine's {version} (~1 min)")
+    if not version.startswith("rustc 1.95."):
+        say(f"note: the Dockerfile names rust 1.95; this stand-in carries {version}")
+    ctx = work / "rust-context"
+    sysroot = subprocess.run(["rustc", "--print", "sysroot"], text=True, capture_output=True,
+                             check=True).stdout.strip()
+    shutil.copytree(sysroot, ctx / "toolchain", symlinks=True,
+                    ignore=lambda d, names: ["doc"] if d.endswith("/share") else [])
+    (ctx / "extra-ca").mkdir()
+    for ca in Path("/usr/local/share/ca-certificates").glob("*.crt"):
+        shutil.copy(ca, ctx / "extra-ca" / ca.name)
+    tc = "/usr/local/rustup/toolchains/1.95.0-x86_64-unknown-linux-gnu"
+    (ctx / "Containerfile").write_text(f"""\
+FROM {DEBIAN}
+RUN apt-get update \\
+ && apt-get install -y --no-install-recommends ca-certificates gcc libc6-dev wget \\
+ && rm -rf /var/lib/apt/lists/*
+# This machine reaches crates.io through a TLS-inspecting proxy: its CAs.
+COPY extra-ca/ /usr/local/share/ca-certificates/
+RUN update-ca-certificates
+COPY toolchain {tc}
+RUN mkdir -p /usr/local/cargo/bin \\
+ && for b in cargo rustc rustdoc; do ln -s {tc}/bin/$b /usr/local/cargo/bin/$b; done
+ENV RUSTUP_HOME=/usr/local/rustup CARGO_HOME=/usr/local/cargo \\
+    PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+LABEL {STAND_IN}="{version}"
+""")
+    bud(ctx, RUST, work / "rust-stand-in.log", ctx / "Containerfile")
+    shutil.rmtree(ctx)
+
+
+def remove_leftovers():
+    """Working containers of IMAGE left by a run that was killed."""
+    r = buildah("containers", "--json", check=False)
+    for c in json.loads(r.stdout or "[]") if r.returncode == 0 else []:
+        if c.get("imagename") == IMAGE:
+            buildah("umount", c["id"], check=False)
+            buildah("rm", c["id"], check=False)
+
+
+def check_config():
+    cfg = image_config(IMAGE)
+    user = cfg.get("User", "")
+    say(f"config: User={user!r} Entrypoint={cfg.get('Entrypoint')} Cmd={cfg.get('Cmd')}")
+    uid = user.split(":")[0]
+    # Kubernetes can only verify runAsNonRoot against a numeric user.
+    if not uid.isdigit() or int(uid) == 0:
+        sys.exit(f"the image's USER must be a numeric non-root uid (runAsNonRoot), not {user!r}")
+    if cfg.get("Entrypoint") != ["/usr/local/bin/otus"]:
+        sys.exit(f"the image's entrypoint is not /usr/local/bin/otus: {cfg.get('Entrypoint')}")
+    return user, cfg.get("WorkingDir") or "/"
+
+
+class Rootfs:
+    """The image's root file system, mounted once; each process runs in a
+    mount namespace of its own, with that root bound read-only (or one
+    directory writable, as a volume)."""
+
+    RUN = r"""set -e
+root=$1 target=$2 hosts=$3 data=$4 user=$5 workdir=$6; shift 6
+mount --bind "$root" "$target"
+mount -o remount,bind,ro "$target"
+mount -t proc proc "$target/proc"
+mount --rbind /dev "$target/dev"
+mount --rbind /sys "$target/sys"
+mount --bind "$hosts" "$target/etc/hosts"
+if [ -n "$data" ]; then mount --bind "$data" "$target/data"; fi
+exec chroot --userspec="$user" "$target" env -i -C "$workdir" "$@"
+"""
+
+    def __init__(self, work: Path, hosts: list[str], user: str, workdir: str):
+        self.ctr = buildah("from", "-q", IMAGE).stdout.strip().splitlines()[-1]
+        self.path = buildah("mount", self.ctr).stdout.strip()
+        self.target = work / "root"
+        self.target.mkdir()
+        self.hosts = work / "hosts"
+        self.hosts.write_text("127.0.0.1 localhost " + " ".join(sorted(hosts)) + "\n")
+        self.user, self.workdir = user, workdir
+        self.work = work
+
+    def start(self, name, argv, env, data=""):
+        """Starts `otus argv` with exactly `env` (plus PATH); returns the
+        process (its pid is otus's: every step execs) and its log."""
+        log = self.work / f"{name}.log"
+        vars_ = [PATH_ENV] + [f"{k}={v}" for k, v in env.items()]
+        proc = subprocess.Popen(
+            ["unshare", "-m", "--propagation", "private", "sh", "-c", self.RUN, "sh", self.path,
+             str(self.target), str(self.hosts), data, self.user, self.workdir, *vars_,
+             "/usr/local/bin/otus", *argv],
+            stdout=open(log, "w"), stderr=subprocess.STDOUT)
+        return proc, log
+
+    def run(self, name, argv, env, seconds, data=""):
+        proc, log = self.start(name, argv, env, data)
+        try:
+            rc = proc.wait(seconds)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            sys.exit(f"{name}: not done within {seconds} s\n{log.read_text()[-3000:]}")
+        if rc != 0:
+            sys.exit(f"{name} exited {rc}\n{log.read_text()[-3000:]}")
+        say(f"{name}: done")
+
+    def sh(self, *cmd):
+        """A command of the image's own (not otus), as the pods' user."""
+        return subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", self.RUN,
+                               "sh", self.path, str(self.target), str(self.hosts), "", self.user,
+                               self.workdir, PATH_ENV, *cmd], text=True, capture_output=True)
+
+    def close(self):
+        buildah("umount", self.ctr, check=False)
+        buildah("rm", self.ctr, check=False)
+
+
+def rendered(helm: str):
+    out = subprocess.run([helm, "template", "otus", str(ROOT / "helm/otus"), "--namespace", "otus"],
+                         text=True, capture_output=True, check=True).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def containers(docs, kind):
+    """(object, container) of every container of `kind` that runs the otus image."""
+    out = []
+    for d in docs:
+        if d["kind"] != kind:
+            continue
+        for c in d["spec"]["template"]["spec"]["containers"]:
+            if "/otus:" in c["image"]:
+                out.append((d, c))
+    return out
+
+
+def env_of(docs, container, overrides):
+    """The container's environment as the chart gives it (its ConfigMaps, its
+    env values and Secret references), then `overrides`."""
+    maps = {d["metadata"]["name"]: d.get("data") or {} for d in docs if d["kind"] == "ConfigMap"}
+    sec = {}
+    for d in docs:
+        if d["kind"] == "Secret":
+            data = {k: base64.b64decode(v).decode() for k, v in (d.get("data") or {}).items()}
+            data.update(d.get("stringData") or {})
+            sec[d["metadata"]["name"]] = data
+    env = {}
+    for ref in container.get("envFrom", []):
+        env.update(maps[ref["configMapRef"]["name"]])
+    for e in container.get("env", []):
+        if "value" in e:
+            env[e["name"]] = e["value"]
+        else:
+            ref = e["valueFrom"]["secretKeyRef"]
+            env[e["name"]] = sec[ref["name"]][ref["key"]]
+    for k, v in overrides.items():
+        if k in env or k == "REDIS_KEY_PREFIX" and "REDIS_URL" in env:
+            env[k] = v
+    return env
+
+
+def http_ok(url):
+    with urllib.request.urlopen(url, timeout=2) as r:
+        return r.status == 200
+
+
+def port_free(port):
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def stop(name, proc, log, grace):
+    proc.send_signal(signal.SIGTERM)
+    try:
+        rc = proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        sys.exit(f"{name} did not stop within the grace period ({grace} s) after SIGTERM")
+    if rc != 0:
+        sys.exit(f"{name} exited {rc} after SIGTERM\n{log.read_text()[-3000:]}")
+
+
+def newman(newman_bin, base, collections):
+    for c in collections:
+        say(f"newman: postman/{c}.postman_collection.json at {base}")
+        r = subprocess.run([newman_bin, "run", str(ROOT / f"postman/{c}.postman_collection.json"),
+                            "--env-var", f"baseUrl={base}", "--color", "off"], text=True,
+                           capture_output=True)
+        summary = [line for line in r.stdout.splitlines() if "│" in line and
+                   ("requests" in line or "assertions" in line)]
+        print("\n".join(summary), flush=True)
+        if r.returncode != 0:
+            sys.exit(f"newman: {c} failed against the image\n{r.stdout[-6000:]}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--helm", required=True)
+    ap.add_argument("--newman", required=True)
+    ap.add_argument("--pg-admin-url", default="postgres://postgres@127.0.0.1:5432/postgres")
+    ap.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    ap.add_argument("--keep", action="store_true", help="keep the built image (removed by default)")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("needs root (mounts and chroot), as CI runs")
+    started = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="otus-image-"))
+    cleanups = []
+    try:
+        remove_leftovers()
+        debian_stand_in(work)
+        rust_stand_in(work)
+        say("buildah bud of the Dockerfile as it is, its cache mounts empty as on a user's "
+            "first build (~9 min on 2 cores: a release build)")
+        bud(ROOT, IMAGE, work / "build.log")
+        if not args.keep:
+            cleanups.append(lambda: buildah("rmi", IMAGE, check=False))
+        user, workdir = check_config()
+        docs = rendered(args.helm)
+        services = [d["metadata"]["name"] for d in docs if d["kind"] == "Service"]
+        fs = Rootfs(work, services, user, workdir)
+        cleanups.append(fs.close)
+        if fs.sh("sleep", "0").returncode != 0:
+            sys.exit("the image has no `sleep`, which the chart's preStop hook runs")
+        if fs.sh("touch", "/probe").returncode == 0:
+            sys.exit("the root file system was writable: the read-only check is broken")
+
+        db = f"otus_ci_image_{os.getpid()}"
+        subprocess.run(["psql", args.pg_admin_url, "-qc", f'CREATE DATABASE "{db}"'], check=True)
+        cleanups.append(lambda: subprocess.run(
+            ["psql", args.pg_admin_url, "-qc", f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'],
+            capture_output=True))
+        prefix = f"otus-ci-image-{os.getpid()}:"
+        cleanups.append(lambda: subprocess.run(
+            ["redis-cli", "-u", args.redis_url, "EVAL", REDIS_DELETE_MATCHING, "0", prefix + "*"],
+            capture_output=True))
+        overrides = {
+            "DATABASE_URL": args.pg_admin_url.rsplit("/", 1)[0] + "/" + db,
+            "REDIS_URL": args.redis_url,
+            "REDIS_KEY_PREFIX": prefix,
+        }
+        say(f"as the chart's pods: uid {user}, root read-only, Services {', '.join(services)} "
+            f"on 127.0.0.1; this machine's PostgreSQL ({db}) and Redis (keys {prefix}*)")
+        for job, c in containers(docs, "Job"):
+            fs.run(f"job {job['metadata']['name']}: otus {' '.join(c['args'])}", c["args"],
+                   env_of(docs, c, overrides), 300)
+        procs = []
+
+        def stop_all():
+            for _, p, _ in procs:
+                if p.poll() is None:
+                    p.kill()
+        cleanups.append(stop_all)
+        deployments = containers(docs, "Deployment")
+        grace = max(d["spec"]["template"]["spec"].get("terminationGracePeriodSeconds", 30)
+                    for d, _ in deployments)
+        for d, c in deployments:
+            for port in c.get("ports", []):
+                if not port_free(port["containerPort"]):
+                    sys.exit(f"port {port['containerPort']} ({d['metadata']['name']}) is in use "
+                             "on 127.0.0.1")
+        edge = None
+        for d, c in deployments:
+            name = d["metadata"]["name"]
+            proc, log = fs.start(name, c["args"], env_of(docs, c, overrides))
+            procs.append((name, proc, log))
+            if c["args"] == ["edge"]:
+                edge = next(p["containerPort"] for p in c["ports"] if p["name"] == "http")
+                edge_proc, edge_log = proc, log
+        if edge is None:
+            sys.exit("the chart runs no edge")
+        base = f"http://127.0.0.1:{edge}"
+        wait_until(90, f"the edge's /ready at {base} (every service up)",
+                   lambda: http_ok(base + "/ready"), proc=edge_proc, logfile=edge_log)
+        for name, p, log in procs:
+            if p.poll() is not None:
+                sys.exit(f"{name} exited ({p.returncode})\n{log.read_text()[-3000:]}")
+        newman(args.newman, base, ["users", "auth", "catalog"])
+        for name, p, log in procs:
+            stop(name, p, log, grace)
+        say(f"every process stopped on SIGTERM within {grace} s, exit code 0")
+
+        say("the README's `docker run`: all-in-one (the image's default command), /data writable")
+        data = work / "data"
+        data.mkdir()
+        uid, _, gid = user.partition(":")
+        os.chown(data, int(uid), int(gid or uid))
+        proc, log = fs.start("all-in-one", ["all-in-one"], {}, data=str(data))
+        procs.append(("all-in-one", proc, log))
+        wait_until(60, "all-in-one's /ready at :8000", lambda: http_ok("http://127.0.0.1:8000/ready"),
+                   proc=proc, logfile=log)
+        newman(args.newman, "http://127.0.0.1:8000", ["users", "auth"])
+        with urllib.request.urlopen(
+                "http://127.0.0.1:8000/products?q=" + urllib.parse.quote("рюкзак"), timeout=5) as r:
+            body = json.loads(r.read())
+        if r.status != 200 or "items" not in body:
+            sys.exit(f"a search on all-in-one answered {r.status}: {body}")
+        stop("all-in-one", proc, log, grace)
+        if not (data / "otus.sqlite").exists():
+            sys.exit("all-in-one wrote no otus.sqlite into /data")
+        say(f"passed in {time.monotonic() - started:.0f} s")
+    finally:
+        for f in reversed(cleanups):
+            f()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
