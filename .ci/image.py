@@ -15,7 +15,8 @@ Docker engine, no image registry and no Kubernetes API (this one):
 4. The rendered chart's otus containers run from the image's root file
    system as its pods run them: uid/gid 10001, the root file system
    read-only, the chart's args and environment (ConfigMaps, the Secret), the
-   Jobs first, every Service's host name resolving to this machine. Only the
+   Jobs first, every Service's host name resolving to this machine; every
+   liveness and readiness probe of the chart must pass. Only the
    backing services are this machine's (a database of PostgreSQL, Redis under
    a key prefix, no Jaeger). newman runs the Postman collections against the
    edge; SIGTERM stops every process within the grace period, exit code 0.
@@ -36,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -183,7 +185,8 @@ LABEL {STAND_IN}="{version}"
 def remove_leftovers():
     """Working containers of IMAGE left by a run that was killed."""
     r = buildah("containers", "--json", check=False)
-    for c in json.loads(r.stdout or "[]") if r.returncode == 0 else []:
+    # No containers at all is `null`.
+    for c in (json.loads(r.stdout or "null") or []) if r.returncode == 0 else []:
         if c.get("imagename") == IMAGE:
             buildah("umount", c["id"], check=False)
             buildah("rm", c["id"], check=False)
@@ -202,13 +205,95 @@ def check_config():
     return user, cfg.get("WorkingDir") or "/"
 
 
+CGROUP_V1 = Path("/sys/fs/cgroup")
+
+
+def quantity(text, cpu=False):
+    """A Kubernetes quantity: CPU in cores ("500m", "1"), memory in bytes."""
+    text = str(text)
+    if cpu:
+        return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+    units = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "K": 10**3, "M": 10**6, "G": 10**9}
+    for suffix, factor in units.items():
+        if text.endswith(suffix):
+            return int(float(text[:-len(suffix)]) * factor)
+    return int(text)
+
+
+class Limits:
+    """The container's resource limits as the kubelet sets them on a cgroup v1
+    machine (this one): memory.limit_in_bytes (over it: the OOM killer) and a
+    CFS quota (what tokio sizes its workers from). `dirs` are the cgroups the
+    process joins before it execs (none where cgroup v1 is not mounted: then
+    `reason` says so and the limits are not applied)."""
+
+    def __init__(self, name, container):
+        self.name, self.dirs, self.reason = name, [], ""
+        limits = (container.get("resources") or {}).get("limits") or {}
+        self.memory = quantity(limits["memory"]) if "memory" in limits else None
+        self.cpu = quantity(limits["cpu"], cpu=True) if "cpu" in limits else None
+        if not (CGROUP_V1 / "memory/memory.limit_in_bytes").exists():
+            self.reason = "no cgroup v1 memory controller at /sys/fs/cgroup/memory"
+            return
+        leaf = f"otus-ci-image-{os.getpid()}-{name}"
+        if self.memory is not None:
+            d = CGROUP_V1 / "memory" / leaf
+            d.mkdir()
+            (d / "memory.limit_in_bytes").write_text(str(self.memory))
+            self.dirs.append(d)
+        if self.cpu is not None:
+            d = CGROUP_V1 / "cpu" / leaf
+            d.mkdir()
+            period = int((d / "cpu.cfs_period_us").read_text())
+            (d / "cpu.cfs_quota_us").write_text(str(int(self.cpu * period)))
+            self.dirs.append(d)
+
+    def describe(self):
+        if self.reason:
+            return f"limits not applied ({self.reason})"
+        mem = f"{self.memory >> 20} MiB" if self.memory is not None else "none"
+        cpu = f"{self.cpu:g}" if self.cpu is not None else "none"
+        return f"memory limit {mem}, CPU limit {cpu}"
+
+    def peak(self):
+        """(peak bytes, OOM kills) of the memory cgroup, or None."""
+        d = next((d for d in self.dirs if d.parent.name == "memory"), None)
+        if d is None:
+            return None
+        oom = next((int(line.split()[1]) for line in
+                    (d / "memory.oom_control").read_text().splitlines()
+                    if line.startswith("oom_kill ")), 0)
+        return int((d / "memory.max_usage_in_bytes").read_text()), oom
+
+    def check(self, quiet=False):
+        """Fails if the OOM killer struck; prints the peak against the limit
+        (unless `quiet`)."""
+        peak = self.peak()
+        if peak is None:
+            return
+        used, oom = peak
+        if oom:
+            sys.exit(f"{self.name}: killed by the OOM killer under its memory limit "
+                     f"({self.memory >> 20} MiB)")
+        if not quiet:
+            say(f"{self.name}: peak {used / (1 << 20):.0f} MiB of its {self.memory >> 20} MiB limit")
+
+    def close(self):
+        for d in self.dirs:
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+
+
 class Rootfs:
     """The image's root file system, mounted once; each process runs in a
     mount namespace of its own, with that root bound read-only (or one
     directory writable, as a volume)."""
 
     RUN = r"""set -e
-root=$1 target=$2 hosts=$3 data=$4 user=$5 workdir=$6; shift 6
+root=$1 target=$2 hosts=$3 data=$4 user=$5 workdir=$6 cgroups=$7; shift 7
+for g in $cgroups; do echo $$ > "$g/cgroup.procs"; done
 mount --bind "$root" "$target"
 mount -o remount,bind,ro "$target"
 mount -t proc proc "$target/proc"
@@ -229,25 +314,29 @@ exec chroot --userspec="$user" "$target" env -i -C "$workdir" "$@"
         self.user, self.workdir = user, workdir
         self.work = work
 
-    def start(self, name, argv, env, data=""):
-        """Starts `otus argv` with exactly `env` (plus PATH); returns the
-        process (its pid is otus's: every step execs) and its log."""
-        log = self.work / f"{name}.log"
+    def start(self, name, argv, env, data="", limits=None):
+        """Starts `otus argv` with exactly `env` (plus PATH), in the cgroups
+        of `limits`; returns the process (its pid is otus's: every step
+        execs) and its log."""
+        log = self.work / f"{name.replace(' ', '_').replace('/', '_')}.log"
         vars_ = [PATH_ENV] + [f"{k}={v}" for k, v in env.items()]
+        cgroups = " ".join(str(d) for d in limits.dirs) if limits else ""
         proc = subprocess.Popen(
             ["unshare", "-m", "--propagation", "private", "sh", "-c", self.RUN, "sh", self.path,
-             str(self.target), str(self.hosts), data, self.user, self.workdir, *vars_,
+             str(self.target), str(self.hosts), data, self.user, self.workdir, cgroups, *vars_,
              "/usr/local/bin/otus", *argv],
             stdout=open(log, "w"), stderr=subprocess.STDOUT)
         return proc, log
 
-    def run(self, name, argv, env, seconds, data=""):
-        proc, log = self.start(name, argv, env, data)
+    def run(self, name, argv, env, seconds, limits=None):
+        proc, log = self.start(name, argv, env, limits=limits)
         try:
             rc = proc.wait(seconds)
         except subprocess.TimeoutExpired:
             proc.kill()
             sys.exit(f"{name}: not done within {seconds} s\n{log.read_text()[-3000:]}")
+        if limits:
+            limits.check()
         if rc != 0:
             sys.exit(f"{name} exited {rc}\n{log.read_text()[-3000:]}")
         say(f"{name}: done")
@@ -256,7 +345,7 @@ exec chroot --userspec="$user" "$target" env -i -C "$workdir" "$@"
         """A command of the image's own (not otus), as the pods' user."""
         return subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", self.RUN,
                                "sh", self.path, str(self.target), str(self.hosts), "", self.user,
-                               self.workdir, PATH_ENV, *cmd], text=True, capture_output=True)
+                               self.workdir, "", PATH_ENV, *cmd], text=True, capture_output=True)
 
     def close(self):
         buildah("umount", self.ctr, check=False)
@@ -316,7 +405,9 @@ def port_free(port):
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
-def stop(name, proc, log, grace):
+def stop(name, proc, log, grace, limits=None):
+    if limits:
+        limits.check(quiet=True)
     proc.send_signal(signal.SIGTERM)
     try:
         rc = proc.wait(grace)
@@ -325,6 +416,33 @@ def stop(name, proc, log, grace):
         sys.exit(f"{name} did not stop within the grace period ({grace} s) after SIGTERM")
     if rc != 0:
         sys.exit(f"{name} exited {rc} after SIGTERM\n{log.read_text()[-3000:]}")
+
+
+def probe(buf, name, container, kind):
+    """Runs the container's `kind` probe (livenessProbe, readinessProbe) as
+    the kubelet would, against the process on this machine; True if it
+    passes. httpGet: a 2xx/3xx answer; grpc: grpc.health.v1 SERVING for the
+    probe's service name."""
+    spec = container.get(kind)
+    if spec is None:
+        sys.exit(f"{name} has no {kind}")
+    ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+    if "httpGet" in spec:
+        port = spec["httpGet"]["port"]
+        url = f"http://127.0.0.1:{ports.get(port, port)}{spec['httpGet']['path']}"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                return 200 <= r.status < 400
+        except urllib.error.HTTPError as e:
+            return 200 <= e.code < 400
+    if "grpc" in spec:
+        service = spec["grpc"].get("service", "")
+        r = subprocess.run([buf, "curl", "--protocol", "grpc", "--http2-prior-knowledge", "-d",
+                            json.dumps({"service": service}),
+                            f"http://127.0.0.1:{spec['grpc']['port']}/grpc.health.v1.Health/Check"],
+                           text=True, capture_output=True)
+        return r.returncode == 0 and '"SERVING"' in r.stdout
+    sys.exit(f"{name}'s {kind} is of a kind this check does not run: {spec}")
 
 
 def newman(newman_bin, base, collections):
@@ -344,9 +462,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--helm", required=True)
     ap.add_argument("--newman", required=True)
+    ap.add_argument("--buf", required=True, help="buf, for the chart's gRPC probes (buf curl)")
     ap.add_argument("--pg-admin-url", default="postgres://postgres@127.0.0.1:5432/postgres")
     ap.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     ap.add_argument("--keep", action="store_true", help="keep the built image (removed by default)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="use the image a --keep run left instead of building it again (to work on "
+                         "the checks after the build; CI never passes it)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("needs root (mounts and chroot), as CI runs")
@@ -359,7 +481,10 @@ def main():
         rust_stand_in(work)
         say("buildah bud of the Dockerfile as it is, its cache mounts empty as on a user's "
             "first build (~9 min on 2 cores: a release build)")
-        bud(ROOT, IMAGE, work / "build.log")
+        if args.reuse and image_config(IMAGE) is not None:
+            say(f"--reuse: {IMAGE} as a --keep run left it, not built again")
+        else:
+            bud(ROOT, IMAGE, work / "build.log")
         if not args.keep:
             cleanups.append(lambda: buildah("rmi", IMAGE, check=False))
         user, workdir = check_config()
@@ -389,12 +514,14 @@ def main():
         say(f"as the chart's pods: uid {user}, root read-only, Services {', '.join(services)} "
             f"on 127.0.0.1; this machine's PostgreSQL ({db}) and Redis (keys {prefix}*)")
         for job, c in containers(docs, "Job"):
-            fs.run(f"job {job['metadata']['name']}: otus {' '.join(c['args'])}", c["args"],
-                   env_of(docs, c, overrides), 300)
+            limits = Limits(job["metadata"]["name"], c)
+            cleanups.append(limits.close)
+            fs.run(f"job {job['metadata']['name']} ({limits.describe()}): otus "
+                   f"{' '.join(c['args'])}", c["args"], env_of(docs, c, overrides), 300, limits)
         procs = []
 
         def stop_all():
-            for _, p, _ in procs:
+            for _, p, _, _ in procs:
                 if p.poll() is None:
                     p.kill()
         cleanups.append(stop_all)
@@ -407,10 +534,15 @@ def main():
                     sys.exit(f"port {port['containerPort']} ({d['metadata']['name']}) is in use "
                              "on 127.0.0.1")
         edge = None
+        pod_limits = []
         for d, c in deployments:
             name = d["metadata"]["name"]
-            proc, log = fs.start(name, c["args"], env_of(docs, c, overrides))
-            procs.append((name, proc, log))
+            limits = Limits(name, c)
+            cleanups.append(limits.close)
+            pod_limits.append(limits)
+            say(f"{name}: otus {' '.join(c['args'])} ({limits.describe()})")
+            proc, log = fs.start(name, c["args"], env_of(docs, c, overrides), limits=limits)
+            procs.append((name, proc, log, limits))
             if c["args"] == ["edge"]:
                 edge = next(p["containerPort"] for p in c["ports"] if p["name"] == "http")
                 edge_proc, edge_log = proc, log
@@ -419,13 +551,25 @@ def main():
         base = f"http://127.0.0.1:{edge}"
         wait_until(90, f"the edge's /ready at {base} (every service up)",
                    lambda: http_ok(base + "/ready"), proc=edge_proc, logfile=edge_log)
-        for name, p, log in procs:
+        for name, p, log, limits in procs:
             if p.poll() is not None:
+                limits.check(quiet=True)
                 sys.exit(f"{name} exited ({p.returncode})\n{log.read_text()[-3000:]}")
+        # The kubelet's probes as the chart writes them: a name or port that
+        # does not match keeps the pods out of service (and `helm install
+        # --wait` waiting).
+        for d, c in deployments:
+            for kind in ("livenessProbe", "readinessProbe"):
+                name = d["metadata"]["name"]
+                wait_until(30, f"{name}'s {kind} ({json.dumps(c.get(kind))})",
+                           lambda: probe(args.buf, name, c, kind))
+        say("every liveness and readiness probe of the chart passes")
         newman(args.newman, base, ["users", "auth", "catalog"])
-        for name, p, log in procs:
-            stop(name, p, log, grace)
+        for name, p, log, limits in procs:
+            stop(name, p, log, grace, limits)
         say(f"every process stopped on SIGTERM within {grace} s, exit code 0")
+        for limits in pod_limits:
+            limits.check()
 
         say("the README's `docker run`: all-in-one (the image's default command), /data writable")
         data = work / "data"
@@ -433,7 +577,7 @@ def main():
         uid, _, gid = user.partition(":")
         os.chown(data, int(uid), int(gid or uid))
         proc, log = fs.start("all-in-one", ["all-in-one"], {}, data=str(data))
-        procs.append(("all-in-one", proc, log))
+        procs.append(("all-in-one", proc, log, None))
         wait_until(60, "all-in-one's /ready at :8000", lambda: http_ok("http://127.0.0.1:8000/ready"),
                    proc=proc, logfile=log)
         newman(args.newman, "http://127.0.0.1:8000", ["users", "auth"])
