@@ -15,8 +15,9 @@ Docker engine, no image registry and no Kubernetes API (this one):
 4. The rendered chart's otus containers run from the image's root file
    system as its pods run them: uid/gid 10001, the root file system
    read-only, the chart's args and environment (ConfigMaps, the Secret), the
-   Jobs first, every Service's host name resolving to this machine; every
-   liveness and readiness probe of the chart must pass. Only the
+   Jobs first, every Service's host name resolving to this machine, each
+   under its memory and CPU limits (cgroup v1); every liveness and readiness
+   probe of the chart must pass. Only the
    backing services are this machine's (a database of PostgreSQL, Redis under
    a key prefix, no Jaeger). newman runs the Postman collections against the
    edge; SIGTERM stops every process within the grace period, exit code 0.
