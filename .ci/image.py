@@ -335,6 +335,7 @@ exec chroot --userspec="$user" "$target" env -i -C "$workdir" "$@"
             rc = proc.wait(seconds)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
             sys.exit(f"{name}: not done within {seconds} s\n{log.read_text()[-3000:]}")
         if limits:
             limits.check()
@@ -353,9 +354,13 @@ exec chroot --userspec="$user" "$target" env -i -C "$workdir" "$@"
         buildah("rm", self.ctr, check=False)
 
 
-def rendered(helm: str):
-    out = subprocess.run([helm, "template", "otus", str(ROOT / "helm/otus"), "--namespace", "otus"],
-                         text=True, capture_output=True, check=True).stdout
+def rendered(helm: str, sets: list[str]):
+    sets = [a for v in sets for a in ("--set", v)]
+    r = subprocess.run([helm, "template", "otus", str(ROOT / "helm/otus"), "--namespace", "otus",
+                        *sets], text=True, capture_output=True)
+    if r.returncode != 0:
+        sys.exit(f"helm template failed:\n{r.stderr[-3000:]}")
+    out = r.stdout
     return [d for d in yaml.safe_load_all(out) if d]
 
 
@@ -414,6 +419,7 @@ def stop(name, proc, log, grace, limits=None):
         rc = proc.wait(grace)
     except subprocess.TimeoutExpired:
         proc.kill()
+        proc.wait()
         sys.exit(f"{name} did not stop within the grace period ({grace} s) after SIGTERM")
     if rc != 0:
         sys.exit(f"{name} exited {rc} after SIGTERM\n{log.read_text()[-3000:]}")
@@ -466,6 +472,9 @@ def main():
     ap.add_argument("--buf", required=True, help="buf, for the chart's gRPC probes (buf curl)")
     ap.add_argument("--pg-admin-url", default="postgres://postgres@127.0.0.1:5432/postgres")
     ap.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a chart value, as helm install --set takes it (repeatable); e.g. "
+                         "catalog.seed.count=1000000 runs the pods on a 1M catalog")
     ap.add_argument("--keep", action="store_true", help="keep the built image (removed by default)")
     ap.add_argument("--reuse", action="store_true",
                     help="use the image a --keep run left instead of building it again (to work on "
@@ -475,7 +484,9 @@ def main():
         sys.exit("needs root (mounts and chroot), as CI runs")
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="otus-image-"))
-    cleanups = []
+    # Run in reverse: the processes are stopped before their cgroups go.
+    all_limits = []
+    cleanups = [lambda: [limits.close() for limits in all_limits]]
     try:
         remove_leftovers()
         debian_stand_in(work)
@@ -489,7 +500,9 @@ def main():
         if not args.keep:
             cleanups.append(lambda: buildah("rmi", IMAGE, check=False))
         user, workdir = check_config()
-        docs = rendered(args.helm)
+        docs = rendered(args.helm, args.set)
+        if args.set:
+            say(f"chart values: --set {' --set '.join(args.set)}")
         services = [d["metadata"]["name"] for d in docs if d["kind"] == "Service"]
         fs = Rootfs(work, services, user, workdir)
         cleanups.append(fs.close)
@@ -516,7 +529,7 @@ def main():
             f"on 127.0.0.1; this machine's PostgreSQL ({db}) and Redis (keys {prefix}*)")
         for job, c in containers(docs, "Job"):
             limits = Limits(job["metadata"]["name"], c)
-            cleanups.append(limits.close)
+            all_limits.append(limits)
             fs.run(f"job {job['metadata']['name']} ({limits.describe()}): otus "
                    f"{' '.join(c['args'])}", c["args"], env_of(docs, c, overrides), 300, limits)
         procs = []
@@ -525,6 +538,7 @@ def main():
             for _, p, _, _ in procs:
                 if p.poll() is None:
                     p.kill()
+                    p.wait()
         cleanups.append(stop_all)
         deployments = containers(docs, "Deployment")
         grace = max(d["spec"]["template"]["spec"].get("terminationGracePeriodSeconds", 30)
@@ -539,23 +553,29 @@ def main():
         for d, c in deployments:
             name = d["metadata"]["name"]
             limits = Limits(name, c)
-            cleanups.append(limits.close)
+            all_limits.append(limits)
             pod_limits.append(limits)
             say(f"{name}: otus {' '.join(c['args'])} ({limits.describe()})")
             proc, log = fs.start(name, c["args"], env_of(docs, c, overrides), limits=limits)
             procs.append((name, proc, log, limits))
             if c["args"] == ["edge"]:
                 edge = next(p["containerPort"] for p in c["ports"] if p["name"] == "http")
-                edge_proc, edge_log = proc, log
+                edge_log = log
         if edge is None:
             sys.exit("the chart runs no edge")
         base = f"http://127.0.0.1:{edge}"
+        def all_alive():
+            """Fails at once, naming it (and the OOM killer if it was that),
+            when a process has exited: a pod that would crash-loop."""
+            for name, p, log, limits in procs:
+                if p.poll() is not None:
+                    limits.check(quiet=True)
+                    sys.exit(f"{name} exited ({p.returncode})\n{log.read_text()[-3000:]}")
+            return True
+
         wait_until(90, f"the edge's /ready at {base} (every service up)",
-                   lambda: http_ok(base + "/ready"), proc=edge_proc, logfile=edge_log)
-        for name, p, log, limits in procs:
-            if p.poll() is not None:
-                limits.check(quiet=True)
-                sys.exit(f"{name} exited ({p.returncode})\n{log.read_text()[-3000:]}")
+                   lambda: all_alive() and http_ok(base + "/ready"), logfile=edge_log)
+        all_alive()
         # The kubelet's probes as the chart writes them: a name or port that
         # does not match keeps the pods out of service (and `helm install
         # --wait` waiting).
