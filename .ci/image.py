@@ -331,16 +331,9 @@ exec chroot --userspec="$user" "$target" env -i -C "$workdir" "$@"
 
     def run(self, name, argv, env, seconds, limits=None):
         proc, log = self.start(name, argv, env, limits=limits)
-        try:
-            rc = proc.wait(seconds)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            sys.exit(f"{name}: not done within {seconds} s\n{log.read_text()[-3000:]}")
+        finish(name, proc, log, seconds, f"not done within {seconds} s", limits)
         if limits:
             limits.check()
-        if rc != 0:
-            sys.exit(f"{name} exited {rc}\n{log.read_text()[-3000:]}")
         say(f"{name}: done")
 
     def sh(self, *cmd):
@@ -411,18 +404,28 @@ def port_free(port):
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
+def finish(name, proc, log, seconds, late, limits=None):
+    """Waits up to `seconds` for `proc` to exit; fails (the log's end
+    printed) if it exits other than 0 (naming the OOM killer if it was
+    that), or kills it and fails with `late`."""
+    try:
+        rc = proc.wait(seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        sys.exit(f"{name}: {late}\n{log.read_text()[-3000:]}")
+    if limits:
+        limits.check(quiet=True)
+    if rc != 0:
+        sys.exit(f"{name} exited {rc}\n{log.read_text()[-3000:]}")
+
+
 def stop(name, proc, log, grace, limits=None):
     if limits:
         limits.check(quiet=True)
     proc.send_signal(signal.SIGTERM)
-    try:
-        rc = proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        sys.exit(f"{name} did not stop within the grace period ({grace} s) after SIGTERM")
-    if rc != 0:
-        sys.exit(f"{name} exited {rc} after SIGTERM\n{log.read_text()[-3000:]}")
+    finish(name, proc, log, grace, f"did not stop within the grace period ({grace} s) after SIGTERM",
+           limits)
 
 
 def probe(buf, name, container, kind):
