@@ -17,10 +17,10 @@ Docker engine, no image registry and no Kubernetes API (this one):
    read-only, the chart's args and environment (ConfigMaps, the Secret), the
    Jobs first, every Service's host name resolving to this machine, each
    under its memory and CPU limits (cgroup v1); every liveness and readiness
-   probe of the chart must pass. Only the
-   backing services are this machine's (a database of PostgreSQL, Redis under
-   a key prefix, no Jaeger). newman runs the Postman collections against the
-   edge; SIGTERM stops every process within the grace period, exit code 0.
+   probe of the chart must pass. Only the backing services are this
+   machine's (a database of PostgreSQL, Redis under a key prefix, no Jaeger).
+   newman runs the Postman collections against the edge; SIGTERM stops every
+   process within the grace period, exit code 0.
 5. The README's `docker run`: all-in-one by the default command, /data
    writable, answering the users and auth collections and a search.
 
@@ -30,7 +30,6 @@ import argparse
 import base64
 import json
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -54,29 +53,28 @@ DEBIAN = "docker.io/library/debian:bookworm-slim"
 RUST = "docker.io/library/rust:1.95-slim-bookworm"
 IMAGE = "localhost/otus-rs/otus:ci-check"
 PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-# What each process of the image gets on top of the chart's variables: the
-# backing services' addresses on this machine.
-REDIS_DELETE_MATCHING = """local n, c = 0, '0'
-repeat
-  local r = redis.call('SCAN', c, 'MATCH', ARGV[1], 'COUNT', 1000)
-  c = r[1]
-  for _, k in ipairs(r[2]) do redis.call('DEL', k); n = n + 1 end
-until c == '0'
-return n"""
 
 
 def say(msg):
     print(f"image: {msg}", flush=True)
 
 
-def buildah(*args, check=True, capture=True):
+def buildah(*args, check=True):
     env = dict(os.environ, BUILDAH_ISOLATION="chroot")
     r = subprocess.run(["buildah", "--storage-driver", "vfs", *args], env=env, text=True,
-                       stdout=subprocess.PIPE if capture else None,
-                       stderr=subprocess.STDOUT if capture else None)
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     if check and r.returncode != 0:
-        sys.exit(f"buildah {' '.join(args)} failed ({r.returncode}):\n{(r.stdout or '')[-3000:]}")
+        sys.exit(f"buildah {' '.join(args)} failed ({r.returncode}):\n{r.stdout[-3000:]}")
     return r
+
+
+def delete_redis_keys(url, pattern):
+    """Deletes the keys matching `pattern` (names as this check's requests
+    make them: no spaces or quotes), given to DEL as arguments."""
+    keys = subprocess.run(["redis-cli", "-u", url, "--scan", "--pattern", pattern], text=True,
+                          capture_output=True).stdout.split()
+    for i in range(0, len(keys), 500):
+        subprocess.run(["redis-cli", "-u", url, "DEL", *keys[i:i + 500]], capture_output=True)
 
 
 def image_config(name):
@@ -520,9 +518,7 @@ def main():
             ["psql", args.pg_admin_url, "-qc", f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'],
             capture_output=True))
         prefix = f"otus-ci-image-{os.getpid()}:"
-        cleanups.append(lambda: subprocess.run(
-            ["redis-cli", "-u", args.redis_url, "EVAL", REDIS_DELETE_MATCHING, "0", prefix + "*"],
-            capture_output=True))
+        cleanups.append(lambda: delete_redis_keys(args.redis_url, prefix + "*"))
         overrides = {
             "DATABASE_URL": args.pg_admin_url.rsplit("/", 1)[0] + "/" + db,
             "REDIS_URL": args.redis_url,
