@@ -87,9 +87,17 @@ def main():
         before = counters(args.metrics)
         change()
         took = wait_for(args.base, q, want_total, args.timeout)
-        # The update that served it may still be counting: allow it a moment.
-        time.sleep(0.3)
-        after = counters(args.metrics)
+        # The update that served it may not be counted yet: poll (bounded)
+        # until an update or a build shows, rather than a fixed pause.
+        deadline = time.monotonic() + 30
+        while True:
+            after = counters(args.metrics)
+            if any(after[k] > before[k] for k in ("catalog_index_updates_total",
+                                                  "catalog_index_builds_total")):
+                break
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         updates = after["catalog_index_updates_total"] - before["catalog_index_updates_total"]
         builds = after["catalog_index_builds_total"] - before["catalog_index_builds_total"]
         path = f"{int(updates)} incremental update(s), {int(builds)} full build(s)"
