@@ -28,6 +28,7 @@ Needs root (mounts, chroot), buildah and debootstrap (.ci/run installs them).
 """
 import argparse
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -86,12 +87,6 @@ def image_config(name):
     return json.loads(r.stdout)["OCIv1"].get("config") or {}
 
 
-def image_labels(name):
-    """The image's labels, or None when there is no such image."""
-    cfg = image_config(name)
-    return None if cfg is None else cfg.get("Labels") or {}
-
-
 def bud(context: Path, tag: str, log: Path, containerfile: Path | None = None):
     """Builds `context` into `tag`, printing each step as it starts; the whole
     output goes to `log` (its end printed on failure)."""
@@ -121,8 +116,9 @@ def bud(context: Path, tag: str, log: Path, containerfile: Path | None = None):
 
 
 def debian_stand_in(work: Path):
-    labels = image_labels(DEBIAN)
-    if labels is not None:
+    cfg = image_config(DEBIAN)
+    if cfg is not None:
+        labels = cfg.get("Labels") or {}
         say(f"{DEBIAN}: present ({'stand-in' if STAND_IN in labels else 'as pulled'})")
         return
     say(f"{DEBIAN}: making a stand-in (debootstrap --variant=minbase bookworm, ~1 min)")
@@ -146,7 +142,8 @@ def debian_stand_in(work: Path):
 def rust_stand_in(work: Path):
     version = subprocess.run(["rustc", "--version"], text=True, capture_output=True,
                              check=True).stdout.strip()
-    labels = image_labels(RUST)
+    cfg = image_config(RUST)
+    labels = None if cfg is None else cfg.get("Labels") or {}
     if labels is not None and (STAND_IN not in labels or labels[STAND_IN] == version):
         say(f"{RUST}: present ({labels.get(STAND_IN, 'as pulled')})")
         return
@@ -345,8 +342,10 @@ exec chroot --userspec="$user" "$target" env -i -C "$workdir" "$@"
         buildah("rm", self.ctr, check=False)
 
 
-def rendered(helm: str, sets: list[str]):
+def rendered(helm: str, sets: list[str], values: str | None = None):
     sets = [a for v in sets for a in ("--set", v)]
+    if values:
+        sets = ["--values", values, *sets]
     r = subprocess.run([helm, "template", "otus", str(ROOT / "helm/otus"), "--namespace", "otus",
                         *sets], text=True, capture_output=True)
     if r.returncode != 0:
@@ -369,7 +368,10 @@ def containers(docs, kind):
 
 def env_of(docs, container, overrides):
     """The container's environment as the chart gives it (its ConfigMaps, its
-    env values and Secret references), then `overrides`."""
+    env values and Secret references), then `overrides`. A reference to a
+    Secret the chart does not make (one the user creates, as for an external
+    database) is taken from `overrides`: this machine's service stands in for
+    the user's."""
     maps = {d["metadata"]["name"]: d.get("data") or {} for d in docs if d["kind"] == "ConfigMap"}
     sec = {}
     for d in docs:
@@ -385,16 +387,27 @@ def env_of(docs, container, overrides):
             env[e["name"]] = e["value"]
         else:
             ref = e["valueFrom"]["secretKeyRef"]
-            env[e["name"]] = sec[ref["name"]][ref["key"]]
+            if ref["name"] in sec:
+                env[e["name"]] = sec[ref["name"]][ref["key"]]
+            elif e["name"] in overrides:
+                env[e["name"]] = overrides[e["name"]]
+            else:
+                sys.exit(f"{e['name']} comes from Secret {ref['name']!r}, which the chart does "
+                         "not make and this check has no stand-in for")
     for k, v in overrides.items():
         if k in env or k == "REDIS_KEY_PREFIX" and "REDIS_URL" in env:
             env[k] = v
     return env
 
 
-def http_ok(url):
-    with urllib.request.urlopen(url, timeout=2) as r:
-        return r.status == 200
+def http_status(url):
+    """The status of a GET of `url`, errors included; OSError (which
+    wait_until counts as "not yet") when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
 
 
 def port_free(port):
@@ -438,11 +451,7 @@ def probe(buf, name, container, kind):
     if "httpGet" in spec:
         port = spec["httpGet"]["port"]
         url = f"http://127.0.0.1:{ports.get(port, port)}{spec['httpGet']['path']}"
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                return 200 <= r.status < 400
-        except urllib.error.HTTPError as e:
-            return 200 <= e.code < 400
+        return 200 <= http_status(url) < 400
     if "grpc" in spec:
         service = spec["grpc"].get("service", "")
         r = subprocess.run([buf, "curl", "--protocol", "grpc", "--http2-prior-knowledge", "-d",
@@ -467,6 +476,148 @@ def newman(newman_bin, base, collections, env_vars=()):
             sys.exit(f"newman: {c} failed against the image\n{r.stdout[-6000:]}")
 
 
+def build(args, work: Path, stack: contextlib.ExitStack):
+    """The base images' stand-ins, then the Dockerfile built into IMAGE
+    (removed at the end unless --keep)."""
+    remove_leftovers()
+    debian_stand_in(work)
+    rust_stand_in(work)
+    say("buildah bud of the Dockerfile as it is, its cache mounts empty as on a user's "
+        "first build (~9 min on 2 cores: a release build)")
+    if args.reuse and image_config(IMAGE) is not None:
+        say(f"--reuse: {IMAGE} as a --keep run left it, not built again")
+    else:
+        bud(ROOT, IMAGE, work / "build.log")
+    if not args.keep:
+        stack.callback(buildah, "rmi", IMAGE, check=False)
+
+
+def backing_services(args, stack: contextlib.ExitStack, run=0):
+    """A database of this machine's PostgreSQL and a key prefix in its Redis
+    for this run of the pods (both removed at the end): the environment that
+    points the chart's containers at them."""
+    db = f"otus_ci_image_{os.getpid()}_{run}"
+    subprocess.run(["psql", args.pg_admin_url, "-qc", f'CREATE DATABASE "{db}"'], check=True)
+    stack.callback(subprocess.run, ["psql", args.pg_admin_url, "-qc",
+                                    f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'],
+                   capture_output=True)
+    prefix = f"otus-ci-image-{os.getpid()}-{run}:"
+    stack.callback(delete_redis_keys, args.redis_url, prefix + "*")
+    return {
+        "DATABASE_URL": args.pg_admin_url.rsplit("/", 1)[0] + "/" + db,
+        "REDIS_URL": args.redis_url,
+        "REDIS_KEY_PREFIX": prefix,
+    }
+
+
+def limits_of(name, container, stack: contextlib.ExitStack):
+    """The container's Limits, their cgroups removed at the end (after the
+    processes in them: the stack unwinds in reverse)."""
+    limits = Limits(name, container)
+    stack.callback(limits.close)
+    return limits
+
+
+def killed_at_end(proc, stack: contextlib.ExitStack):
+    """`proc`, killed at the end if it still runs (a check that failed)."""
+    def kill():
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    stack.callback(kill)
+    return proc
+
+
+def run_pods(args, fs, docs, overrides, stack: contextlib.ExitStack):
+    """The chart's Jobs, then its Deployments as pods: every probe, newman
+    against the edge, SIGTERM within the grace period, peaks against limits.
+    Returns the grace period."""
+    for job, c in containers(docs, "Job"):
+        limits = limits_of(job["metadata"]["name"], c, stack)
+        fs.run(f"job {job['metadata']['name']} ({limits.describe()}): otus "
+               f"{' '.join(c['args'])}", c["args"], env_of(docs, c, overrides), 300, limits)
+    deployments = containers(docs, "Deployment")
+    grace = max(d["spec"]["template"]["spec"].get("terminationGracePeriodSeconds", 30)
+                for d, _ in deployments)
+    for d, c in deployments:
+        for port in c.get("ports", []):
+            if not port_free(port["containerPort"]):
+                sys.exit(f"port {port['containerPort']} ({d['metadata']['name']}) is in use "
+                         "on 127.0.0.1")
+    procs, envs, edge = [], {}, None
+    for d, c in deployments:
+        name = d["metadata"]["name"]
+        limits = limits_of(name, c, stack)
+        say(f"{name}: otus {' '.join(c['args'])} ({limits.describe()})")
+        envs[c["args"][0]] = env_of(docs, c, overrides)
+        proc, log = fs.start(name, c["args"], envs[c["args"][0]], limits=limits)
+        procs.append((name, killed_at_end(proc, stack), log, limits))
+        if c["args"] == ["edge"]:
+            edge = next(p["containerPort"] for p in c["ports"] if p["name"] == "http")
+            edge_log = log
+    if edge is None:
+        sys.exit("the chart runs no edge")
+    base = f"http://127.0.0.1:{edge}"
+
+    def all_alive():
+        """Fails at once, naming it (and the OOM killer if it was that),
+        when a process has exited: a pod that would crash-loop."""
+        for name, p, log, limits in procs:
+            if p.poll() is not None:
+                limits.check(quiet=True)
+                sys.exit(f"{name} exited ({p.returncode})\n{log.read_text()[-3000:]}")
+        return True
+
+    wait_until(90, f"the edge's /ready at {base} (every service up)",
+               lambda: all_alive() and http_status(base + "/ready") == 200, logfile=edge_log)
+    all_alive()
+    # The kubelet's probes as the chart writes them: a name or port that
+    # does not match keeps the pods out of service (and `helm install
+    # --wait` waiting).
+    for d, c in deployments:
+        for kind in ("livenessProbe", "readinessProbe"):
+            name = d["metadata"]["name"]
+            wait_until(30, f"{name}'s {kind} ({json.dumps(c.get(kind))})",
+                       lambda: probe(args.buf, name, c, kind))
+    say("every liveness and readiness probe of the chart passes")
+    newman(args.newman, base, ["users", "auth"])
+    # The catalog collection checks X-Cache unless told the cache is off.
+    # Unset means the binary's default: on (README, CACHE_ENABLED).
+    cache = envs.get("catalog", {}).get("CACHE_ENABLED", "1")
+    cache_on = cache.lower() in ("1", "true", "on", "yes", "y")
+    newman(args.newman, base, ["catalog"], [] if cache_on else ["cache=off"])
+    for name, p, log, limits in procs:
+        stop(name, p, log, grace, limits)
+    say(f"every process stopped on SIGTERM within {grace} s, exit code 0")
+    for _, _, _, limits in procs:
+        limits.check()
+    return grace
+
+
+def run_all_in_one(args, fs, user, work: Path, grace, stack: contextlib.ExitStack):
+    """The README's `docker run`: the image's default command, /data
+    writable."""
+    say("the README's `docker run`: all-in-one (the image's default command), /data writable")
+    data = work / "data"
+    data.mkdir()
+    uid, _, gid = user.partition(":")
+    os.chown(data, int(uid), int(gid or uid))
+    proc, log = fs.start("all-in-one", ["all-in-one"], {}, data=str(data))
+    killed_at_end(proc, stack)
+    base = "http://127.0.0.1:8000"
+    wait_until(60, f"all-in-one's /ready at {base}", lambda: http_status(base + "/ready") == 200,
+               proc=proc, logfile=log)
+    newman(args.newman, base, ["users", "auth"])
+    with urllib.request.urlopen(
+            base + "/products?q=" + urllib.parse.quote("рюкзак"), timeout=5) as r:
+        body = json.loads(r.read())
+    if r.status != 200 or "items" not in body:
+        sys.exit(f"a search on all-in-one answered {r.status}: {body}")
+    stop("all-in-one", proc, log, grace)
+    if not (data / "otus.sqlite").exists():
+        sys.exit("all-in-one wrote no otus.sqlite into /data")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--helm", required=True)
@@ -477,6 +628,10 @@ def main():
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a chart value, as helm install --set takes it (repeatable); e.g. "
                          "catalog.seed.count=1000000 runs the pods on a 1M catalog")
+    ap.add_argument("--also-values", action="append", default=[], metavar="FILE",
+                    help="after the pods as --set installs them, run them again as `helm install "
+                         "--values FILE` does (repeatable); a Secret the user creates first "
+                         "(e.g. an external database's URL) is this machine's service")
     ap.add_argument("--keep", action="store_true", help="keep the built image (removed by default)")
     ap.add_argument("--reuse", action="store_true",
                     help="use the image a --keep run left instead of building it again (to work on "
@@ -486,141 +641,39 @@ def main():
         sys.exit("needs root (mounts and chroot), as CI runs")
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="otus-image-"))
-    # Run in reverse: the processes are stopped before their cgroups go.
-    all_limits = []
-    cleanups = [lambda: [limits.close() for limits in all_limits]]
-    try:
-        remove_leftovers()
-        debian_stand_in(work)
-        rust_stand_in(work)
-        say("buildah bud of the Dockerfile as it is, its cache mounts empty as on a user's "
-            "first build (~9 min on 2 cores: a release build)")
-        if args.reuse and image_config(IMAGE) is not None:
-            say(f"--reuse: {IMAGE} as a --keep run left it, not built again")
-        else:
-            bud(ROOT, IMAGE, work / "build.log")
-        if not args.keep:
-            cleanups.append(lambda: buildah("rmi", IMAGE, check=False))
+    # Everything registered on the stack is undone in reverse at the end,
+    # failed or not: processes stopped before their cgroups go.
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, work, ignore_errors=True)
+        build(args, work, stack)
         user, workdir = check_config()
-        docs = rendered(args.helm, args.set)
+        # The chart as installed with --set, then with each --also-values.
+        renders = [(None, rendered(args.helm, args.set))]
+        renders += [(v, rendered(args.helm, args.set, v)) for v in args.also_values]
         if args.set:
             say(f"chart values: --set {' --set '.join(args.set)}")
-        services = [d["metadata"]["name"] for d in docs if d["kind"] == "Service"]
+        services = sorted({d["metadata"]["name"] for _, docs in renders for d in docs
+                           if d["kind"] == "Service"})
         fs = Rootfs(work, services, user, workdir)
-        cleanups.append(fs.close)
+        stack.callback(fs.close)
         if fs.sh("sleep", "0").returncode != 0:
             sys.exit("the image has no `sleep`, which the chart's preStop hook runs")
         if fs.sh("touch", "/probe").returncode == 0:
             sys.exit("the root file system was writable: the read-only check is broken")
-
-        db = f"otus_ci_image_{os.getpid()}"
-        subprocess.run(["psql", args.pg_admin_url, "-qc", f'CREATE DATABASE "{db}"'], check=True)
-        cleanups.append(lambda: subprocess.run(
-            ["psql", args.pg_admin_url, "-qc", f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'],
-            capture_output=True))
-        prefix = f"otus-ci-image-{os.getpid()}:"
-        cleanups.append(lambda: delete_redis_keys(args.redis_url, prefix + "*"))
-        overrides = {
-            "DATABASE_URL": args.pg_admin_url.rsplit("/", 1)[0] + "/" + db,
-            "REDIS_URL": args.redis_url,
-            "REDIS_KEY_PREFIX": prefix,
-        }
-        say(f"as the chart's pods: uid {user}, root read-only, Services {', '.join(services)} "
-            f"on 127.0.0.1; this machine's PostgreSQL ({db}) and Redis (keys {prefix}*)")
-        for job, c in containers(docs, "Job"):
-            limits = Limits(job["metadata"]["name"], c)
-            all_limits.append(limits)
-            fs.run(f"job {job['metadata']['name']} ({limits.describe()}): otus "
-                   f"{' '.join(c['args'])}", c["args"], env_of(docs, c, overrides), 300, limits)
-        procs = []
-
-        def stop_all():
-            for _, p, _, _ in procs:
-                if p.poll() is None:
-                    p.kill()
-                    p.wait()
-        cleanups.append(stop_all)
-        deployments = containers(docs, "Deployment")
-        grace = max(d["spec"]["template"]["spec"].get("terminationGracePeriodSeconds", 30)
-                    for d, _ in deployments)
-        for d, c in deployments:
-            for port in c.get("ports", []):
-                if not port_free(port["containerPort"]):
-                    sys.exit(f"port {port['containerPort']} ({d['metadata']['name']}) is in use "
-                             "on 127.0.0.1")
-        edge = None
-        pod_limits = []
-        for d, c in deployments:
-            name = d["metadata"]["name"]
-            limits = Limits(name, c)
-            all_limits.append(limits)
-            pod_limits.append(limits)
-            say(f"{name}: otus {' '.join(c['args'])} ({limits.describe()})")
-            proc, log = fs.start(name, c["args"], env_of(docs, c, overrides), limits=limits)
-            procs.append((name, proc, log, limits))
-            if c["args"] == ["edge"]:
-                edge = next(p["containerPort"] for p in c["ports"] if p["name"] == "http")
-                edge_log = log
-        if edge is None:
-            sys.exit("the chart runs no edge")
-        base = f"http://127.0.0.1:{edge}"
-        def all_alive():
-            """Fails at once, naming it (and the OOM killer if it was that),
-            when a process has exited: a pod that would crash-loop."""
-            for name, p, log, limits in procs:
-                if p.poll() is not None:
-                    limits.check(quiet=True)
-                    sys.exit(f"{name} exited ({p.returncode})\n{log.read_text()[-3000:]}")
-            return True
-
-        wait_until(90, f"the edge's /ready at {base} (every service up)",
-                   lambda: all_alive() and http_ok(base + "/ready"), logfile=edge_log)
-        all_alive()
-        # The kubelet's probes as the chart writes them: a name or port that
-        # does not match keeps the pods out of service (and `helm install
-        # --wait` waiting).
-        for d, c in deployments:
-            for kind in ("livenessProbe", "readinessProbe"):
-                name = d["metadata"]["name"]
-                wait_until(30, f"{name}'s {kind} ({json.dumps(c.get(kind))})",
-                           lambda: probe(args.buf, name, c, kind))
-        say("every liveness and readiness probe of the chart passes")
-        newman(args.newman, base, ["users", "auth"])
-        # The catalog collection checks X-Cache unless told the cache is off.
-        catalog_env = next(env_of(docs, c, overrides) for _, c in deployments
-                           if c["args"] == ["catalog"])
-        # Unset means the binary's default: on (README, CACHE_ENABLED).
-        cache_on = catalog_env.get("CACHE_ENABLED", "1").lower() in ("1", "true", "on", "yes", "y")
-        newman(args.newman, base, ["catalog"], [] if cache_on else ["cache=off"])
-        for name, p, log, limits in procs:
-            stop(name, p, log, grace, limits)
-        say(f"every process stopped on SIGTERM within {grace} s, exit code 0")
-        for limits in pod_limits:
-            limits.check()
-
-        say("the README's `docker run`: all-in-one (the image's default command), /data writable")
-        data = work / "data"
-        data.mkdir()
-        uid, _, gid = user.partition(":")
-        os.chown(data, int(uid), int(gid or uid))
-        proc, log = fs.start("all-in-one", ["all-in-one"], {}, data=str(data))
-        procs.append(("all-in-one", proc, log, None))
-        wait_until(60, "all-in-one's /ready at :8000", lambda: http_ok("http://127.0.0.1:8000/ready"),
-                   proc=proc, logfile=log)
-        newman(args.newman, "http://127.0.0.1:8000", ["users", "auth"])
-        with urllib.request.urlopen(
-                "http://127.0.0.1:8000/products?q=" + urllib.parse.quote("рюкзак"), timeout=5) as r:
-            body = json.loads(r.read())
-        if r.status != 200 or "items" not in body:
-            sys.exit(f"a search on all-in-one answered {r.status}: {body}")
-        stop("all-in-one", proc, log, grace)
-        if not (data / "otus.sqlite").exists():
-            sys.exit("all-in-one wrote no otus.sqlite into /data")
+        grace = 0
+        for run, (values, docs) in enumerate(renders):
+            # Each run's processes, cgroups, database and keys are gone
+            # before the next starts.
+            with contextlib.ExitStack() as run_stack:
+                if values:
+                    say(f"the pods again, installed with --values {values}")
+                overrides = backing_services(args, run_stack, run)
+                say(f"as the chart's pods: uid {user}, root read-only, Services on 127.0.0.1; "
+                    f"this machine's PostgreSQL ({overrides['DATABASE_URL'].rsplit('/', 1)[1]}) "
+                    f"and Redis (keys {overrides['REDIS_KEY_PREFIX']}*)")
+                grace = max(grace, run_pods(args, fs, docs, overrides, run_stack))
+        run_all_in_one(args, fs, user, work, grace, stack)
         say(f"passed in {time.monotonic() - started:.0f} s")
-    finally:
-        for f in reversed(cleanups):
-            f()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -101,8 +101,8 @@ def postings(cur, words):
     terms.sort(key=lambda t: t[0])
     first, rest = terms[0][1], [t[1] for t in terms[1:]]
     checks = " ".join(
-        f"AND EXISTS (SELECT 1 FROM bench_product_words o WHERE o.product_id = d.product_id "
-        f"AND o.word = ANY(%s))" for _ in rest)
+        "AND EXISTS (SELECT 1 FROM bench_product_words o WHERE o.product_id = d.product_id "
+        "AND o.word = ANY(%s))" for _ in rest)
     ids_sql = (f"SELECT DISTINCT d.product_id FROM bench_product_words d "
                f"WHERE d.word = ANY(%s) {checks} ORDER BY d.product_id")
     args = [first, *rest]
