@@ -18,8 +18,11 @@ Docker engine, no image registry and no Kubernetes API (this one):
    Jobs first, every Service's host name resolving to this machine, each
    under its memory and CPU limits (cgroup v1); every liveness and readiness
    probe of the chart must pass. Only the backing services are this
-   machine's (a database of PostgreSQL, Redis under a key prefix, no Jaeger).
-   newman runs the Postman collections against the edge; SIGTERM stops every
+   machine's (a database of PostgreSQL, Redis under a key prefix) and, for
+   the chart's Jaeger, an OTLP receiver of this check's own. newman runs the
+   Postman collections against the edge; a request with a client's
+   traceparent must arrive as one trace from the edge through gRPC to the
+   catalog's SQL, each span under its pod's service name; SIGTERM stops every
    process within the grace period, exit code 0.
 5. The README's `docker run`: all-in-one by the default command, /data
    writable, answering the users and auth collections and a search.
@@ -37,10 +40,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import uuid
 import urllib.error
 import urllib.parse
 import urllib.request
+from concurrent import futures
 from pathlib import Path
 
 import yaml
@@ -528,6 +534,115 @@ def killed_at_end(proc, stack: contextlib.ExitStack):
     return proc
 
 
+class OtlpReceiver:
+    """An OTLP/gRPC trace receiver on 127.0.0.1:`port`, standing in for the
+    chart's Jaeger (whose Service name resolves to this machine): it keeps
+    every span exported to it as (service.name, span)."""
+
+    def __init__(self, port):
+        try:
+            import grpc
+            from opentelemetry.proto.collector.trace.v1 import (trace_service_pb2,
+                                                                trace_service_pb2_grpc)
+        except ImportError:
+            sys.exit("the trace check needs grpcio and opentelemetry-proto (pip install "
+                     "grpcio opentelemetry-proto; .ci/run installs them)")
+        self.spans, self.lock = [], threading.Lock()
+        receiver = self
+
+        class Service(trace_service_pb2_grpc.TraceServiceServicer):
+            def Export(self, request, context):
+                for rs in request.resource_spans:
+                    name = next((a.value.string_value for a in rs.resource.attributes
+                                 if a.key == "service.name"), "")
+                    with receiver.lock:
+                        receiver.spans += [(name, sp) for ss in rs.scope_spans for sp in ss.spans]
+                return trace_service_pb2.ExportTraceServiceResponse()
+
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Service(), self.server)
+        try:
+            bound = self.server.add_insecure_port(f"127.0.0.1:{port}")
+        except RuntimeError:
+            bound = 0
+        if bound == 0:
+            sys.exit(f"the trace receiver could not listen on 127.0.0.1:{port} (in use?)")
+        self.server.start()
+
+    def services(self):
+        with self.lock:
+            return {name for name, _ in self.spans}
+
+    def trace(self, trace_id):
+        """(service, span) of every span of `trace_id` (hex) received so far."""
+        with self.lock:
+            return [(n, sp) for n, sp in self.spans if sp.trace_id.hex() == trace_id]
+
+    def close(self):
+        self.server.stop(grace=None)
+
+
+def otlp_port(docs):
+    """The port of the OTLP endpoint the chart's otus containers export to,
+    when its host is one of the rendered Services (the in-release Jaeger);
+    None when it is elsewhere (an external collector) or unset."""
+    services = {d["metadata"]["name"] for d in docs if d["kind"] == "Service"}
+    endpoints = {(d.get("data") or {}).get("OTEL_EXPORTER_OTLP_ENDPOINT")
+                 for d in docs if d["kind"] == "ConfigMap"} - {None, ""}
+    for url in endpoints:
+        u = urllib.parse.urlsplit(url)
+        if u.hostname in services:
+            return u.port or 4317
+    return None
+
+
+def check_trace(receiver, base, envs):
+    """A REST request with a client's traceparent is one trace in the pods'
+    exports, as Jaeger would show it: the edge's server span under the
+    client's, its gRPC client span, the catalog's gRPC server span under
+    that (context carried in gRPC metadata between processes) and its SQL
+    under it, each span under its pod's OTEL_SERVICE_NAME; and every otus
+    Deployment exported spans."""
+    trace_id, client_span = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    req = urllib.request.Request(base + "/products/1",
+                                 headers={"traceparent": f"00-{trace_id}-{client_span}-01"})
+    try:
+        urllib.request.urlopen(req, timeout=5).close()
+    except urllib.error.HTTPError as e:
+        if e.code != 404:
+            sys.exit(f"GET /products/1 answered {e.code}")
+    edge_name = envs["edge"].get("OTEL_SERVICE_NAME")
+    catalog_name = envs["catalog"].get("OTEL_SERVICE_NAME")
+    rpc = "otus.catalog.v1.CatalogService/GetProduct"
+    server_kind, client_kind = 2, 3  # opentelemetry.proto.trace.v1.Span.SpanKind
+
+    def complete():
+        spans = receiver.trace(trace_id)
+        edge = [sp for n, sp in spans if n == edge_name and sp.kind == server_kind
+                and sp.parent_span_id.hex() == client_span]
+        calls = [sp for n, sp in spans if n == edge_name and sp.kind == client_kind
+                 and sp.name == rpc and edge and sp.parent_span_id == edge[0].span_id]
+        served = [sp for n, sp in spans if n == catalog_name and sp.kind == server_kind
+                  and sp.name == rpc and calls and sp.parent_span_id == calls[0].span_id]
+        sql = [sp for n, sp in spans if n == catalog_name and sp.name.startswith("sea_orm")]
+        return bool(edge and calls and served and sql)
+
+    def shown():
+        return [(n, sp.name) for n, sp in receiver.trace(trace_id)]
+    deadline = time.monotonic() + 30
+    while not complete():
+        if time.monotonic() > deadline:
+            sys.exit(f"trace {trace_id} of GET /products/1 is not one trace from {edge_name} "
+                     f"through gRPC to {catalog_name}'s SQL within 30 s; received: {shown()}")
+        time.sleep(0.2)
+    wanted = {env.get("OTEL_SERVICE_NAME") for env in envs.values()} - {None}
+    wait_until(30, f"spans from every otus Deployment ({sorted(wanted)}); so far "
+               f"{sorted(receiver.services())}", lambda: wanted <= receiver.services())
+    say(f"traces: GET /products/1 is one trace from {edge_name} through gRPC to "
+        f"{catalog_name}'s SQL ({len(receiver.trace(trace_id))} spans); spans from "
+        f"{', '.join(sorted(wanted))}")
+
+
 def run_pods(args, fs, docs, overrides, stack: contextlib.ExitStack):
     """The chart's Jobs, then its Deployments as pods: every probe, newman
     against the edge, SIGTERM within the grace period, peaks against limits.
@@ -544,6 +659,11 @@ def run_pods(args, fs, docs, overrides, stack: contextlib.ExitStack):
             if not port_free(port["containerPort"]):
                 sys.exit(f"port {port['containerPort']} ({d['metadata']['name']}) is in use "
                          "on 127.0.0.1")
+    receiver = None
+    port = otlp_port(docs)
+    if port is not None:
+        receiver = OtlpReceiver(port)
+        stack.callback(receiver.close)
     procs, envs, edge = [], {}, None
     for d, c in deployments:
         name = d["metadata"]["name"]
@@ -586,6 +706,10 @@ def run_pods(args, fs, docs, overrides, stack: contextlib.ExitStack):
     cache = envs.get("catalog", {}).get("CACHE_ENABLED", "1")
     cache_on = cache.lower() in ("1", "true", "on", "yes", "y")
     newman(args.newman, base, ["catalog"], [] if cache_on else ["cache=off"])
+    if receiver is None:
+        say("traces: not checked (the chart exports them to a collector outside the release)")
+    else:
+        check_trace(receiver, base, envs)
     for name, p, log, limits in procs:
         stop(name, p, log, grace, limits)
     say(f"every process stopped on SIGTERM within {grace} s, exit code 0")
