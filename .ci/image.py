@@ -559,7 +559,9 @@ class OtlpReceiver:
                         receiver.spans += [(name, sp) for ss in rs.scope_spans for sp in ss.spans]
                 return trace_service_pb2.ExportTraceServiceResponse()
 
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        # Without SO_REUSEPORT (grpcio's default), a port in use fails the bind.
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4),
+                                  options=[("grpc.so_reuseport", 0)])
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Service(), self.server)
         try:
             bound = self.server.add_insecure_port(f"127.0.0.1:{port}")
