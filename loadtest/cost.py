@@ -69,8 +69,19 @@ import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import NamedTuple
 
 from waiting import wait_until
+
+
+class Build(NamedTuple):
+    """One `otus` build measured: its label in the tables, the binary, its
+    catalog database, and whether it runs as Kubernetes runs it (one process
+    per service) or as all-in-one."""
+    label: str
+    binary: str
+    db: str
+    pods: bool
 
 ROOT = Path(__file__).resolve().parent.parent
 TICK = os.sysconf("SC_CLK_TCK")
@@ -417,7 +428,7 @@ def sweep_rates(text: str) -> list[str]:
     return rates
 
 
-def sweep(args, builds: list[tuple], qs: list[str], work: Path, servers: list, results: dict) -> None:
+def sweep(args, builds: list[Build], qs: list[str], work: Path, servers: list, results: dict) -> None:
     """CPU per request at each of `--sweep`'s offered rates: bare axum, then
     for each build the edge's `/health/` and a search on each of `--paths`."""
     rates = sweep_rates(args.sweep)
@@ -507,14 +518,13 @@ def main() -> None:
     if not Path(args.oha).exists():
         sys.exit(f"oha not found at {args.oha}: cargo install oha --root ~/.cache/otus-rs/tools")
 
-    # (label, binary, database, one process per service)
-    builds = [("new", args.otus, args.db, False)]
+    builds = [Build("new", args.otus, args.db, False)]
     if args.baseline:
-        builds.append(("base", args.baseline, args.baseline_db or args.db, False))
+        builds.append(Build("base", args.baseline, args.baseline_db or args.db, False))
     for c, pods in [(c, False) for c in args.compare] + [(c, True) for c in args.pods]:
         label, rest = c.split("=", 1)
         binary, _, db = rest.partition("@")
-        builds.append((label, binary, db or args.db, pods))
+        builds.append(Build(label, binary, db or args.db, pods))
     have = ensure_catalog(args.db, args.products, args.otus)
     qs = searches(args.db, max(args.searches, args.closed_searches if args.closed else 0))
     cpu_model = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
@@ -596,19 +606,19 @@ def main() -> None:
             print("| round | build | req/s | p50 ms | p99 ms | errors | otus µs/request | PostgreSQL µs/request | "
                   "machine busy |\n|---|---|---|---|---|---|---|---|---|", flush=True)
             started = {}
-            for i, (label, b, db, pods) in enumerate(builds):
-                started[label] = start_build(f"{label}-closed", b, db, args.port + 20 * i, False, args.redis,
-                                             work, pods)
-                servers.append(started[label])
-            dbs = {label: db for label, _, db, _ in builds}
-            for i, (label, _, _, _) in enumerate(builds):
-                u = url_file(work, f"closed-{label}.txt", args.port + 20 * i, qs[: args.closed_searches])
+            for i, b in enumerate(builds):
+                started[b.label] = start_build(f"{b.label}-closed", b.binary, b.db, args.port + 20 * i, False,
+                                               args.redis, work, b.pods)
+                servers.append(started[b.label])
+            for i, b in enumerate(builds):
+                u = url_file(work, f"closed-{b.label}.txt", args.port + 20 * i, qs[: args.closed_searches])
                 oha(args, u, ["-c", str(args.connections), "-z", "5s"], work / "warm.json")
             for rnd in range(1, args.rounds + 1):
-                for label, _, _, _ in builds if rnd % 2 else list(reversed(builds)):
+                for b in builds if rnd % 2 else list(reversed(builds)):
+                    label = b.label
                     u = work / f"closed-{label}.txt"
                     m = measure(args, u, ["-c", str(args.connections), "-z", f"{args.duration}s"],
-                                {"otus": started[label].pids, "postgres": []}, work, dbs[label])
+                                {"otus": started[label].pids, "postgres": []}, work, b.db)
                     print(f"| {rnd} | {label} | {m['rps']:.0f} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} | "
                           f"{m['errors']} | {m['us']['otus']:.0f} | {m['us'].get('postgres', 0):.0f} | "
                           f"{100 * m['busy']:.0f}% |", flush=True)
