@@ -12,7 +12,12 @@ Logins are rationed so the stress test never trips the service's login limits
 from the one load-generator address): one login per user at start, and the
 user lifecycle (create a user, log in, log out, log in again, delete it) at
 most once per LIFECYCLE_EVERY seconds in the whole process, i.e. ~8 logins a
-minute. A session that expires is renewed once (a 401 on /me).
+minute. A session that expires is renewed once (a 401 on /me). If the limit is
+hit anyway (another client behind the same address), the 429 counts as a
+failure and its Retry-After is honoured by every user of the process: no
+login, and no call that needs a session, until it has passed, so the stress
+test neither keeps the address locked out nor fills its statistics with the
+401s of users without a session.
 
 Locally:
 
@@ -37,6 +42,9 @@ WORDS = ["космос", "рюкзак", "синий", "чайник", "пала
 
 # When the last user lifecycle started, shared by all users of this process.
 _last_lifecycle = [0.0]
+# Until when logins are refused (a 429's Retry-After): the limit is per client
+# address, and every user of this process has the same one.
+_logins_blocked_until = [0.0]
 
 
 def new_user_body():
@@ -59,9 +67,26 @@ class ApiUser(HttpUser):
         self.token = self.login(self.username, self.password)
 
     def login(self, username, password):
+        """The session token, or None (also, without asking, while a 429's
+        Retry-After has not passed)."""
+        if time.monotonic() < _logins_blocked_until[0]:
+            return None
         r = self.client.post(f"{PREFIX}/login", name="/login",
                              json={"username": username, "password": password})
+        if r.status_code == 429:
+            try:
+                wait = float(r.headers.get("Retry-After", "60"))
+            except ValueError:
+                wait = 60.0
+            _logins_blocked_until[0] = time.monotonic() + wait
         return r.json().get("token") if r.ok else None
+
+    def has_session(self):
+        """True if this user has a session, after logging in again if it
+        has none (unless logins are held back)."""
+        if not self.token:
+            self.token = self.login(self.username, self.password)
+        return bool(self.token)
 
     def auth(self, token=None):
         token = token or self.token
@@ -78,6 +103,8 @@ class ApiUser(HttpUser):
 
     @task(3)
     def me(self):
+        if not self.has_session():
+            return
         with self.client.get(f"{PREFIX}/me", name="/me", headers=self.auth(),
                              catch_response=True) as r:
             if r.status_code == 401:
@@ -87,17 +114,19 @@ class ApiUser(HttpUser):
 
     @task(2)
     def read_user(self):
-        if self.user_id:
+        if self.user_id and self.has_session():
             self.client.get(f"{PREFIX}/user/{self.user_id}", name="/user/{userId}", headers=self.auth())
 
     @task(1)
     def update_user(self):
-        if self.user_id:
+        if self.user_id and self.has_session():
             self.client.put(f"{PREFIX}/user/{self.user_id}", name="/user/{userId}",
                             headers=self.auth(), json={"firstName": random.choice(["Ада", "Алан", "Грейс"])})
 
     @task(1)
     def update_me(self):
+        if not self.has_session():
+            return
         self.client.put(f"{PREFIX}/me", name="/me", headers=self.auth(), json={"lastName": "Тест"})
 
     @task(5)
@@ -117,7 +146,7 @@ class ApiUser(HttpUser):
     def lifecycle(self):
         """Create a user, log in, log out, log in again, delete it: rationed."""
         now = time.monotonic()
-        if now - _last_lifecycle[0] < LIFECYCLE_EVERY:
+        if now - _last_lifecycle[0] < LIFECYCLE_EVERY or now < _logins_blocked_until[0]:
             return
         _last_lifecycle[0] = now
         body = new_user_body()
