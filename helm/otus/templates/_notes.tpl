@@ -9,7 +9,7 @@ exists in the release.
 {{- $ns := .Release.Namespace -}}
 otus-rs {{ .Chart.AppVersion }} ({{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}) in namespace {{ $ns }}.
 
-Wait until it serves{{ if .Values.catalog.seed.count }} (the seed Job, a post-install hook, has loaded {{ .Values.catalog.seed.count }} products into an empty catalog){{ end }}:
+Wait until it serves{{ if .Values.catalog.seed.count }} (the seed Job, a hook of the install and of each upgrade, loads {{ .Values.catalog.seed.count }} products into an empty catalog and leaves one with data as it is){{ end }}:
   kubectl -n {{ $ns }} rollout status deployment/{{ $full }}-edge --timeout 5m
 {{ if .Values.ingress.enabled }}
 The API, through the ingress controller (class {{ .Values.ingress.className }}):
