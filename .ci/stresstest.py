@@ -2,7 +2,7 @@
 """The chart's stress test, run as its Deployment runs it, against the system
 behind the ingress stand-in (CI's nginx).
 
-    python3 .ci/stresstest.py RENDERED.yaml TARGET_URL OUT_DIR [--seconds 30]
+    python3 .ci/stresstest.py RENDERED.yaml TARGET_URL OUT_DIR [--seconds 30] [--locust BIN]
 
 RENDERED.yaml is `helm template ... --set stresstest.enabled=true --show-only
 templates/stresstest.yaml`. From it: the scenario as the pod gets it (the
@@ -14,8 +14,9 @@ the pod does (`--autostart`, its web UI on the container's `ui` port, which
 the readiness probe asks) for --seconds, then quits. Passes when the probe
 answered, no request failed, and the rate is the chart's
 (stresstest.requestsPerSecond, within 30%: the users start at 2 a second).
-Locust is CI's (pip, 2.47), not the chart's image (locustio/locust 2.37):
-the same arguments and scenario API.
+--locust is the Locust to run; CI passes one of the version the chart's image
+tag names (locustio/locust:X, installed from PyPI into a venv of its own), and
+a different version is printed as such.
 """
 import argparse
 import csv
@@ -38,6 +39,7 @@ def main():
     ap.add_argument("target")
     ap.add_argument("out")
     ap.add_argument("--seconds", type=int, default=30)
+    ap.add_argument("--locust", default="locust", help="the locust executable (default: on PATH)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -72,12 +74,18 @@ def main():
     rate = float(env["RATE_PER_USER"]) * int(argv[argv.index("-u") + 1])
     extra = ["--run-time", f"{args.seconds}s", "--autoquit", "0", "--csv", str(out / "stats"),
              "--web-host", "127.0.0.1", "--web-port", str(ui), "--loglevel", "WARNING"]
+    image = container["image"]
+    version = subprocess.run([args.locust, "--version"], text=True,
+                             capture_output=True).stdout.split()[1:2] or ["?"]
+    same = image.rsplit(":", 1)[-1] == version[0]
+    print(f"stresstest: locust {version[0]} (the pod's image: {image}"
+          f"{'' if same else '; NOT the same version'})", flush=True)
     print(f"stresstest: locust {' '.join(argv)} {' '.join(extra)}", flush=True)
     print(f"stresstest: env HOST_HEADER={env.get('HOST_HEADER')!r} "
           f"PATH_PREFIX={env.get('PATH_PREFIX')!r} RATE_PER_USER={env['RATE_PER_USER']}",
           flush=True)
     log = out / "locust.log"
-    proc = subprocess.Popen(["locust", *argv, *extra], env={**os.environ, **env},
+    proc = subprocess.Popen([args.locust, *argv, *extra], env={**os.environ, **env},
                             stdout=open(log, "w"), stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{ui}{probe['path']}"
