@@ -48,18 +48,16 @@ def check(helm, chart, name, args):
     objects = {(d["kind"], d["metadata"]["name"]): d for d in docs}
     problems = []
 
+    kinds = {"svc": "Service", "deployment": "Deployment", "deploy": "Deployment", "job": "Job"}
+
     def find(ref):
         kind, _, obj = ref.partition("/")
-        kind = {"svc": "Service", "deployment": "Deployment", "deploy": "Deployment",
-                "job": "Job"}[kind]
-        d = objects.get((kind, obj))
-        if d is None:
-            problems.append(f"{ref}: no {kind} {obj} in this install")
-        return d
+        return objects.get((kinds[kind], obj))
 
+    for ref in re.findall(r"\b((?:svc|deployment|deploy|job)/[a-z0-9-]+)", notes):
+        if find(ref) is None:
+            problems.append(f"{ref}: no {kinds[ref.split('/')[0]]} of that name in this install")
     for line in notes.splitlines():
-        for m in re.finditer(r"\b((?:svc|deployment|deploy|job)/[a-z0-9-]+)", line):
-            find(m.group(1))
         pf = re.search(r"port-forward ((?:svc|deploy)/[a-z0-9-]+) (?:\d+:)?(\d+)", line)
         if pf:
             d = find(pf.group(1))

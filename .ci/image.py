@@ -629,17 +629,14 @@ def check_trace(receiver, base, envs):
         sql = [sp for n, sp in spans if n == catalog_name and sp.name.startswith("sea_orm")]
         return bool(edge and calls and served and sql)
 
-    def shown():
-        return [(n, sp.name) for n, sp in receiver.trace(trace_id)]
-    deadline = time.monotonic() + 30
-    while not complete():
-        if time.monotonic() > deadline:
-            sys.exit(f"trace {trace_id} of GET /products/1 is not one trace from {edge_name} "
-                     f"through gRPC to {catalog_name}'s SQL within 30 s; received: {shown()}")
-        time.sleep(0.2)
+    wait_until(30, lambda: (
+        f"trace {trace_id} of GET /products/1 as one trace from {edge_name} through gRPC to "
+        f"{catalog_name}'s SQL; received: {[(n, sp.name) for n, sp in receiver.trace(trace_id)]}"),
+        complete)
     wanted = {env.get("OTEL_SERVICE_NAME") for env in envs.values()} - {None}
-    wait_until(30, f"spans from every otus Deployment ({sorted(wanted)}); so far "
-               f"{sorted(receiver.services())}", lambda: wanted <= receiver.services())
+    wait_until(30, lambda: (f"spans from every otus Deployment ({sorted(wanted)}); received "
+                            f"from {sorted(receiver.services())}"),
+               lambda: wanted <= receiver.services())
     say(f"traces: GET /products/1 is one trace from {edge_name} through gRPC to "
         f"{catalog_name}'s SQL ({len(receiver.trace(trace_id))} spans); spans from "
         f"{', '.join(sorted(wanted))}")

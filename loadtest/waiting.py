@@ -12,7 +12,8 @@ def wait_until(seconds, what, check, proc=None, logfile=None):
     or ValueError (a half-written answer) counts as not yet. Exits the
     script naming `what` at the deadline, or at once if `proc` (the process
     that should make the condition true) has exited; `logfile`'s tail is
-    printed with the reason."""
+    printed with the reason. `what` may be a function, called then: a
+    description of the state when the wait failed, not when it began."""
     deadline = time.monotonic() + seconds
     while True:
         try:
@@ -22,8 +23,10 @@ def wait_until(seconds, what, check, proc=None, logfile=None):
         except (OSError, ValueError):
             pass
         if proc is not None and proc.poll() is not None:
+            what = what() if callable(what) else what
             sys.exit(f"{what}: the process exited ({proc.returncode})\n{tail(logfile)}")
         if time.monotonic() > deadline:
+            what = what() if callable(what) else what
             sys.exit(f"{what}: not within {seconds:.0f} s\n{tail(logfile)}")
         time.sleep(0.2)
 
